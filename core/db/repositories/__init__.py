@@ -1,0 +1,1 @@
+"""Repositories: queries over one session. They flush when they must, never commit."""

@@ -1,0 +1,63 @@
+"""Notifications outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Notification
+from core.domain import NotificationState
+
+
+class NotificationRepository:
+    """Access to ``notifications`` (the Telegram outbox)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def enqueue(
+        self,
+        *,
+        chat_id: int,
+        kind: str,
+        text: str,
+        user_id: int | None = None,
+        attachment: bytes | None = None,
+        dedupe_key: str | None = None,
+    ) -> bool:
+        """Add a message to the outbox; a repeated ``dedupe_key`` is ignored.
+
+        Returns:
+            Whether a new message was added.
+        """
+        result = await self._session.execute(
+            insert(Notification)
+            .values(
+                user_id=user_id,
+                chat_id=chat_id,
+                kind=kind,
+                text=text,
+                attachment=attachment,
+                dedupe_key=dedupe_key,
+                state=NotificationState.PENDING,
+            )
+            .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+            .returning(Notification.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def claim_next_due(self, now: datetime) -> Notification | None:
+        """Lock the oldest due message; concurrent workers skip it."""
+        return await self._session.scalar(
+            select(Notification)
+            .where(
+                Notification.state == NotificationState.PENDING,
+                Notification.next_attempt_at <= now,
+            )
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )

@@ -1,0 +1,62 @@
+"""Re-encryption of every secret under the primary key (``tv2dydx keys rotate``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
+from core.db.uow import UnitOfWork
+from core.logs import get_logger
+
+
+@dataclass(frozen=True, slots=True)
+class RotationReport:
+    """Result of a rotation run."""
+
+    resealed: int
+    remaining_by_key: dict[str, int]
+
+
+class KeyRotationService:
+    """Moves ciphertexts to the primary key in small committed batches.
+
+    Each batch locks its rows with ``SKIP LOCKED`` and commits, so the run can be stopped
+    and started again at any time, and runs beside a live service.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], keyring: Keyring) -> None:
+        self._sessionmaker = sessionmaker
+        self._keyring = keyring
+        self._log = get_logger(__name__)
+
+    async def rotate(self, *, batch_size: int = 100) -> RotationReport:
+        """Re-encrypt every credential not yet under the primary key."""
+        resealed = 0
+        while True:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                batch = await uow.credentials.lock_batch_not_under(
+                    self._keyring.primary_id, batch_size
+                )
+                if not batch:
+                    counts = await uow.credentials.count_by_key()
+                    break
+                for credential in batch:
+                    aad = associated_data(CREDENTIAL_PURPOSE, credential.user_id)
+                    sealed = self._keyring.reseal(
+                        Sealed(credential.key_id, credential.ciphertext), aad
+                    )
+                    credential.key_id, credential.ciphertext = sealed.key_id, sealed.blob
+                uow.audit.record(
+                    "keys_rotated",
+                    user_id=None,
+                    actor="system",
+                    count=len(batch),
+                    to_key=self._keyring.primary_id,
+                )
+                await uow.commit()
+                resealed += len(batch)
+                self._log.info("keys_rotation_batch", count=len(batch), total=resealed)
+        remaining = {k: v for k, v in counts.items() if k != self._keyring.primary_id}
+        return RotationReport(resealed=resealed, remaining_by_key=remaining)

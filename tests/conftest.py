@@ -1,0 +1,156 @@
+"""Shared test fixtures: real PostgreSQL, real Redis and the protocol doubles.
+
+Each run creates its own PostgreSQL database (migrated once) and uses its own Redis db
+index. A test's database work happens inside an outer transaction that is rolled back;
+tests that need real concurrent transactions use ``live_sessionmaker``, which commits for
+real and truncates afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.config import Settings
+from core.crypto import generate_key_entry
+from core.db.base import Base
+from core.db.engine import create_engine
+from core.migrate import upgrade
+
+pytest_plugins = [
+    "tests.doubles.telegram_fixtures",
+    "tests.doubles.dydx.fixtures",
+]
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
+BOT_TOKEN = "123456789:TEST-token-for-the-telegram-double-00000"
+
+
+def make_database(name: str) -> str:
+    """Create an empty database and return its asyncpg URL."""
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
+
+
+def drop_database(name: str) -> None:
+    """Drop a database made by :func:`make_database`."""
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin_execute(statement: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database for this run, migrated to head."""
+    name = f"tv2dydx_test_{os.getpid()}_{secrets.token_hex(3)}"
+    url = make_database(name)
+    upgrade(url)
+    yield url
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """This run's Redis database."""
+    return f"{REDIS_BASE}/{REDIS_DB}"
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The engine of the run's database."""
+    engine = create_engine(database_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sessionmaker(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions joined to one outer transaction that is rolled back after the test.
+
+    Production code commits as usual; its commits release SAVEPOINTs.
+    """
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield async_sessionmaker(
+            bind=connection,
+            expire_on_commit=False,
+            autoflush=False,
+            join_transaction_mode="create_savepoint",
+        )
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def live_sessionmaker(
+    engine: AsyncEngine,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Real, concurrent transactions; every table is emptied afterwards."""
+    yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """This run's Redis database, emptied before and after the test."""
+    client: Redis = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def encryption_keys() -> str:
+    """A keyring for the run."""
+    return generate_key_entry()
+
+
+@pytest.fixture
+def base_env(database_url: str, redis_url: str, encryption_keys: str) -> dict[str, str]:
+    """Environment variables of a complete configuration (before doubles are added)."""
+    return {
+        "BOT_TOKEN": BOT_TOKEN,
+        "PUBLIC_BASE_URL": "http://localhost:8080",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ENCRYPTION_KEYS": encryption_keys,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def make_settings(base_env: dict[str, str]) -> Callable[..., Settings]:
+    """Build ``Settings`` from the base environment plus overrides (no .env, no os.environ)."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {key.lower(): value for key, value in base_env.items()}
+        values.update({key.lower(): value for key, value in overrides.items()})
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build

@@ -1,0 +1,1 @@
+"""arq workers: order execution, monitors and the notifications outbox."""

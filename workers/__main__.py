@@ -1,0 +1,55 @@
+"""``python -m workers`` (``tv2dydx worker``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from arq.connections import RedisSettings
+from arq.worker import Worker, async_check_health, get_kwargs
+
+from core.config import Settings
+from core.runtime import preflight_or_exit, settings_or_exit, start_process
+from workers.settings import WorkerSettings
+
+
+def _redis_settings(settings: Settings) -> RedisSettings:
+    return RedisSettings.from_dsn(settings.redis_url.get_secret_value())
+
+
+async def _serve(settings: Settings) -> None:
+    worker = Worker(
+        **get_kwargs(WorkerSettings),
+        redis_settings=_redis_settings(settings),
+        ctx={"settings": settings},
+    )
+    try:
+        await worker.async_run()
+    except asyncio.CancelledError:
+        pass  # SIGTERM/SIGINT: arq cancelled its main task and re-queued running jobs
+    finally:
+        await worker.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker, or with ``--check`` report whether one is healthy."""
+    parser = argparse.ArgumentParser(prog="tv2dydx worker")
+    parser.add_argument("--check", action="store_true", help="health check, exit 0 if healthy")
+    args = parser.parse_args(argv)
+    if args.check:
+        settings = settings_or_exit()
+        code = asyncio.run(async_check_health(_redis_settings(settings), queue_name="arq:queue"))
+        print(
+            "tv2dydx: worker healthy" if code == 0 else "tv2dydx: no healthy worker found",
+            file=sys.stderr if code else sys.stdout,
+        )
+        return code
+    settings = start_process("worker")
+    preflight_or_exit(settings)
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The worker's typed context, built once in ``on_startup``."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from aiogram import Bot
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.config import Settings
+from core.services.notifications import NotificationService
+from core.telegram import TelegramSender
+
+
+class WorkerContext(TypedDict):
+    """What every job receives (arq adds ``redis``, ``job_id``, ``job_try``...)."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    bot: Bot
+    notifications: NotificationService
+    sender: TelegramSender
+    redis: Any
+    job_try: int
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    """Open the database pool and the Telegram session."""
+    from core.db.engine import create_engine, create_sessionmaker
+    from core.telegram import create_bot
+
+    settings: Settings = ctx["settings"]
+    engine = create_engine(settings.database_url.get_secret_value())
+    sessionmaker = create_sessionmaker(engine)
+    bot = create_bot(settings)
+    ctx.update(
+        engine=engine,
+        sessionmaker=sessionmaker,
+        bot=bot,
+        notifications=NotificationService(sessionmaker),
+        sender=TelegramSender(bot),
+    )
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    """Close what ``startup`` opened."""
+    if "bot" in ctx:
+        await ctx["bot"].session.close()
+    if "engine" in ctx:
+        await ctx["engine"].dispose()
