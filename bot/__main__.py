@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+from aiogram import Bot
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
+
 from bot.app import create_dispatcher, create_services, publish_commands
 from core.config import Settings
 from core.db.engine import create_engine, create_sessionmaker
 from core.runtime import fail, preflight_or_exit, start_process
 from core.telegram import create_bot
+
+log = structlog.get_logger(__name__)
+MAX_STARTUP_BACKOFF = 60.0
+
+
+async def _announce(bot: Bot) -> None:
+    """Publish the menu, waiting out a Telegram outage rather than crash-looping."""
+    delay = 1.0
+    while True:
+        try:
+            await publish_commands(bot)
+            await bot.delete_webhook(drop_pending_updates=False)
+            return
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            log.warning("telegram_unreachable_at_start", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_STARTUP_BACKOFF)
 
 
 async def _serve(settings: Settings) -> None:
@@ -16,8 +37,7 @@ async def _serve(settings: Settings) -> None:
     bot = create_bot(settings)
     try:
         dispatcher = create_dispatcher(create_services(create_sessionmaker(engine)))
-        await publish_commands(bot)
-        await bot.delete_webhook(drop_pending_updates=False)
+        await _announce(bot)
         await dispatcher.start_polling(bot, handle_signals=True, close_bot_session=False)
     finally:
         await bot.session.close()
@@ -30,7 +50,10 @@ def main() -> int:
     if settings.telegram_mode != "polling":
         fail("TELEGRAM_MODE=webhook: updates are delivered to `tv2dydx web`, not polled", code=2)
     preflight_or_exit(settings)
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except TelegramUnauthorizedError:
+        fail("Telegram rejected BOT_TOKEN; copy it again from @BotFather", code=1)
     return 0
 
 

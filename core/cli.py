@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 
 from core import __version__
-from core.crypto import DecryptionError, generate_key_entry
-from core.runtime import fail, settings_or_exit
+
+# Commands import what they use: `tv2dydx --help` and the exec of a component stay fast.
 
 COMPONENTS = {"web": "webhook_server", "bot": "bot", "worker": "workers"}
 STOP_GRACE_SECONDS = 15.0
@@ -36,9 +36,12 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     """Apply migrations up to head (a no-op when already there)."""
     from sqlalchemy.exc import DBAPIError, OperationalError
 
+    from core.logs import configure_logging
     from core.migrate import head_revisions, upgrade
+    from core.runtime import fail, settings_or_exit
 
     settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
     try:
         upgrade(settings.database_url.get_secret_value())
     except (OSError, OperationalError, DBAPIError) as exc:
@@ -73,6 +76,8 @@ def _terminate(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run web, bot and worker together; if one dies, stop the others and fail."""
+    from core.runtime import settings_or_exit
+
     if not args.no_migrate:
         cmd_migrate(args)
     else:
@@ -107,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_keys_generate(_args: argparse.Namespace) -> int:
     """Print a new keyring entry."""
+    from core.crypto import generate_key_entry
+
     entry = generate_key_entry()
     print(entry)
     print(
@@ -119,8 +126,10 @@ def cmd_keys_generate(_args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Re-encrypt every stored secret under the primary key."""
+    from core.crypto import DecryptionError
     from core.db.engine import create_engine, create_sessionmaker
     from core.logs import configure_logging
+    from core.runtime import fail, settings_or_exit
     from core.services.keys import KeyRotationService
 
     settings = settings_or_exit()

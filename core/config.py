@@ -137,6 +137,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         case_sensitive=False,
         extra="ignore",
+        env_ignore_empty=True,  # `NAME=` in .env means "not set", as in .env.example
         frozen=True,
     )
 
@@ -338,7 +339,7 @@ def load_settings(env_file: str | None = ".env", **overrides: Any) -> Settings:
             never echoed, since several of them are secrets.
     """
     try:
-        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems = list(dict.fromkeys(_describe(err) for err in exc.errors()))
         raise ConfigError(problems) from None

@@ -61,8 +61,9 @@ def test_custom_network_requires_every_endpoint(make_settings: Callable[..., Set
     assert custom.node_tls is False
 
 
-def test_custom_network_errors_name_the_variables(monkeypatch: pytest.MonkeyPatch,
-                                                  base_env: dict[str, str]) -> None:
+def test_custom_network_errors_name_the_variables(
+    monkeypatch: pytest.MonkeyPatch, base_env: dict[str, str]
+) -> None:
     for key, value in base_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DYDX_NETWORK", "custom")
@@ -80,7 +81,10 @@ def test_ip_allowlist_defaults_to_tradingview_and_star_disables(
     default = make_settings().webhook_allowlist
     assert default is not None
     assert {str(n.network_address) for n in default} == {
-        "52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7",
+        "52.89.214.238",
+        "34.212.75.30",
+        "54.218.53.128",
+        "52.32.178.7",
     }
     assert make_settings(webhook_ip_allowlist="*").webhook_allowlist is None
     custom = make_settings(webhook_ip_allowlist="10.0.0.0/8, 192.0.2.1")
@@ -92,9 +96,10 @@ def test_ip_allowlist_defaults_to_tradingview_and_star_disables(
 def test_webhook_mode_needs_a_secret(make_settings: Callable[..., Settings]) -> None:
     with pytest.raises(Exception, match="TELEGRAM_WEBHOOK_SECRET"):
         make_settings(telegram_mode="webhook")
-    assert make_settings(
-        telegram_mode="webhook", telegram_webhook_secret="s" * 32
-    ).telegram_mode == "webhook"
+    assert (
+        make_settings(telegram_mode="webhook", telegram_webhook_secret="s" * 32).telegram_mode
+        == "webhook"
+    )
 
 
 def test_public_url_must_be_https_except_localhost(
@@ -112,3 +117,25 @@ def test_secrets_do_not_appear_in_repr(make_settings: Callable[..., Settings]) -
     shown = repr(settings) + str(settings)
     assert settings.bot_token.get_secret_value() not in shown
     assert settings.encryption_keys.get_secret_value() not in shown
+
+
+def test_env_example_documents_every_variable_and_loads(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from core.config import EXPECTED
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    names = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    }
+    assert set(EXPECTED) <= names
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    # As shipped, only the required blanks are reported; empty optional values mean "unset".
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=str(example))
+    assert [p.split()[0] for p in info.value.problems] == ["BOT_TOKEN", "ENCRYPTION_KEYS"]

@@ -13,9 +13,7 @@ from core.logs import REDACTED, configure_logging, redact_processor, redact_valu
 from webhook_server.access_log import RedactingAccessLogger
 
 PRIVATE_KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
-MNEMONIC = (
-    "abandon ability able about above absent absorb abstract absurd abuse access accident"
-)
+MNEMONIC = "abandon ability able about above absent absorb abstract absurd abuse access accident"
 WEBHOOK_TOKEN = "Zx8fQ2m9T0kLwA7pR3sV1yB6nC4dE5gH"
 
 

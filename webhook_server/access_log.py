@@ -6,6 +6,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from core.logs import get_logger, redact_text
+from webhook_server.keys import REQUEST_ID
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
@@ -24,5 +25,5 @@ class RedactingAccessLogger(AbstractAccessLogger):
             status=response.status,
             duration_ms=round(time * 1000, 2),
             remote=request.remote,
-            request_id=request.get("request_id"),
+            request_id=request.get(REQUEST_ID),
         )

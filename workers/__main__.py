@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker, async_check_health, get_kwargs
@@ -19,8 +20,10 @@ def _redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def _serve(settings: Settings) -> None:
+    # arq's own create_worker does the same: class attributes become Worker arguments.
+    tuning: dict[str, Any] = get_kwargs(dict(vars(WorkerSettings)))
     worker = Worker(
-        **get_kwargs(WorkerSettings),
+        **tuning,
         redis_settings=_redis_settings(settings),
         ctx={"settings": settings},
     )

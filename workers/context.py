@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypedDict, cast
 
 from aiogram import Bot
+from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
@@ -49,3 +51,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["bot"].session.close()
     if "engine" in ctx:
         await ctx["engine"].dispose()
+
+
+def job(function: Callable[[WorkerContext], Awaitable[Any]]) -> WorkerCoroutine:
+    """Register a job typed against :class:`WorkerContext` (arq types ``ctx`` as a dict)."""
+    return cast(WorkerCoroutine, function)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from arq import cron
 
-from workers.context import shutdown, startup
+from workers.context import job, shutdown, startup
 from workers.jobs.deliver_notifications import deliver_notifications
 
 EVERY_TWO_SECONDS = set(range(0, 60, 2))
@@ -14,9 +14,9 @@ EVERY_TWO_SECONDS = set(range(0, 60, 2))
 class WorkerSettings:
     """Jobs, schedules and tuning of the tv2dydx worker."""
 
-    functions = [deliver_notifications]  # noqa: RUF012 - arq reads class attributes
+    functions = [job(deliver_notifications)]  # noqa: RUF012 - arq reads class attributes
     cron_jobs = [  # noqa: RUF012
-        cron(deliver_notifications, second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
+        cron(job(deliver_notifications), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -17,7 +17,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     false,
-    text,
+)
+from sqlalchemy import (
+    text as sql_text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -66,7 +68,7 @@ class User(TimestampMixin, Base):
     declaration_version: Mapped[str | None] = mapped_column(String(32))
     declaration_accepted_at: Mapped[datetime | None]
     paused: Mapped[bool] = mapped_column(default=False, server_default=false())
-    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=sql_text("'{}'"))
     notify_chat_id: Mapped[int | None]
     compliance_status: Mapped[str | None] = mapped_column(String(32))
     compliance_checked_at: Mapped[datetime | None]
@@ -140,7 +142,7 @@ class Webhook(Base):
             "uq_webhooks_user_id_active",
             "user_id",
             unique=True,
-            postgresql_where=text("rotated_at IS NULL AND revoked_at IS NULL"),
+            postgresql_where=sql_text("rotated_at IS NULL AND revoked_at IS NULL"),
         ),
     )
 
@@ -176,7 +178,7 @@ class Alert(Base):
         Index(
             "ix_alerts_unqueued",
             "received_at",
-            postgresql_where=text("state = 'ACCEPTED' AND enqueued_at IS NULL"),
+            postgresql_where=sql_text("state = 'ACCEPTED' AND enqueued_at IS NULL"),
         ),
     )
 
@@ -310,7 +312,7 @@ class Notification(Base):
         Index(
             "ix_notifications_due",
             "next_attempt_at",
-            postgresql_where=text("state = 'PENDING'"),
+            postgresql_where=sql_text("state = 'PENDING'"),
         ),
     )
 

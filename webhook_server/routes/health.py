@@ -21,7 +21,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: PostgreSQL and Redis reachable, schema at head; else 503 naming the part."""
     results = await readiness(request.app[ENGINE], request.app[REDIS])
     ok = all(result.ok for result in results)
-    body = {
+    body: dict[str, object] = {
         "status": "ok" if ok else "unavailable",
         "checks": {result.name: {"ok": result.ok, "detail": result.detail} for result in results},
     }
