@@ -171,7 +171,6 @@ def init_sentry(dsn: str | None, *, environment: str, release: str) -> bool:
         dsn=dsn,
         environment=environment,
         release=release,
-        send_default_pii=False,
         before_send=before_send,
         before_breadcrumb=lambda crumb, _hint: redact_value(crumb),
     )

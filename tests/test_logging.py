@@ -99,3 +99,25 @@ async def test_access_log_line_hides_the_webhook_token(
     assert access
     assert access[0]["path"] == "/hook/***?x=1"
     assert access[0]["status"] == 200
+
+
+def test_sentry_starts_only_with_a_dsn_and_scrubs_events() -> None:
+    import sentry_sdk
+
+    from core.logs import init_sentry
+
+    assert init_sentry(None, environment="test", release="t") is False
+    assert init_sentry("", environment="test", release="t") is False
+    try:
+        assert init_sentry("http://public@127.0.0.1:9/1", environment="test", release="t")
+        before_send = sentry_sdk.get_client().options["before_send"]
+        event = {
+            "message": f"boom {PRIVATE_KEY}",
+            "extra": {"passphrase": "hunter2", "phrase": MNEMONIC},
+            "request": {"url": f"https://x.example.com/hook/{WEBHOOK_TOKEN}"},
+        }
+        scrubbed = json.dumps(before_send(event, {}))
+        for secret in (PRIVATE_KEY, "hunter2", "abandon ability", WEBHOOK_TOKEN):
+            assert secret not in scrubbed
+    finally:
+        sentry_sdk.init()  # back to a disabled client
