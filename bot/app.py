@@ -25,9 +25,13 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession]) -> Services:
     return Services(users=UserService(sessionmaker))
 
 
-def create_dispatcher(services: Services) -> Dispatcher:
-    """A dispatcher with every router and the services as workflow data."""
-    dispatcher = Dispatcher(**services)
+def create_dispatcher() -> Dispatcher:
+    """A dispatcher with every router.
+
+    Routers are module-level (one per feature), so a process builds one dispatcher; the
+    services are passed per run (``start_polling(bot, **services)``) as workflow data.
+    """
+    dispatcher = Dispatcher()
     dispatcher.update.outer_middleware(UpdateContextMiddleware())
     dispatcher.include_routers(*get_routers())
     return dispatcher

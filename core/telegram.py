@@ -8,6 +8,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
@@ -60,6 +61,9 @@ class TelegramSender:
             raise SendError("flood control", retryable=True, retry_after=exc.retry_after) from None
         except (TelegramNetworkError, TelegramServerError) as exc:
             raise SendError(f"Telegram unavailable: {exc.message}", retryable=True) from None
+        except ClientDecodeError:
+            # An HTML error page from a proxy in front of the Bot API (502 during outages).
+            raise SendError("Telegram unavailable: undecodable answer", retryable=True) from None
         except (TelegramForbiddenError, TelegramBadRequest, TelegramUnauthorizedError) as exc:
             # Blocked by the user, chat gone, malformed message: retrying cannot help.
             raise SendError(exc.message, retryable=False) from None

@@ -16,10 +16,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiogram import Dispatcher
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.app import create_dispatcher
 from core.config import Settings
 from core.crypto import generate_key_entry
 from core.db.base import Base
@@ -122,6 +124,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def dispatcher() -> Dispatcher:
+    """The bot's dispatcher; built once, as in production (routers attach only once)."""
+    return create_dispatcher()
 
 
 @pytest.fixture(scope="session")

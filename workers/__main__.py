@@ -1,29 +1,42 @@
-"""``python -m workers`` (``tv2dydx worker``)."""
+"""``python -m workers`` (``tv2dydx worker``).
+
+Heavy imports (aiogram's models take seconds) come after the settings are validated, so a
+configuration error or a health check answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from arq.connections import RedisSettings
-from arq.worker import Worker, async_check_health, get_kwargs
-
-from core.config import Settings
 from core.runtime import preflight_or_exit, settings_or_exit, start_process
-from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from arq.connections import RedisSettings
+
+    from core.config import Settings
+
+QUEUE_NAME = "arq:queue"  # arq's default queue
 
 
 def _redis_settings(settings: Settings) -> RedisSettings:
+    from arq.connections import RedisSettings
+
     return RedisSettings.from_dsn(settings.redis_url.get_secret_value())
 
 
 async def _serve(settings: Settings) -> None:
+    from arq.worker import Worker, get_kwargs
+
+    from workers.settings import WorkerSettings
+
     # arq's own create_worker does the same: class attributes become Worker arguments.
     tuning: dict[str, Any] = get_kwargs(dict(vars(WorkerSettings)))
     worker = Worker(
         **tuning,
+        queue_name=QUEUE_NAME,
         redis_settings=_redis_settings(settings),
         ctx={"settings": settings},
     )
@@ -41,13 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="health check, exit 0 if healthy")
     args = parser.parse_args(argv)
     if args.check:
+        from arq.worker import async_check_health
+
         settings = settings_or_exit()
-        code = asyncio.run(async_check_health(_redis_settings(settings), queue_name="arq:queue"))
-        print(
-            "tv2dydx: worker healthy" if code == 0 else "tv2dydx: no healthy worker found",
-            file=sys.stderr if code else sys.stdout,
-        )
-        return code
+        code = asyncio.run(async_check_health(_redis_settings(settings), queue_name=QUEUE_NAME))
+        if code == 0:
+            print("tv2dydx: worker healthy")
+        else:
+            print("tv2dydx: no healthy worker found", file=sys.stderr)
+        return int(code)
     settings = start_process("worker")
     preflight_or_exit(settings)
     asyncio.run(_serve(settings))

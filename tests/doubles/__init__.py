@@ -1,0 +1,1 @@
+"""Protocol-faithful offline doubles of the Telegram Bot API and dYdX v4 (tests only)."""

@@ -1,0 +1,1 @@
+"""dYdX v4 double: chain state, gRPC node, Indexer REST and WebSocket."""
