@@ -8,9 +8,9 @@ from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import texts
 from bot.handlers import get_routers
-from bot.middlewares import UpdateContextMiddleware
+from bot.middlewares import UpdateContextMiddleware, UserMiddleware
+from bot.texts.common import COMMANDS
 from core.services.users import UserService
 
 
@@ -33,6 +33,8 @@ def create_dispatcher() -> Dispatcher:
     """
     dispatcher = Dispatcher()
     dispatcher.update.outer_middleware(UpdateContextMiddleware())
+    dispatcher.message.outer_middleware(UserMiddleware())
+    dispatcher.callback_query.outer_middleware(UserMiddleware())
     dispatcher.include_routers(*get_routers())
     return dispatcher
 
@@ -40,5 +42,5 @@ def create_dispatcher() -> Dispatcher:
 async def publish_commands(bot: Bot) -> None:
     """Publish the command menu (setMyCommands)."""
     await bot.set_my_commands(
-        [BotCommand(command=command, description=text) for command, text in texts.COMMANDS]
+        [BotCommand(command=command, description=text) for command, text in COMMANDS]
     )

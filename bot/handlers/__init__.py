@@ -1,12 +1,20 @@
-"""One router per feature, joined in :func:`get_routers`."""
+"""Routers: public ones, the gated features (after the declaration), then the fallback."""
 
 from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import start
+from bot.filters import DeclarationAccepted
+from bot.handlers import fallback, start
 
 
 def get_routers() -> list[Router]:
-    """Every feature router, in matching order."""
-    return [start.router]
+    """Every router, in matching order. Call once per process (routers attach once)."""
+    gated = Router(name="gated")
+    gated.message.filter(DeclarationAccepted())
+    gated.callback_query.filter(DeclarationAccepted())
+    # Feature routers that need the declaration, one per feature.
+    features: list[Router] = []
+    for feature in features:
+        gated.include_router(feature)
+    return [start.router, gated, fallback.router]

@@ -1,4 +1,4 @@
-"""/start and /help."""
+"""/start (welcome + declaration) and /help. Public: work before the declaration."""
 
 from __future__ import annotations
 
@@ -6,27 +6,52 @@ from typing import Final
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 
-from bot import texts
-from core.services.users import UserService
+from bot.keyboards.start import DeclarationCD, accept_declaration
+from bot.texts import common
+from bot.texts import start as texts
+from core.compliance import DECLARATION
+from core.services.users import UserService, UserView
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
 
 
 @router.message(CommandStart())
-async def start(message: Message, users: UserService) -> None:
-    """Register the user and greet them."""
-    assert message.from_user is not None  # private chats always have a sender
-    sender = message.from_user
-    _user, created = await users.register(
-        sender.id, username=sender.username, language_code=sender.language_code
+async def start(message: Message, user: UserView, user_created: bool) -> None:
+    """Greet; ask for the declaration until the current version is accepted."""
+    first_name = message.from_user.first_name if message.from_user else None
+    await message.answer(texts.welcome(first_name, returning=not user_created))
+    if user.declaration_current:
+        await message.answer(common.help_text())
+        return
+    await message.answer(
+        texts.declaration(DECLARATION, renewed=user.declaration_version is not None),
+        reply_markup=accept_declaration(DECLARATION.version),
     )
-    await message.answer(texts.welcome(sender.first_name, returning=not created))
+
+
+@router.callback_query(DeclarationCD.filter())
+async def accept(
+    query: CallbackQuery, callback_data: DeclarationCD, user: UserView, users: UserService
+) -> None:
+    """Store the acceptance with its version and time."""
+    if user.declaration_current:
+        await query.answer(texts.ALREADY_ACCEPTED)
+        return
+    try:
+        await users.accept_declaration(user.id, callback_data.version)
+    except ValueError:
+        await query.answer(texts.declaration_stale(), show_alert=True)
+        return
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=None)
+        await query.message.answer(texts.declaration_accepted())
 
 
 @router.message(Command("help"))
 async def help_command(message: Message) -> None:
     """Explain every command on one screen."""
-    await message.answer(texts.help_text())
+    await message.answer(common.help_text())

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.compliance import DECLARATION
+from core.db.base import utcnow
 from core.db.models import User
 from core.db.uow import UnitOfWork
 
@@ -22,6 +24,11 @@ class UserView:
     declaration_version: str | None
     declaration_accepted_at: datetime | None
     created_at: datetime
+
+    @property
+    def declaration_current(self) -> bool:
+        """Whether the user accepted the declaration in force."""
+        return self.declaration_version == DECLARATION.version
 
     @classmethod
     def of(cls, user: User) -> UserView:
@@ -61,3 +68,21 @@ class UserService:
                 uow.audit.record("user_registered", user_id=user.id)
             await uow.commit()
             return UserView.of(user), created
+
+    async def accept_declaration(self, user_id: int, version: str) -> UserView:
+        """Record acceptance of declaration ``version`` (must be the one in force).
+
+        Raises:
+            ValueError: ``version`` is not the declaration in force (a stale button).
+        """
+        if version != DECLARATION.version:
+            raise ValueError("stale declaration")
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise LookupError(user_id)
+            user.declaration_version = version
+            user.declaration_accepted_at = utcnow()
+            uow.audit.record("declaration_accepted", user_id=user.id, version=version)
+            await uow.commit()
+            return UserView.of(user)

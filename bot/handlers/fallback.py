@@ -1,0 +1,32 @@
+"""Last resort: anything no feature handled."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiogram import F, Router
+from aiogram.types import CallbackQuery, Message
+
+from bot.texts import common
+from bot.texts import start as start_texts
+from core.services.users import UserView
+
+router: Final[Router] = Router(name=__name__)
+
+
+@router.message(F.chat.type == "private")
+async def unhandled_message(message: Message, user: UserView | None = None) -> None:
+    """Say what to do next instead of staying silent."""
+    if user is not None and not user.declaration_current:
+        await message.answer(start_texts.declaration_required())
+        return
+    await message.answer(common.unknown_command())
+
+
+@router.callback_query()
+async def unhandled_button(query: CallbackQuery, user: UserView | None = None) -> None:
+    """A button from an old message, or pressed before the declaration."""
+    if user is not None and not user.declaration_current:
+        await query.answer(start_texts.declaration_required(), show_alert=True)
+        return
+    await query.answer("This button has expired.")

@@ -1,0 +1,1 @@
+"""Inline keyboards and their ``CallbackData`` factories, one module per feature."""

@@ -1,0 +1,1 @@
+"""Everything the bot says, one module per feature. HTML parse mode: escape user input."""
