@@ -1,4 +1,5 @@
-"""``python -m bot`` (``tv2dydx bot``): long polling.
+"""``python -m bot`` (``tv2dydx bot``): long polling, or in webhook mode the consumer of
+the updates the web server queued.
 
 aiogram's models take seconds to import, so they are imported after the settings are
 validated: a configuration error answers at once.
@@ -14,7 +15,7 @@ import structlog
 from core.runtime import fail, preflight_or_exit, start_process
 
 if TYPE_CHECKING:
-    from aiogram import Bot
+    from aiogram import Bot, Dispatcher
 
     from core.config import Settings
 
@@ -22,17 +23,22 @@ log = structlog.get_logger(__name__)
 MAX_STARTUP_BACKOFF = 60.0
 
 
-async def _announce(bot: Bot) -> None:
-    """Publish the menu, waiting out a Telegram outage rather than crash-looping."""
+async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
+    """Publish the menu and the update route, waiting out a Telegram outage rather than
+    crash-looping."""
     from aiogram.exceptions import ClientDecodeError, TelegramNetworkError, TelegramServerError
 
     from bot.app import publish_commands
+    from bot.updates import register_webhook
 
     delay = 1.0
     while True:
         try:
             await publish_commands(bot)
-            await bot.delete_webhook(drop_pending_updates=False)
+            if settings.telegram_mode == "webhook":
+                await register_webhook(bot, dispatcher, settings)
+            else:
+                await bot.delete_webhook(drop_pending_updates=False)
             return
         except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as exc:
             log.warning("telegram_unreachable_at_start", error=str(exc), retry_in=delay)
@@ -41,28 +47,52 @@ async def _announce(bot: Bot) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    from bot.app import create_dispatcher, create_services
+    from bot.app import close_services, create_dispatcher, create_services
     from core.db.engine import create_engine, create_sessionmaker
     from core.telegram import create_bot
 
     engine = create_engine(settings.database_url.get_secret_value())
     bot = create_bot(settings)
+    services = create_services(create_sessionmaker(engine), settings)
     try:
-        services = create_services(create_sessionmaker(engine))
-        await _announce(bot)
-        await create_dispatcher().start_polling(
-            bot, handle_signals=True, close_bot_session=False, **services
-        )
+        dispatcher = create_dispatcher()
+        await _announce(bot, dispatcher, settings)
+        if settings.telegram_mode == "polling":
+            await dispatcher.start_polling(
+                bot, handle_signals=True, close_bot_session=False, **services
+            )
+        else:
+            await _consume(bot, dispatcher, settings, **services)
     finally:
+        await close_services(services)
         await bot.session.close()
         await engine.dispose()
 
 
+async def _consume(
+    bot: Bot, dispatcher: Dispatcher, settings: Settings, **services: object
+) -> None:
+    import signal
+
+    from redis.asyncio import Redis
+
+    from bot.updates import consume_updates
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    redis: Redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        log.info("telegram_webhook_consumer_started")
+        await consume_updates(bot, dispatcher, redis, stop, **services)
+    finally:
+        await redis.aclose()
+
+
 def main() -> int:
-    """Poll Telegram for updates until SIGTERM/SIGINT."""
+    """Serve Telegram updates until SIGTERM/SIGINT."""
     settings = start_process("bot")
-    if settings.telegram_mode != "polling":
-        fail("TELEGRAM_MODE=webhook: updates are delivered to `tv2dydx web`, not polled", code=2)
     preflight_or_exit(settings)
     from aiogram.exceptions import TelegramUnauthorizedError
 

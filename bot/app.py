@@ -11,18 +11,45 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
 from bot.texts.common import COMMANDS
-from core.services.users import UserService
+from core.config import Settings
+from core.exchange.dydx.indexer import IndexerClient
+from core.exchange.dydx.node import NodeReader
+from core.services.account import AccountService
+from core.services.credentials import CredentialService
+from core.services.users import SetupService, UserService
+from core.services.wallet_link import LinkSite, WalletLinkService
 
 
 class Services(TypedDict):
     """Services handlers receive by parameter name (aiogram workflow data)."""
 
     users: UserService
+    setup: SetupService
+    account: AccountService
+    credentials: CredentialService
+    wallet_link: WalletLinkService
 
 
-def create_services(sessionmaker: async_sessionmaker[AsyncSession]) -> Services:
-    """Build every service the handlers use."""
-    return Services(users=UserService(sessionmaker))
+def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
+    """Build every service the handlers use (connections to dYdX open on first use)."""
+    credentials = CredentialService(
+        sessionmaker,
+        settings.keyring,
+        NodeReader.from_endpoints(settings.dydx),
+        IndexerClient.from_endpoints(settings.dydx),
+    )
+    return Services(
+        users=UserService(sessionmaker),
+        setup=SetupService(sessionmaker),
+        account=AccountService(sessionmaker),
+        credentials=credentials,
+        wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
+    )
+
+
+async def close_services(services: Services) -> None:
+    """Release the connections the services opened."""
+    await services["credentials"].close()
 
 
 def create_dispatcher() -> Dispatcher:

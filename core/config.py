@@ -95,6 +95,10 @@ EXPECTED: dict[str, str] = {
     "WEBHOOK_IP_ALLOWLIST": "comma-separated IPs or CIDR networks, or * to allow any sender",
     "TRUSTED_PROXIES": "comma-separated IPs or CIDR networks of your reverse proxies",
     "ALERT_MAX_LAG_SECONDS": "a whole number of seconds from 1 to 3600 (default 60)",
+    "ETHEREUM_RPC_URL": (
+        "an http(s) Ethereum JSON-RPC URL, used to verify contract-wallet (ERC-1271) "
+        "signatures, or leave unset"
+    ),
     "SENTRY_DSN": "a Sentry DSN URL, or leave unset",
     "LOG_LEVEL": "DEBUG, INFO (default), WARNING or ERROR",
     "LOG_FORMAT": "'json' (default) or 'console'",
@@ -162,6 +166,8 @@ class Settings(BaseSettings):
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_max_lag_seconds: int = Field(default=60, ge=1, le=3600)
+    # Often carries a provider API key in its path, hence secret.
+    ethereum_rpc_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -189,6 +195,16 @@ class Settings(BaseSettings):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("not an http(s) URL")
         return value.rstrip("/")
+
+    @field_validator("ethereum_rpc_url")
+    @classmethod
+    def _check_rpc_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("not an http(s) URL")
+        return value
 
     @field_validator("dydx_indexer_ws_url")
     @classmethod

@@ -25,7 +25,8 @@ async def running_bot(
     sessionmaker: async_sessionmaker[AsyncSession],
     dispatcher: Dispatcher,
 ) -> AsyncIterator[None]:
-    bot = create_bot(make_settings(**telegram_env))
+    settings = make_settings(**telegram_env)
+    bot = create_bot(settings)
     await publish_commands(bot)
     polling = asyncio.create_task(
         dispatcher.start_polling(
@@ -33,7 +34,7 @@ async def running_bot(
             handle_signals=False,
             close_bot_session=False,
             polling_timeout=1,
-            **create_services(sessionmaker),
+            **create_services(sessionmaker, settings),
         )
     )
     yield

@@ -32,7 +32,9 @@ def run(
 
 
 def bare_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
-    return {"PATH": os.environ["PATH"], **(base or {}), **extra}
+    """A minimal environment; coverage's own variables pass so subprocesses are measured."""
+    coverage = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    return {"PATH": os.environ["PATH"], **coverage, **(base or {}), **extra}
 
 
 def free_port() -> int:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 
@@ -129,3 +130,12 @@ async def test_worker_process_drains_the_outbox_into_telegram(
         assert message.text == "Your order filled"
     finally:
         assert await _stop(proc) == 0
+    events = [
+        json.loads(line)
+        for line in (proc.stdout.read() if proc.stdout else "").splitlines()
+        if line.startswith("{")
+    ]
+    delivered = [e for e in events if e.get("event") == "notifications_delivered"]
+    assert delivered
+    assert delivered[0]["sent"] == 1
+    assert delivered[0]["job_id"]  # every job's lines carry its id

@@ -6,12 +6,24 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.config import Settings
 from core.db.engine import create_engine, create_sessionmaker
-from webhook_server.keys import ENGINE, REDIS, SESSIONMAKER, SETTINGS
+from core.logs import get_logger
+from core.queue import JobQueue
+from core.services.wallet_link import LinkSite, WalletLinkService
+from core.telegram import webhook_path
+from webhook_server.keys import (
+    ENGINE,
+    JOB_QUEUE,
+    REDIS,
+    SESSIONMAKER,
+    SETTINGS,
+    WALLET_LINK,
+)
 from webhook_server.middlewares import request_context
-from webhook_server.routes import health
+from webhook_server.routes import health, link, telegram
 
 # Webhook bodies are tiny; refuse anything large before reading it.
 CLIENT_MAX_SIZE = 64 * 1024
@@ -31,10 +43,33 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def _wallet_link(app: web.Application) -> AsyncIterator[None]:
+    # After _resources (it needs the sessionmaker). Without Redis the server still starts:
+    # the worker's schedule delivers the link confirmation a few seconds later instead.
+    settings = app[SETTINGS]
+    queue: JobQueue | None = None
+    try:
+        queue = await JobQueue.connect(settings.redis_url.get_secret_value())
+        app[JOB_QUEUE] = queue
+    except (OSError, RedisError, TimeoutError) as exc:
+        get_logger(__name__).warning("job_queue_unavailable", error=str(exc))
+    app[WALLET_LINK] = WalletLinkService(
+        app[SESSIONMAKER], LinkSite.from_settings(settings), queue=queue
+    )
+    yield
+    if queue is not None:
+        await queue.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the web application; resources open when it starts and close when it stops."""
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[request_context])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_wallet_link)
     app.add_routes(health.routes)
+    app.add_routes(link.routes)
+    if settings.telegram_mode == "webhook" and settings.telegram_webhook_secret is not None:
+        path = webhook_path(settings.telegram_webhook_secret.get_secret_value())
+        app.router.add_post(path, telegram.receive_update)
     return app

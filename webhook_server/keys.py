@@ -7,9 +7,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from core.queue import JobQueue
+from core.services.wallet_link import WalletLinkService
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
+# Set only while Redis answered at start-up: nudging workers is best effort.
+JOB_QUEUE = web.AppKey("job_queue", JobQueue)
+WALLET_LINK = web.AppKey("wallet_link", WalletLinkService)
 REQUEST_ID = web.RequestKey("request_id", str)

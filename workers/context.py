@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict, cast
 
+import structlog
 from aiogram import Bot
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from core.services.credentials import CredentialService
 from core.services.notifications import NotificationService
 from core.telegram import TelegramSender
 
@@ -23,6 +25,7 @@ class WorkerContext(TypedDict):
     bot: Bot
     notifications: NotificationService
     sender: TelegramSender
+    credentials: CredentialService
     redis: Any
     job_try: int
 
@@ -30,6 +33,8 @@ class WorkerContext(TypedDict):
 async def startup(ctx: dict[str, Any]) -> None:
     """Open the database pool and the Telegram session."""
     from core.db.engine import create_engine, create_sessionmaker
+    from core.exchange.dydx.indexer import IndexerClient
+    from core.exchange.dydx.node import NodeReader
     from core.telegram import create_bot
 
     settings: Settings = ctx["settings"]
@@ -42,11 +47,25 @@ async def startup(ctx: dict[str, Any]) -> None:
         bot=bot,
         notifications=NotificationService(sessionmaker),
         sender=TelegramSender(bot),
+        credentials=CredentialService(
+            sessionmaker,
+            settings.keyring,
+            NodeReader.from_endpoints(settings.dydx),
+            IndexerClient.from_endpoints(settings.dydx),
+        ),
     )
+
+
+async def bind_job_context(ctx: dict[str, Any]) -> None:
+    """Bind the job id and try to every log line of the job (arq runs each job in its own
+    task, which inherits this context)."""
+    structlog.contextvars.bind_contextvars(job_id=ctx["job_id"], job_try=ctx["job_try"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
+    if "credentials" in ctx:
+        await ctx["credentials"].close()
     if "bot" in ctx:
         await ctx["bot"].session.close()
     if "engine" in ctx:

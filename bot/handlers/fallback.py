@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Final
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
 
 from bot.texts import common
 from bot.texts import start as start_texts
+from core.exchange.dydx.keys import looks_secret
 from core.services.users import UserView
 
 router: Final[Router] = Router(name=__name__)
@@ -16,7 +19,12 @@ router: Final[Router] = Router(name=__name__)
 
 @router.message(F.chat.type == "private")
 async def unhandled_message(message: Message, user: UserView | None = None) -> None:
-    """Say what to do next instead of staying silent."""
+    """Say what to do next instead of staying silent; never leave a secret in the chat."""
+    if looks_secret(message.text or message.caption or ""):
+        with suppress(TelegramBadRequest):  # already gone: nothing left to protect
+            await message.delete()
+        await message.answer(common.secret_deleted())
+        return
     if user is not None and not user.declaration_current:
         await message.answer(start_texts.declaration_required())
         return

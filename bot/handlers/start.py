@@ -12,19 +12,20 @@ from bot.keyboards.start import DeclarationCD, accept_declaration
 from bot.texts import common
 from bot.texts import start as texts
 from core.compliance import DECLARATION
-from core.services.users import UserService, UserView
+from core.services.users import SetupService, UserService, UserView
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
 
 
 @router.message(CommandStart())
-async def start(message: Message, user: UserView, user_created: bool) -> None:
-    """Greet; ask for the declaration until the current version is accepted."""
+async def start(message: Message, user: UserView, user_created: bool, setup: SetupService) -> None:
+    """Greet; ask for the declaration until the current version is accepted, then show the
+    set-up checklist with the next step."""
     first_name = message.from_user.first_name if message.from_user else None
     await message.answer(texts.welcome(first_name, returning=not user_created))
     if user.declaration_current:
-        await message.answer(common.help_text())
+        await message.answer(texts.setup_status(await setup.status(user.id)))
         return
     await message.answer(
         texts.declaration(DECLARATION, renewed=user.declaration_version is not None),

@@ -5,10 +5,12 @@ from __future__ import annotations
 # The menu published with setMyCommands, in display order. Features add their commands here.
 COMMANDS: list[tuple[str, str]] = [
     ("start", "Welcome and set-up status"),
+    ("link", "Link your wallet by signing a message, or show the linked one"),
+    ("key", "Connect, show or remove your dYdX API trading key"),
+    ("unlink", "Remove the wallet link"),
     ("help", "What every command does"),
+    ("delete_me", "Delete your key, wallet link, webhook and data"),
 ]
-
-NEXT_STEP_DECLARATION = "First, please read and accept the declaration below."
 
 
 def help_text() -> str:
@@ -22,3 +24,11 @@ def help_text() -> str:
 def unknown_command() -> str:
     """Answer to a message no feature understood."""
     return "I didn't understand that. /help lists what I can do."
+
+
+def secret_deleted() -> str:
+    """After deleting a message that held a private key or a seed phrase."""
+    return (
+        "I deleted your message: it looked like a private key or a seed phrase. Never send "
+        "your seed phrase or main wallet key to anyone. To add an API trading key, use /key."
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from core.compliance import Declaration
+from core.services.users import SetupStatus
 
 
 def welcome(first_name: str | None, *, returning: bool) -> str:
@@ -33,7 +34,35 @@ def declaration(decl: Declaration, *, renewed: bool) -> str:
 
 def declaration_accepted() -> str:
     """Confirmation after acceptance, with the next step."""
-    return "Thank you, noted. Next step: /help shows what I can do."
+    return (
+        "Thank you, noted.\n\nNext step: /link your wallet (one signature in your wallet, "
+        "no transaction, no cost)."
+    )
+
+
+def setup_status(status: SetupStatus) -> str:
+    """The onboarding checklist with the one next step."""
+
+    def mark(done: bool) -> str:
+        return "✅" if done else "⬜️"
+
+    wallet = f" <code>{escape(status.wallet_address)}</code>" if status.wallet_address else ""
+    owner = f" <code>{escape(status.owner_address)}</code>" if status.owner_address else ""
+    lines = [
+        "<b>Set-up</b>",
+        f"{mark(status.declaration)} Declaration accepted",
+        f"{mark(status.wallet_address is not None)} Wallet linked{wallet}",
+        f"{mark(status.owner_address is not None)} dYdX API trading key{owner}",
+    ]
+    if status.wallet_address is None:
+        step = "Next step: /link your wallet."
+    elif status.owner_address is None:
+        step = (
+            "Next step: /key to add your dYdX API trading key (it can only trade, never withdraw)."
+        )
+    else:
+        step = "All set. /help shows every command."
+    return "\n".join([*lines, "", step])
 
 
 def declaration_required() -> str:

@@ -11,6 +11,7 @@ from core.db.repositories.audit import AuditRepository
 from core.db.repositories.credentials import CredentialRepository
 from core.db.repositories.notifications import NotificationRepository
 from core.db.repositories.users import UserRepository
+from core.db.repositories.wallets import WalletRepository
 
 
 class UnitOfWork:
@@ -30,6 +31,7 @@ class UnitOfWork:
     notifications: NotificationRepository
     audit: AuditRepository
     credentials: CredentialRepository
+    wallets: WalletRepository
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -40,6 +42,7 @@ class UnitOfWork:
         self.notifications = NotificationRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.credentials = CredentialRepository(self.session)
+        self.wallets = WalletRepository(self.session)
         return self
 
     async def __aexit__(

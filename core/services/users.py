@@ -86,3 +86,42 @@ class UserService:
             uow.audit.record("declaration_accepted", user_id=user.id, version=version)
             await uow.commit()
             return UserView.of(user)
+
+
+@dataclass(frozen=True, slots=True)
+class SetupStatus:
+    """How far a user got with onboarding."""
+
+    declaration: bool
+    wallet_address: str | None
+    owner_address: str | None
+    compliance_status: str | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every onboarding step is done."""
+        return (
+            self.declaration and self.wallet_address is not None and self.owner_address is not None
+        )
+
+
+class SetupService:
+    """The onboarding checklist shown by /start."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def status(self, user_id: int) -> SetupStatus:
+        """Read every step's state in one transaction."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise LookupError(user_id)
+            wallet = await uow.wallets.get_for_user(user_id)
+            credential = await uow.credentials.get_for_user(user_id)
+            return SetupStatus(
+                declaration=user.declaration_version == DECLARATION.version,
+                wallet_address=wallet.address if wallet else None,
+                owner_address=credential.owner_address if credential else None,
+                compliance_status=user.compliance_status,
+            )

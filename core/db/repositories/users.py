@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import User
+from core.db.models import (
+    Credential,
+    Notification,
+    User,
+    Wallet,
+    WalletLinkRequest,
+    Webhook,
+)
 
 
 class UserRepository:
@@ -37,3 +44,33 @@ class UserRepository:
         if username is not None and user.username != username:
             user.username = username
         return user
+
+    async def erase(self, user_id: int, *, keep_history: bool) -> None:
+        """Delete a user's secrets, links and personal data.
+
+        Args:
+            user_id: The user.
+            keep_history: Keep alerts, orders, fills and positions (and the Telegram id they
+                hang on, so the user sees them on return); otherwise delete the user row and
+                everything with it.
+        """
+        if not keep_history:
+            await self._session.execute(delete(User).where(User.id == user_id))
+            return
+        for model in (Credential, Wallet, WalletLinkRequest, Webhook, Notification):
+            await self._session.execute(delete(model).where(model.user_id == user_id))
+        await self._session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(
+                username=None,
+                language_code=None,
+                declaration_version=None,
+                declaration_accepted_at=None,
+                settings={},
+                notify_chat_id=None,
+                compliance_status=None,
+                compliance_checked_at=None,
+                paused=True,
+            )
+        )

@@ -1,0 +1,114 @@
+"""Linked wallets and the one-time wallet-link requests that prove them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Wallet, WalletLinkRequest
+
+
+class WalletRepository:
+    """Access to ``wallets`` and ``wallet_link_requests``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # Wallets ---------------------------------------------------------------------------
+
+    async def get_for_user(self, user_id: int) -> Wallet | None:
+        """The user's linked wallet, if any."""
+        return await self._session.scalar(select(Wallet).where(Wallet.user_id == user_id))
+
+    async def get_by_address(self, address: str) -> Wallet | None:
+        """The wallet row of a lower-case address, if linked to anyone."""
+        return await self._session.scalar(select(Wallet).where(Wallet.address == address))
+
+    async def add(
+        self, *, user_id: int, address: str, chain_id: int, linked_at: datetime
+    ) -> Wallet | None:
+        """Link ``address`` (lower-case) to the user.
+
+        Either UNIQUE constraint (one wallet per user, one user per address) turns the insert
+        into a no-op instead of an error, so the transaction stays usable.
+
+        Returns:
+            The new row, or ``None`` when the user or the address is already linked.
+        """
+        wallet_id = await self._session.scalar(
+            insert(Wallet)
+            .values(user_id=user_id, address=address, chain_id=chain_id, linked_at=linked_at)
+            .on_conflict_do_nothing()
+            .returning(Wallet.id)
+        )
+        if wallet_id is None:
+            return None
+        return await self._session.get(Wallet, wallet_id)
+
+    async def delete_for_user(self, user_id: int) -> Wallet | None:
+        """Remove the user's wallet link.
+
+        Returns:
+            The removed row, or ``None`` when there was none.
+        """
+        wallet = await self.get_for_user(user_id)
+        if wallet is None:
+            return None
+        await self._session.delete(wallet)
+        await self._session.flush()
+        return wallet
+
+    # Link requests ---------------------------------------------------------------------
+
+    def add_request(
+        self, *, user_id: int, token_hash: str, issued_at: datetime, expires_at: datetime
+    ) -> WalletLinkRequest:
+        """Add a link request (only the token's hash) to the current transaction."""
+        request = WalletLinkRequest(
+            user_id=user_id, token_hash=token_hash, issued_at=issued_at, expires_at=expires_at
+        )
+        self._session.add(request)
+        return request
+
+    async def delete_unused_requests(self, user_id: int) -> int:
+        """Drop the user's requests not consumed yet, so only the newest link works.
+
+        Returns:
+            How many were dropped.
+        """
+        result = await self._session.execute(
+            delete(WalletLinkRequest)
+            .where(WalletLinkRequest.user_id == user_id, WalletLinkRequest.used_at.is_(None))
+            .returning(WalletLinkRequest.id)
+        )
+        return len(result.all())
+
+    async def get_request(self, token_hash: str) -> WalletLinkRequest | None:
+        """A link request by the hash of its token."""
+        return await self._session.scalar(
+            select(WalletLinkRequest).where(WalletLinkRequest.token_hash == token_hash)
+        )
+
+    async def consume_request(self, request_id: int, *, nonce: str, now: datetime) -> bool:
+        """Mark the request used if it still is unused, unexpired and holds ``nonce``.
+
+        One conditional UPDATE, so of two concurrent verifications exactly one wins.
+
+        Returns:
+            Whether this call consumed it.
+        """
+        consumed = await self._session.scalar(
+            update(WalletLinkRequest)
+            .where(
+                WalletLinkRequest.id == request_id,
+                WalletLinkRequest.used_at.is_(None),
+                WalletLinkRequest.nonce == nonce,
+                WalletLinkRequest.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(WalletLinkRequest.id)
+        )
+        return consumed is not None
