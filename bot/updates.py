@@ -17,7 +17,12 @@ from aiogram import Bot, Dispatcher
 from redis.asyncio import Redis
 
 from core.config import Settings
-from core.telegram import UPDATE_SEEN_PREFIX, UPDATES_PROCESSING, UPDATES_QUEUE, webhook_path
+from core.telegram_webhook import (
+    UPDATE_SEEN_PREFIX,
+    UPDATES_PROCESSING,
+    UPDATES_QUEUE,
+    webhook_path,
+)
 
 log = structlog.get_logger(__name__)
 SEEN_TTL_SECONDS = 24 * 3600

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -72,22 +69,3 @@ class TelegramSender:
             raise SendError(exc.message, retryable=False) from None
         except TelegramAPIError as exc:
             raise SendError(exc.message, retryable=True) from None
-
-
-# Telegram webhook mode: the web server receives updates and hands them to the bot process
-# through a Redis list, so the two processes stay independent and an update is acked to
-# Telegram only once it is safely queued.
-UPDATES_QUEUE = "tv2dydx:telegram:updates"
-UPDATES_PROCESSING = "tv2dydx:telegram:updates:processing"
-UPDATE_SEEN_PREFIX = "tv2dydx:telegram:seen:"
-MAX_UPDATE_BYTES = 1024 * 1024
-
-
-def webhook_path(secret: str) -> str:
-    """The unguessable path Telegram posts updates to, derived from the webhook secret.
-
-    The path and the secret header differ, so a path seen in a proxy log does not reveal
-    the header value.
-    """
-    digest = hmac.new(secret.encode(), b"tv2dydx telegram webhook path", hashlib.sha256)
-    return f"/tg/{digest.hexdigest()[:40]}"

@@ -89,8 +89,10 @@ async def test_start_greets_and_asks_for_the_declaration_until_accepted(
     await user.send("/start")
     again = await user.next_message()
     assert (again.text or "").startswith("Welcome back, Alice.")
-    menu = await user.next_message()
-    assert "/help" in (menu.text or "")
+    checklist = await user.next_message()
+    assert "✅ Declaration accepted" in (checklist.text or "")
+    assert "⬜️ Wallet linked" in (checklist.text or "")
+    assert (checklist.text or "").endswith("Next step: /link your wallet.")
 
 
 @pytest.mark.usefixtures("running_bot")

@@ -60,7 +60,8 @@ def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[s
                 proc.wait()
 
 
-def wait_for(predicate: object, timeout: float = 20.0) -> None:
+def wait_for(predicate: object, timeout: float = 90.0) -> None:
+    # Generous: a component imports aiogram/web3 (seconds) and, in CI, runs under coverage.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]

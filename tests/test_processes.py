@@ -17,7 +17,7 @@ from tests.doubles.telegram import TelegramDouble
 from tests.test_cli import TV2DYDX, bare_env, free_port, run
 
 
-async def _wait(predicate: object, timeout: float = 30.0) -> None:
+async def _wait(predicate: object, timeout: float = 90.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
@@ -58,7 +58,7 @@ async def test_run_serves_web_bot_and_worker_then_stops_cleanly(
         await _wait(lambda: _healthy(port))
         user = telegram_double.user(first_name="Grace")
         await user.send("/start")
-        reply = await user.next_message(timeout=30)
+        reply = await user.next_message(timeout=90)
         assert "welcome to tv2dydx" in (reply.text or "")
         check = await asyncio.to_thread(run, ["worker", "--check"], env)
         assert check.returncode == 0, check.stderr
@@ -126,7 +126,7 @@ async def test_worker_process_drains_the_outbox_into_telegram(
         [TV2DYDX, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        message = await user.next_message(timeout=30)
+        message = await user.next_message(timeout=90)
         assert message.text == "Your order filled"
     finally:
         assert await _stop(proc) == 0

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import create_services, publish_commands
 from bot.updates import consume_updates, register_webhook
 from core.config import Settings
-from core.telegram import UPDATES_QUEUE, create_bot, webhook_path
+from core.telegram import create_bot
+from core.telegram_webhook import UPDATES_QUEUE, webhook_path
 from tests.doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 

@@ -13,7 +13,7 @@ from core.db.engine import create_engine, create_sessionmaker
 from core.logs import get_logger
 from core.queue import JobQueue
 from core.services.wallet_link import LinkSite, WalletLinkService
-from core.telegram import webhook_path
+from core.telegram_webhook import webhook_path
 from webhook_server.keys import (
     ENGINE,
     JOB_QUEUE,

@@ -11,7 +11,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from core.crypto import constant_time_equals
-from core.telegram import MAX_UPDATE_BYTES, UPDATES_QUEUE
+from core.telegram_webhook import MAX_UPDATE_BYTES, UPDATES_QUEUE
 from webhook_server.keys import REDIS, SETTINGS
 
 log = structlog.get_logger(__name__)
