@@ -35,7 +35,8 @@ pytest_plugins = [
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "9"))
+# A db index per run (1-15), so two runs on one machine rarely share a queue; CI runs alone.
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", str(1 + os.getpid() % 15)))
 BOT_TOKEN = "123456789:TEST-token-for-the-telegram-double-00000"
 
 
