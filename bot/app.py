@@ -18,6 +18,7 @@ from core.services.account import AccountService
 from core.services.credentials import CredentialService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link import LinkSite, WalletLinkService
+from core.services.webhooks import WebhookService
 
 
 class Services(TypedDict):
@@ -28,6 +29,7 @@ class Services(TypedDict):
     account: AccountService
     credentials: CredentialService
     wallet_link: WalletLinkService
+    webhooks: WebhookService
 
 
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
@@ -44,6 +46,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         account=AccountService(sessionmaker),
         credentials=credentials,
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
+        webhooks=WebhookService(sessionmaker, settings.public_base_url),
     )
 
 

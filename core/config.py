@@ -95,6 +95,8 @@ EXPECTED: dict[str, str] = {
     "WEBHOOK_IP_ALLOWLIST": "comma-separated IPs or CIDR networks, or * to allow any sender",
     "TRUSTED_PROXIES": "comma-separated IPs or CIDR networks of your reverse proxies",
     "ALERT_MAX_LAG_SECONDS": "a whole number of seconds from 1 to 3600 (default 60)",
+    "ALERT_RATE_PER_TOKEN": "alerts per minute one webhook URL may send (default 60)",
+    "ALERT_RATE_PER_IP": "alerts per minute one sender address may send (default 3000)",
     "ETHEREUM_RPC_URL": (
         "an http(s) Ethereum JSON-RPC URL, used to verify contract-wallet (ERC-1271) "
         "signatures, or leave unset"
@@ -166,6 +168,9 @@ class Settings(BaseSettings):
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_max_lag_seconds: int = Field(default=60, ge=1, le=3600)
+    alert_rate_per_token: int = Field(default=60, ge=1, le=1_000_000)
+    # TradingView's four sender addresses are shared by every user of the instance.
+    alert_rate_per_ip: int = Field(default=3000, ge=1, le=10_000_000)
     # Often carries a provider API key in its path, hence secret.
     ethereum_rpc_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None

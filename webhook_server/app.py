@@ -14,6 +14,7 @@ from core.logs import get_logger
 from core.queue import JobQueue
 from core.services.wallet_link import LinkSite, WalletLinkService
 from core.telegram_webhook import webhook_path
+from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,
     JOB_QUEUE,
@@ -23,7 +24,7 @@ from webhook_server.keys import (
     WALLET_LINK,
 )
 from webhook_server.middlewares import request_context
-from webhook_server.routes import health, link, telegram
+from webhook_server.routes import alerts, health, link, telegram
 
 # Webhook bodies are tiny; refuse anything large before reading it.
 CLIENT_MAX_SIZE = 64 * 1024
@@ -67,8 +68,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_wallet_link)
+    app.cleanup_ctx.append(intake_context)
     app.add_routes(health.routes)
     app.add_routes(link.routes)
+    app.add_routes(alerts.routes)
     if settings.telegram_mode == "webhook" and settings.telegram_webhook_secret is not None:
         path = webhook_path(settings.telegram_webhook_secret.get_secret_value())
         app.router.add_post(path, telegram.receive_update)

@@ -6,8 +6,10 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.client_ip import SenderPolicy
 from core.config import Settings
 from core.queue import JobQueue
+from core.services.intake import IntakeService
 from core.services.wallet_link import WalletLinkService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -17,4 +19,6 @@ REDIS = web.AppKey("redis", Redis)
 # Set only while Redis answered at start-up: nudging workers is best effort.
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 WALLET_LINK = web.AppKey("wallet_link", WalletLinkService)
+INTAKE = web.AppKey("intake", IntakeService)
+SENDER_POLICY = web.AppKey("sender_policy", SenderPolicy)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -8,8 +8,10 @@ from arq import cron
 from workers.context import bind_job_context, job, shutdown, startup
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.screen_compliance import screen_compliance
+from workers.jobs.sweep_alerts import sweep_alerts
 
 EVERY_TWO_SECONDS = set(range(0, 60, 2))
+EVERY_FIVE_SECONDS = set(range(0, 60, 5))
 
 
 class WorkerSettings:
@@ -24,6 +26,8 @@ class WorkerSettings:
         # Hourly, taking only users not screened for about a day: daily per user, and a
         # worker that was down catches up at its next hour.
         cron(job(screen_compliance), minute={17}, second={0}, timeout=1800),
+        # Alerts accepted while Redis was down reach the queue within seconds of its return.
+        cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
     ]
     on_startup = startup
     on_shutdown = shutdown

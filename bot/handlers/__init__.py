@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.filters import DeclarationAccepted
-from bot.handlers import account, fallback, key, link, start
+from bot.handlers import account, fallback, key, link, start, webhook
 
 
 def get_routers() -> list[Router]:
@@ -14,7 +14,7 @@ def get_routers() -> list[Router]:
     gated.message.filter(DeclarationAccepted())
     gated.callback_query.filter(DeclarationAccepted())
     # Feature routers that need the declaration, one per feature.
-    features: list[Router] = [key.router, link.router]
+    features: list[Router] = [key.router, link.router, webhook.router]
     for feature in features:
         gated.include_router(feature)
     return [start.router, account.router, gated, fallback.router]

@@ -7,6 +7,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("start", "Welcome and set-up status"),
     ("link", "Link your wallet by signing a message, or show the linked one"),
     ("key", "Connect, show or remove your dYdX API trading key"),
+    ("webhook", "Your TradingView webhook: URL, passphrase, latest alerts"),
     ("unlink", "Remove the wallet link"),
     ("help", "What every command does"),
     ("delete_me", "Delete your key, wallet link, webhook and data"),

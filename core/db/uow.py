@@ -7,11 +7,13 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.db.repositories.alerts import AlertRepository
 from core.db.repositories.audit import AuditRepository
 from core.db.repositories.credentials import CredentialRepository
 from core.db.repositories.notifications import NotificationRepository
 from core.db.repositories.users import UserRepository
 from core.db.repositories.wallets import WalletRepository
+from core.db.repositories.webhooks import WebhookRepository
 
 
 class UnitOfWork:
@@ -32,6 +34,8 @@ class UnitOfWork:
     audit: AuditRepository
     credentials: CredentialRepository
     wallets: WalletRepository
+    webhooks: WebhookRepository
+    alerts: AlertRepository
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -43,6 +47,8 @@ class UnitOfWork:
         self.audit = AuditRepository(self.session)
         self.credentials = CredentialRepository(self.session)
         self.wallets = WalletRepository(self.session)
+        self.webhooks = WebhookRepository(self.session)
+        self.alerts = AlertRepository(self.session)
         return self
 
     async def __aexit__(

@@ -1,0 +1,61 @@
+"""Received alerts (the intake's own inserts are in :mod:`core.db.intake_store`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import Alert
+from core.domain import AlertState
+
+
+class AlertRepository:
+    """Access to ``alerts``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, alert_id: int) -> Alert | None:
+        """An alert by id."""
+        return await self._session.get(Alert, alert_id)
+
+    async def recent(self, user_id: int, limit: int = 10) -> Sequence[Alert]:
+        """The user's latest alerts, newest first, accepted or refused."""
+        rows = await self._session.scalars(
+            select(Alert)
+            .where(Alert.user_id == user_id)
+            .order_by(Alert.received_at.desc(), Alert.id.desc())
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def lock_unqueued(self, received_before: datetime, limit: int) -> Sequence[int]:
+        """Ids of accepted alerts that never reached the queue, oldest first, locked.
+
+        Concurrent sweepers skip each other's rows (``SKIP LOCKED``); the partial index
+        ``ix_alerts_unqueued`` keeps this cheap however large the table grows.
+        """
+        rows = await self._session.scalars(
+            select(Alert.id)
+            .where(
+                Alert.state == AlertState.ACCEPTED,
+                Alert.enqueued_at.is_(None),
+                Alert.received_at < received_before,
+            )
+            .order_by(Alert.received_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.all()
+
+    async def mark_enqueued(self, alert_ids: Sequence[int], at: datetime) -> None:
+        """Record that these alerts' jobs are queued."""
+        if alert_ids:
+            await self._session.execute(
+                update(Alert)
+                .where(Alert.id.in_(alert_ids), Alert.enqueued_at.is_(None))
+                .values(enqueued_at=at)
+            )
