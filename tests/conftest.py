@@ -12,21 +12,23 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
-from aiogram import Dispatcher
+from aiogram import Bot, Dispatcher
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.app import create_dispatcher
+from bot.app import Services, close_services, create_dispatcher, create_services
 from core.config import Settings
 from core.crypto import generate_key_entry
 from core.db.base import Base
 from core.db.engine import create_engine
 from core.migrate import upgrade
+from core.telegram import create_bot
 
 pytest_plugins = [
     "tests.doubles.telegram_fixtures",
@@ -125,6 +127,29 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+@asynccontextmanager
+async def polling_bot(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    dispatcher: Dispatcher,
+) -> AsyncIterator[tuple[Bot, Services]]:
+    """Run the real bot (long polling the Telegram double) for the duration of the block."""
+    bot = create_bot(settings)
+    services = create_services(sessionmaker, settings)
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
+            bot, handle_signals=False, close_bot_session=False, polling_timeout=1, **services
+        )
+    )
+    try:
+        yield bot, services
+    finally:
+        await dispatcher.stop_polling()
+        await asyncio.wait_for(polling, 10)
+        await close_services(services)
+        await bot.session.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 
@@ -11,7 +10,6 @@ from aiogram import Dispatcher
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import create_services
 from core.config import Settings
 from core.db.base import Base, utcnow
 from core.db.models import (
@@ -27,7 +25,7 @@ from core.db.models import (
 )
 from core.domain import AlertState, OrderPurpose, OrderSide, OrderState
 from core.services.account import AccountService
-from core.telegram import create_bot
+from tests.conftest import polling_bot
 from tests.doubles.telegram import TelegramDouble
 
 
@@ -118,21 +116,8 @@ async def running_bot(
     sessionmaker: async_sessionmaker[AsyncSession],
     dispatcher: Dispatcher,
 ) -> AsyncIterator[None]:
-    settings = make_settings(**telegram_env)
-    bot = create_bot(settings)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot,
-            handle_signals=False,
-            close_bot_session=False,
-            polling_timeout=1,
-            **create_services(sessionmaker, settings),
-        )
-    )
-    yield
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await bot.session.close()
+    async with polling_bot(make_settings(**telegram_env), sessionmaker, dispatcher):
+        yield
 
 
 @pytest.mark.usefixtures("running_bot")

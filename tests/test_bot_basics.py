@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -10,11 +9,11 @@ from aiogram import Dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import create_services, publish_commands
+from bot.app import publish_commands
 from core.compliance import DECLARATION
 from core.config import Settings
 from core.db.models import AuditLog, User
-from core.telegram import create_bot
+from tests.conftest import polling_bot
 from tests.doubles.telegram import TelegramDouble
 
 
@@ -26,21 +25,9 @@ async def running_bot(
     dispatcher: Dispatcher,
 ) -> AsyncIterator[None]:
     settings = make_settings(**telegram_env)
-    bot = create_bot(settings)
-    await publish_commands(bot)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot,
-            handle_signals=False,
-            close_bot_session=False,
-            polling_timeout=1,
-            **create_services(sessionmaker, settings),
-        )
-    )
-    yield
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await bot.session.close()
+    async with polling_bot(settings, sessionmaker, dispatcher) as (bot, _services):
+        await publish_commands(bot)
+        yield
 
 
 async def _user_row(sessionmaker: async_sessionmaker[AsyncSession], telegram_id: int) -> User:

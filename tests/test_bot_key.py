@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import struct
@@ -14,10 +13,9 @@ from aiogram import Dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import close_services, create_services
 from core.config import Settings
 from core.db.models import Credential, User
-from core.telegram import create_bot
+from tests.conftest import polling_bot
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
 from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
@@ -36,18 +34,8 @@ async def running_bot(
     dispatcher: Dispatcher,
 ) -> AsyncIterator[None]:
     settings = make_settings(**telegram_env, **dydx_env)
-    bot = create_bot(settings)
-    services = create_services(sessionmaker, settings)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, polling_timeout=1, **services
-        )
-    )
-    yield
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await close_services(services)
-    await bot.session.close()
+    async with polling_bot(settings, sessionmaker, dispatcher):
+        yield
 
 
 async def onboarded(telegram_double: TelegramDouble, name: str) -> SimulatedUser:

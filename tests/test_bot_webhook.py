@@ -6,7 +6,6 @@ alerts to the web app; /webhook then lists them; rotation and revocation stop th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -18,12 +17,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import close_services, create_services
 from bot.texts.common import COMMANDS
 from core.config import Settings
 from core.crypto import token_hash
 from core.db.models import AuditLog, Notification, Webhook
-from core.telegram import create_bot
+from tests.conftest import polling_bot
 from tests.doubles.telegram import TelegramDouble
 from tests.test_bot_key import onboarded
 from tests.test_intake import start, timenow
@@ -43,18 +41,8 @@ async def settings(
 async def running_bot(
     settings: Settings, live_sessionmaker: Maker, dispatcher: Dispatcher
 ) -> AsyncIterator[None]:
-    bot = create_bot(settings)
-    services = create_services(live_sessionmaker, settings)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, polling_timeout=1, **services
-        )
-    )
-    yield
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await close_services(services)
-    await bot.session.close()
+    async with polling_bot(settings, live_sessionmaker, dispatcher):
+        yield
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ seed phrase.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -24,13 +23,12 @@ from aiogram import Dispatcher
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import close_services, create_services
 from core.config import Settings
 from core.db.base import utcnow
 from core.db.models import User
 from core.logs import REDACTED, configure_logging
 from core.services.credentials import CredentialRefusedError
-from core.telegram import create_bot
+from tests.conftest import polling_bot
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
 from tests.doubles.telegram import TelegramDouble
@@ -67,18 +65,8 @@ async def bot_and_services(
     dispatcher: Dispatcher,
 ) -> AsyncIterator[dict[str, Any]]:
     settings = make_settings(**telegram_env, **dydx_env)
-    bot = create_bot(settings)
-    services = create_services(sessionmaker, settings)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, polling_timeout=1, **services
-        )
-    )
-    yield dict(services)
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await close_services(services)
-    await bot.session.close()
+    async with polling_bot(settings, sessionmaker, dispatcher) as (_bot, services):
+        yield dict(services)
 
 
 async def test_no_secret_of_the_key_flow_reaches_a_log_line(

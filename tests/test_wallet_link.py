@@ -25,7 +25,6 @@ from siwe import SiweMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.app import close_services, create_services
 from core.config import Settings
 from core.crypto import token_hash
 from core.db.models import AuditLog, Notification, User, Wallet, WalletLinkRequest
@@ -50,7 +49,8 @@ from core.services.wallet_link import (
     WrongDomainError,
     WrongUriError,
 )
-from core.telegram import TelegramSender, create_bot
+from core.telegram import TelegramSender
+from tests.conftest import polling_bot
 from tests.doubles.telegram import TelegramDouble
 from tests.doubles.telegram.actors import SimulatedUser
 
@@ -656,18 +656,8 @@ async def running_bot(
     sessionmaker: async_sessionmaker[AsyncSession],
     dispatcher: Dispatcher,
 ) -> AsyncIterator[Bot]:
-    bot = create_bot(bot_settings)
-    services = create_services(sessionmaker, bot_settings)
-    polling = asyncio.create_task(
-        dispatcher.start_polling(
-            bot, handle_signals=False, close_bot_session=False, polling_timeout=1, **services
-        )
-    )
-    yield bot
-    await dispatcher.stop_polling()
-    await asyncio.wait_for(polling, 10)
-    await close_services(services)
-    await bot.session.close()
+    async with polling_bot(bot_settings, sessionmaker, dispatcher) as (bot, _services):
+        yield bot
 
 
 async def onboarded(telegram_double: TelegramDouble, username: str) -> SimulatedUser:
