@@ -123,7 +123,7 @@ async def wait_ready(port: int, within: float = 30) -> None:
             if answer.startswith(b"HTTP/1.1 200"):
                 return
         except OSError:
-            pass
+            answer = b""  # not listening yet
         await asyncio.sleep(0.1)
     raise RuntimeError("the web server did not become ready")
 

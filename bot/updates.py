@@ -49,8 +49,9 @@ async def consume_updates(
 ) -> None:
     """Dispatch queued updates one at a time (in order, as FSM conversations need)."""
     # Updates that were in flight when the previous process died go back to the queue.
-    while await redis.lmove(UPDATES_PROCESSING, UPDATES_QUEUE, "LEFT", "RIGHT"):
-        pass
+    moved = True
+    while moved:
+        moved = bool(await redis.lmove(UPDATES_PROCESSING, UPDATES_QUEUE, "LEFT", "RIGHT"))
     while not stop.is_set():
         raw = await redis.blmove(UPDATES_QUEUE, UPDATES_PROCESSING, 1, "RIGHT", "LEFT")
         if raw is None:

@@ -197,7 +197,7 @@ def decode_body(raw: bytes) -> dict[str, Any]:
 
 
 class _FieldError(ValueError):
-    pass
+    """One field failed; the message says which and why."""
 
 
 def parse_decimal(

@@ -427,7 +427,7 @@ class _BadRequestError(Exception):
 
 
 class _NotFoundError(Exception):
-    pass
+    """The resource does not exist (answered 404)."""
 
 
 def _required(query: Any, name: str) -> str:
@@ -547,11 +547,11 @@ class _Connection:
 
 
 class _BlockedError(Exception):
-    pass
+    """The address is compliance-blocked (answered 403)."""
 
 
 class _UnavailableError(Exception):
-    pass
+    """The Indexer is switched down by a test (answered 5xx)."""
 
 
 # --------------------------------------------------------------------------------------------

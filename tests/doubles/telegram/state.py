@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -417,7 +418,7 @@ class ChatMessage:
         return message
 
 
-class ChatState:
+class ChatState(ABC):
     """A chat as the double stores it (internals)."""
 
     type = ""
@@ -428,9 +429,9 @@ class ChatState:
         self.chat_instance = str(secrets.randbelow(2**62) - 2**61)
         self._message_ids = itertools.count(1)
 
+    @abstractmethod
     def to_api(self) -> dict[str, Any]:
         """Return the short ``Chat`` object embedded in messages."""
-        raise NotImplementedError
 
     def next_message_id(self) -> int:
         """Return the next message id of this chat."""
