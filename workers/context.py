@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypedDict, cast
 
 import structlog
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
 from core.services.credentials import CredentialService
+from core.services.exchanges import ExchangeProvider
+from core.services.execution import ExecutionService
 from core.services.notifications import NotificationService
 from core.telegram import TelegramSender
 
@@ -26,6 +29,8 @@ class WorkerContext(TypedDict):
     notifications: NotificationService
     sender: TelegramSender
     credentials: CredentialService
+    exchanges: ExchangeProvider
+    execution: ExecutionService
     redis: Any
     job_try: int
 
@@ -41,7 +46,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     engine = create_engine(settings.database_url.get_secret_value())
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings)
+    exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
     ctx.update(
+        exchanges=exchanges,
+        execution=ExecutionService(
+            sessionmaker,
+            exchanges,
+            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+        ),
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
@@ -66,12 +78,14 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
     if "credentials" in ctx:
         await ctx["credentials"].close()
+    if "exchanges" in ctx:
+        await ctx["exchanges"].close()
     if "bot" in ctx:
         await ctx["bot"].session.close()
     if "engine" in ctx:
         await ctx["engine"].dispose()
 
 
-def job(function: Callable[[WorkerContext], Awaitable[Any]]) -> WorkerCoroutine:
+def job(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
     """Register a job typed against :class:`WorkerContext` (arq types ``ctx`` as a dict)."""
     return cast(WorkerCoroutine, function)

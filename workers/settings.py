@@ -3,10 +3,14 @@ application settings are passed in by ``workers.__main__`` at start (no import-t
 
 from __future__ import annotations
 
-from arq import cron
+from arq import cron, func
 
+from core.services.intake import EXECUTE_ALERT
 from workers.context import bind_job_context, job, shutdown, startup
 from workers.jobs.deliver_notifications import deliver_notifications
+from workers.jobs.execute_alert import execute_alert
+from workers.jobs.paper_triggers import paper_triggers
+from workers.jobs.reconcile_orders import reconcile_orders
 from workers.jobs.screen_compliance import screen_compliance
 from workers.jobs.sweep_alerts import sweep_alerts
 
@@ -18,6 +22,9 @@ class WorkerSettings:
     """Jobs, schedules and tuning of the tv2dydx worker."""
 
     functions = [  # noqa: RUF012 - arq reads class attributes
+        # A job waits up to ~20 s for an order's outcome; past 60 s something hangs and arq
+        # re-runs it, which resumes the same order (never a second one).
+        func(job(execute_alert), name=EXECUTE_ALERT, timeout=60, max_tries=8),
         job(deliver_notifications),
         job(screen_compliance),
     ]
@@ -28,6 +35,9 @@ class WorkerSettings:
         cron(job(screen_compliance), minute={17}, second={0}, timeout=1800),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
+        # Orders a killed worker or a timed-out job left with an open outcome.
+        cron(job(reconcile_orders), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=120),
+        cron(job(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
     ]
     on_startup = startup
     on_shutdown = shutdown

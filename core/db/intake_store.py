@@ -1,10 +1,14 @@
 """The alert-intake hot path's SQL, on a plain asyncpg pool.
 
 Every webhook call runs one indexed lookup and one single-statement insert (its own
-transaction, committed before the answer). asyncpg prepares and caches each statement per
-connection, and there is no ORM unit of work or pre-ping round trip in the way: at a
-thousand alerts a second those cost more than the statements themselves. Everything else
-(the bot's views, the sweeper) goes through the repositories and the unit of work.
+transaction, committed before the answer). Concurrent calls are coalesced
+(:class:`core.batching.MicroBatcher`): one ``= ANY`` lookup for the tokens arriving
+together, and one ``INSERT ... SELECT FROM unnest(...)`` for their alerts, so a busy
+server pays one round trip and one WAL flush per batch instead of per alert, and each alert
+is still committed before its answer. asyncpg prepares and caches each statement per
+connection, and there is no ORM unit of work or pre-ping round trip in the way.
+Everything else (the bot's views, the sweeper) goes through the repositories and the unit
+of work.
 """
 
 from __future__ import annotations
@@ -12,22 +16,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+from core.batching import MicroBatcher
 from core.logs import get_logger
 
 # State values are AlertState / NotificationState members, written out (plain constants,
 # never interpolated), so each statement is one literal string the server prepares once.
 _LOOKUP = """
-SELECT w.id, w.user_id, w.passphrase_hash, u.paused,
+SELECT w.token_hash, w.id, w.user_id, w.passphrase_hash, u.paused,
        COALESCE(u.notify_chat_id, u.telegram_id) AS chat_id
 FROM webhooks AS w JOIN users AS u ON u.id = w.user_id
-WHERE w.token_hash = $1 AND w.rotated_at IS NULL AND w.revoked_at IS NULL
+WHERE w.token_hash = ANY($1::text[]) AND w.rotated_at IS NULL AND w.revoked_at IS NULL
 """
 
 _INSERT_ACCEPTED = """
@@ -36,6 +41,21 @@ INSERT INTO alerts (user_id, webhook_id, dedupe_key, external_id, body_hash, str
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, 'ACCEPTED', $11)
 ON CONFLICT (user_id, dedupe_key) DO NOTHING
 RETURNING id
+"""
+
+# The same insert for a batch, one array per column. Several alerts of one batch with the
+# same (user, dedupe key) give one row: the unique constraint stays the only authority.
+_INSERT_ACCEPTED_MANY = """
+INSERT INTO alerts (user_id, webhook_id, dedupe_key, external_id, body_hash, strategy,
+                    market, action, fields, source_ip, state, received_at)
+SELECT user_id, webhook_id, dedupe_key, external_id, body_hash, strategy, market, action,
+       fields::jsonb, source_ip, 'ACCEPTED', received_at
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
+     AS batch(user_id, webhook_id, dedupe_key, external_id, body_hash, strategy, market,
+              action, fields, source_ip, received_at)
+ON CONFLICT (user_id, dedupe_key) DO NOTHING
+RETURNING id, user_id, dedupe_key
 """
 
 _INSERT_REJECTED = """
@@ -65,6 +85,12 @@ UPDATE alerts SET enqueued_at = $2 WHERE id = ANY($1::bigint[]) AND enqueued_at 
 # Marks are batched off the request path: a lost mark only makes the sweeper enqueue the
 # alert again under the same job id, which arq ignores while the job exists.
 MARK_BATCH_DELAY_SECONDS = 0.02
+
+# Batches of lookups and of inserts each use at most this many connections at once; a
+# call arriving while they are busy joins the next batch. Two keep PostgreSQL busy while
+# the next batch forms, and leave the rest of the pool to refusals and marks.
+BATCHES_IN_FLIGHT = 2
+MAX_BATCH = 100
 
 
 class StoreUnavailableError(Exception):
@@ -130,6 +156,15 @@ class AlertRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class _Accepted:
+    """One accepted alert waiting for its batch's insert."""
+
+    record: AlertRecord
+    dedupe_key: str
+    external_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """A Telegram notice to enqueue with a rejection, once per ``dedupe_key``."""
 
@@ -146,6 +181,12 @@ class IntakeStore:
         self._pool = pool
         self._to_mark: list[tuple[int, datetime]] = []
         self._marker: asyncio.Task[None] | None = None
+        self._lookups: MicroBatcher[str, WebhookOwner | None] = MicroBatcher(
+            self._find_many, max_batch=MAX_BATCH, max_in_flight=BATCHES_IN_FLIGHT
+        )
+        self._inserts: MicroBatcher[_Accepted, int | None] = MicroBatcher(
+            self._insert_many, max_batch=MAX_BATCH, max_in_flight=BATCHES_IN_FLIGHT
+        )
         self._log = get_logger(__name__)
 
     @classmethod
@@ -163,36 +204,89 @@ class IntakeStore:
         return cls(pool)
 
     async def close(self) -> None:
-        """Write pending marks, then close the pool."""
+        """Finish pending batches and marks, then close the pool."""
+        await self._lookups.drain()
+        await self._inserts.drain()
         if self._marker is not None:
             await self._marker
         await self._pool.close()
 
     async def find_webhook(self, token_hash: str) -> WebhookOwner | None:
         """The live (not rotated, not revoked) webhook with this token hash."""
+        return await self._lookups.submit(token_hash)
+
+    async def _find_many(self, token_hashes: Sequence[str]) -> list[WebhookOwner | None]:
         with _unavailable_as_error():
-            row = await self._pool.fetchrow(_LOOKUP, token_hash)
-        if row is None:
-            return None
-        return WebhookOwner(
-            webhook_id=row[0], user_id=row[1], passphrase_hash=row[2], paused=row[3], chat_id=row[4]
-        )
+            rows = await self._pool.fetch(_LOOKUP, list(set(token_hashes)))
+        owners = {
+            row[0]: WebhookOwner(
+                webhook_id=row[1],
+                user_id=row[2],
+                passphrase_hash=row[3],
+                paused=row[4],
+                chat_id=row[5],
+            )
+            for row in rows
+        }
+        return [owners.get(token_hash) for token_hash in token_hashes]
 
     async def insert_accepted(
         self, record: AlertRecord, *, dedupe_key: str, external_id: str | None
     ) -> int | None:
-        """Commit an accepted alert.
+        """Commit an accepted alert (in one transaction with those arriving meanwhile).
 
         Returns:
             Its id, or ``None`` when ``(user, dedupe_key)`` exists already (a duplicate).
         """
+        return await self._inserts.submit(_Accepted(record, dedupe_key, external_id))
+
+    async def _insert_many(self, batch: Sequence[_Accepted]) -> Sequence[int | Exception | None]:
+        if len(batch) == 1:
+            return [await self._insert_one(batch[0])]
+        columns: list[list[Any]] = [[] for _ in range(11)]
+        for item in batch:
+            record = item.record
+            values = (
+                record.user_id,
+                record.webhook_id,
+                item.dedupe_key,
+                item.external_id,
+                record.body_hash,
+                record.strategy,
+                record.market,
+                record.action,
+                json.dumps(record.fields or {}),
+                record.source_ip,
+                record.received_at,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        try:
+            with _unavailable_as_error():
+                rows = await self._pool.fetch(_INSERT_ACCEPTED_MANY, *columns)
+        except asyncpg.PostgresError as exc:
+            # One bad row must not refuse the others: each alone gets its own outcome.
+            self._log.warning("alert_batch_split", size=len(batch), error=type(exc).__name__)
+            return [await self._insert_alone(item) for item in batch]
+        inserted = {(row[1], row[2]): row[0] for row in rows}
+        # The first alert of a (user, key) pair gets the row; any repeat is a duplicate.
+        return [inserted.pop((item.record.user_id, item.dedupe_key), None) for item in batch]
+
+    async def _insert_alone(self, item: _Accepted) -> int | Exception | None:
+        try:
+            return await self._insert_one(item)
+        except (asyncpg.PostgresError, StoreUnavailableError) as exc:
+            return exc
+
+    async def _insert_one(self, item: _Accepted) -> int | None:
+        record = item.record
         with _unavailable_as_error():
             value: int | None = await self._pool.fetchval(
                 _INSERT_ACCEPTED,
                 record.user_id,
                 record.webhook_id,
-                dedupe_key,
-                external_id,
+                item.dedupe_key,
+                item.external_id,
                 record.body_hash,
                 record.strategy,
                 record.market,

@@ -234,7 +234,17 @@ class Order(TimestampMixin, Base):
     filled_size: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
     average_price: Mapped[Decimal | None]
     fee: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    # The price the alert referred to (or the oracle when signing), for the slippage report.
+    reference_price: Mapped[Decimal | None]
+    # The position when the order was planned: realized PnL of its fills is computed from it.
+    position_before: Mapped[Decimal | None]
+    entry_before: Mapped[Decimal | None]
+    realized_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    # Timeline for /why: signed (committed) → broadcast → answered → filled / closed.
+    signed_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    filled_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
 
     __table_args__ = (
@@ -282,9 +292,100 @@ class Fill(Base):
     price: Mapped[Decimal]
     fee: Mapped[Decimal] = mapped_column(default=Decimal(0))
     liquidity: Mapped[str | None] = mapped_column(String(8))
+    # PnL this fill realized against the position it reduced (fee included), for the daily
+    # loss limit and per-strategy stats.
+    realized_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
     filled_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("user_id", "exchange_fill_id"),)
+
+
+class PaperAccount(TimestampMixin, Base):
+    """A paper-trading account: virtual USDC per user (positions and fills carry ``paper``)."""
+
+    __tablename__ = "paper_accounts"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    balance: Mapped[Decimal]
+
+
+class PaperOrder(Base):
+    """An order on the simulated venue (what a node and the Indexer would hold)."""
+
+    __tablename__ = "paper_orders"
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = _user_fk()
+    tx_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[int]
+    order_flags: Mapped[int] = mapped_column(Integer)
+    market: Mapped[str] = mapped_column(String(32))
+    side: Mapped[OrderSide] = mapped_column(_enum(OrderSide, "paper_order_side"))
+    kind: Mapped[str] = mapped_column(String(24))
+    time_in_force: Mapped[str] = mapped_column(String(16))
+    size: Mapped[Decimal]
+    price: Mapped[Decimal]
+    trigger_price: Mapped[Decimal | None]
+    reduce_only: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(24))
+    filled_size: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    good_til_block: Mapped[int | None]
+    good_til_block_time: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id", "order_flags", "market"),
+        Index(
+            "ix_paper_orders_live",
+            "user_id",
+            postgresql_where=sql_text("status IN ('OPEN', 'UNTRIGGERED')"),
+        ),
+    )
+
+
+class PaperFill(Base):
+    """A simulated fill on the paper venue."""
+
+    __tablename__ = "paper_fills"
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = _user_fk()
+    paper_order_id: Mapped[int] = mapped_column(
+        ForeignKey("paper_orders.id", ondelete="CASCADE"), index=True
+    )
+    market: Mapped[str] = mapped_column(String(32))
+    side: Mapped[OrderSide] = mapped_column(_enum(OrderSide, "paper_fill_side"))
+    size: Mapped[Decimal]
+    price: Mapped[Decimal]
+    fee: Mapped[Decimal]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PaperPosition(Base):
+    """A simulated position: signed size (positive long), entry price, realized PnL."""
+
+    __tablename__ = "paper_positions"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    market: Mapped[str] = mapped_column(String(32), primary_key=True)
+    size: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    entry_price: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    realized_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountNonce(Base):
+    """Last timestamp nonce used per dYdX account, so stateful orders never reuse one."""
+
+    __tablename__ = "account_nonces"
+
+    owner_address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_nonce: Mapped[int]
 
 
 class Notification(Base):

@@ -11,6 +11,12 @@ from core.db.repositories.alerts import AlertRepository
 from core.db.repositories.audit import AuditRepository
 from core.db.repositories.credentials import CredentialRepository
 from core.db.repositories.notifications import NotificationRepository
+from core.db.repositories.orders import (
+    FillRepository,
+    NonceRepository,
+    OrderRepository,
+    PositionRepository,
+)
 from core.db.repositories.users import UserRepository
 from core.db.repositories.wallets import WalletRepository
 from core.db.repositories.webhooks import WebhookRepository
@@ -36,6 +42,10 @@ class UnitOfWork:
     wallets: WalletRepository
     webhooks: WebhookRepository
     alerts: AlertRepository
+    orders: OrderRepository
+    fills: FillRepository
+    positions: PositionRepository
+    nonces: NonceRepository
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -49,6 +59,10 @@ class UnitOfWork:
         self.wallets = WalletRepository(self.session)
         self.webhooks = WebhookRepository(self.session)
         self.alerts = AlertRepository(self.session)
+        self.orders = OrderRepository(self.session)
+        self.fills = FillRepository(self.session)
+        self.positions = PositionRepository(self.session)
+        self.nonces = NonceRepository(self.session)
         return self
 
     async def __aexit__(
@@ -65,6 +79,13 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit everything done through this unit of work."""
         await self.session.commit()
+
+    def detach(self, *objects: object) -> None:
+        """Keep loaded objects readable after the unit of work ends (leaving it rolls back,
+        which would otherwise expire them)."""
+        for obj in objects:
+            if obj is not None:
+                self.session.expunge(obj)
 
     async def rollback(self) -> None:
         """Discard everything not yet committed."""

@@ -266,6 +266,19 @@ class OrderRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A signed transaction, ready to broadcast (and to re-broadcast byte for byte).
+
+    Attributes:
+        tx_bytes: The exact bytes to broadcast (``TxRaw`` on dYdX).
+        tx_hash: Upper-case hex SHA-256 of ``tx_bytes``.
+    """
+
+    tx_bytes: bytes
+    tx_hash: str
+
+
+@dataclass(frozen=True, slots=True)
 class PlaceResult:
     """The node's answer to a broadcast order (CheckTx).
 
@@ -317,9 +330,55 @@ class CancelResult:
         """Whether CheckTx accepted the transaction."""
         return self.code == 0
 
+    @property
+    def already_broadcast(self) -> bool:
+        """Whether the same bytes were already in the mempool (``sdk`` 19): not a refusal.
+
+        A short-term cancel signed again with the same expiry has the same bytes (signatures
+        are deterministic), so repeating a cancel can answer this.
+        """
+        return (self.codespace, self.code) == ("sdk", 19)
+
 
 class Exchange(Protocol):
-    """A perpetuals exchange, bound to one trading subaccount."""
+    """A perpetuals exchange, bound to one trading subaccount.
+
+    Placing is split in two so a caller can commit the signed bytes before they leave the
+    process (exactly-once): :meth:`sign_order` then :meth:`broadcast`; :meth:`place_order` is
+    both in one call.
+    """
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether orders are simulated (nothing is ever sent to a node)."""
+        ...
+
+    @property
+    def owner_address(self) -> str:
+        """The subaccount owner (``dydx1…``; ``paper:<user id>`` for paper trading)."""
+        ...
+
+    @property
+    def subaccount_number(self) -> int:
+        """The trading subaccount number."""
+        ...
+
+    async def block_height(self) -> int:
+        """The latest block height (the base of a short-term order's ``good_til_block``).
+
+        Raises:
+            ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
+
+    async def market(self, ticker: str) -> MarketInfo:
+        """One market with a fresh oracle price.
+
+        Raises:
+            KeyError: The market is not listed.
+            ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
 
     async def markets(self) -> dict[str, MarketInfo]:
         """Every listed market by ticker.
@@ -358,6 +417,57 @@ class Exchange(Protocol):
 
         Raises:
             ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
+
+    async def find_order(self, market: str, client_id: int, flags: OrderFlags) -> OpenOrder | None:
+        """Our order with this client id, in any status (``OPEN``, ``FILLED``, ``CANCELED``,
+        ``BEST_EFFORT_CANCELED``, ``BEST_EFFORT_OPENED``, ``UNTRIGGERED``), or None when the
+        exchange has never seen it.
+
+        Raises:
+            ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
+
+    async def sign_order(self, request: OrderRequest) -> SignedTx:
+        """Build and sign an order without sending it.
+
+        Raises:
+            QuantizationError: Size or price is not on the market's grid.
+            KeyError: The market is not listed.
+            ExchangeUnavailableError: Data needed to sign (account number, nonce) is missing.
+        """
+        ...
+
+    async def sign_cancel(
+        self,
+        market: str,
+        client_id: int,
+        flags: OrderFlags,
+        *,
+        good_til_block: int | None = None,
+        good_til_block_time: datetime | None = None,
+    ) -> SignedTx:
+        """Build and sign the cancel of one of our orders without sending it.
+
+        Raises:
+            KeyError: The market is not listed.
+            ExchangeUnavailableError: Data needed to sign is missing.
+        """
+        ...
+
+    async def broadcast(self, signed: SignedTx) -> PlaceResult:
+        """Send signed bytes; the answer of CheckTx.
+
+        Returns:
+            The accepted (or ``already_broadcast``) result.
+
+        Raises:
+            RetryableExchangeError: Refused for a transient reason (or the node was not
+                reached at all); sign again and send.
+            PermanentExchangeError: Refused; ``reason`` tells the trader what to change.
+            UnknownOutcomeError: Sent, but no answer: reconcile before doing anything.
         """
         ...
 

@@ -1,0 +1,223 @@
+"""Orders, their fills, client-id counters and position snapshots: the trading ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db.models import AccountNonce, Fill, Order, Position, SubaccountCounter
+from core.domain import OrderPurpose, OrderState, PositionSide
+
+#: States in which the outcome of an order may still change.
+OPEN_STATES = (
+    OrderState.RECEIVED,
+    OrderState.SUBMITTING,
+    OrderState.SUBMITTED,
+    OrderState.PARTIALLY_FILLED,
+    OrderState.UNKNOWN,
+)
+
+
+class OrderRepository:
+    """Access to ``orders`` and ``subaccount_counters``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def allocate_client_id(self, owner_address: str, subaccount_number: int) -> int:
+        """The next client id of a subaccount, never handed out before.
+
+        The counter row is created on first use; the update takes its row lock, so two
+        concurrent allocations get different ids and a rolled-back allocation only leaves a gap.
+        """
+        statement = (
+            insert(SubaccountCounter)
+            .values(
+                owner_address=owner_address, subaccount_number=subaccount_number, next_client_id=2
+            )
+            .on_conflict_do_update(
+                index_elements=[
+                    SubaccountCounter.owner_address,
+                    SubaccountCounter.subaccount_number,
+                ],
+                set_={"next_client_id": SubaccountCounter.next_client_id + 1},
+            )
+            .returning(SubaccountCounter.next_client_id)
+        )
+        next_id = (await self._session.execute(statement)).scalar_one()
+        return int(next_id) - 1
+
+    def add(self, order: Order) -> None:
+        """Stage a new order."""
+        self._session.add(order)
+
+    async def get(self, order_id: int, *, lock: bool = False) -> Order | None:
+        """An order by id, optionally locked for update."""
+        statement = select(Order).where(Order.id == order_id)
+        if lock:
+            statement = statement.with_for_update()
+        return await self._session.scalar(statement)
+
+    async def for_alert(self, alert_id: int) -> Sequence[Order]:
+        """Every order of an alert, oldest first."""
+        rows = await self._session.scalars(
+            select(Order).where(Order.alert_id == alert_id).order_by(Order.id)
+        )
+        return rows.all()
+
+    async def get_for_alert(self, alert_id: int, purpose: OrderPurpose) -> Order | None:
+        """The order of an alert with this purpose (there is at most one)."""
+        return await self._session.scalar(
+            select(Order).where(Order.alert_id == alert_id, Order.purpose == purpose)
+        )
+
+    async def children(self, parent_id: int) -> Sequence[Order]:
+        """Orders placed because of ``parent_id`` (its take-profit and stop-loss)."""
+        rows = await self._session.scalars(
+            select(Order).where(Order.parent_order_id == parent_id).order_by(Order.id)
+        )
+        return rows.all()
+
+    async def unsettled(self, updated_before: datetime, limit: int = 100) -> Sequence[int]:
+        """Ids of orders whose outcome is still open and untouched since ``updated_before``."""
+        rows = await self._session.scalars(
+            select(Order.id)
+            .where(Order.state.in_(OPEN_STATES), Order.updated_at < updated_before)
+            .order_by(Order.updated_at)
+            .limit(limit)
+        )
+        return rows.all()
+
+    async def live_conditionals(self, user_id: int, market: str) -> Sequence[Order]:
+        """The user's take-profit / stop-loss orders on ``market`` that may still trigger."""
+        rows = await self._session.scalars(
+            select(Order).where(
+                Order.user_id == user_id,
+                Order.market == market,
+                Order.purpose.in_((OrderPurpose.TAKE_PROFIT, OrderPurpose.STOP_LOSS)),
+                Order.state.in_(OPEN_STATES),
+            )
+        )
+        return rows.all()
+
+    async def transition(
+        self, order_id: int, expected: Sequence[OrderState], **values: object
+    ) -> bool:
+        """Update an order only if it is still in one of ``expected`` states.
+
+        Optimistic transitions let the job and the reconciler work on one order without a
+        lock: whoever comes second finds the state moved on and does nothing.
+        """
+        result = await self._session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.state.in_(expected))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class FillRepository:
+    """Access to ``fills``."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, **values: object) -> bool:
+        """Record a fill; one already recorded (same exchange fill id) is ignored.
+
+        Returns:
+            Whether the fill was new.
+        """
+        result = await self._session.execute(
+            insert(Fill)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Fill.user_id, Fill.exchange_fill_id])
+            .returning(Fill.id)
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def for_order(self, order_id: int) -> Sequence[Fill]:
+        """Fills of one of our orders, oldest first."""
+        rows = await self._session.scalars(
+            select(Fill).where(Fill.order_id == order_id).order_by(Fill.filled_at, Fill.id)
+        )
+        return rows.all()
+
+    async def realized_since(self, user_id: int, since: datetime, *, paper: bool) -> Decimal:
+        """Realized PnL of the user's fills since ``since`` (negative for a loss)."""
+        total = await self._session.scalar(
+            select(func.coalesce(func.sum(Fill.realized_pnl), 0)).where(
+                Fill.user_id == user_id, Fill.paper.is_(paper), Fill.filled_at >= since
+            )
+        )
+        return Decimal(total or 0)
+
+
+class PositionRepository:
+    """Access to ``positions`` (snapshots of what the exchange reported)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record(
+        self,
+        *,
+        user_id: int,
+        paper: bool,
+        market: str,
+        side: PositionSide | None,
+        size: Decimal,
+        entry_price: Decimal | None,
+        at: datetime,
+    ) -> None:
+        """Upsert the user's position in ``market`` (size 0 and no side when flat)."""
+        values = {
+            "user_id": user_id,
+            "paper": paper,
+            "market": market,
+            "side": side,
+            "size": size,
+            "entry_price": entry_price,
+            "synced_at": at,
+        }
+        statement = insert(Position).values(
+            **values, opened_at=at if size else None, closed_at=None if size else at
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[Position.user_id, Position.paper, Position.market],
+            set_={
+                "side": side,
+                "size": size,
+                "entry_price": entry_price,
+                "synced_at": at,
+                "closed_at": None if size else at,
+                "opened_at": func.coalesce(Position.opened_at, at) if size else None,
+            },
+        )
+        await self._session.execute(statement)
+
+
+class NonceRepository:
+    """Access to ``account_nonces`` (timestamp nonces of stateful orders)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def next_nonce(self, owner_address: str, now_ms: int) -> int:
+        """``max(now_ms, last + 1)``, recorded atomically, so nonces only ever grow."""
+        statement = (
+            insert(AccountNonce)
+            .values(owner_address=owner_address, last_nonce=now_ms)
+            .on_conflict_do_update(
+                index_elements=[AccountNonce.owner_address],
+                set_={"last_nonce": func.greatest(AccountNonce.last_nonce + 1, now_ms)},
+            )
+            .returning(AccountNonce.last_nonce)
+        )
+        return int((await self._session.execute(statement)).scalar_one())

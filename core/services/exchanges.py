@@ -1,0 +1,117 @@
+"""Which exchange a trader's orders go to: dYdX with their API trading key, or the paper venue.
+
+One :class:`ExchangeProvider` per process holds the shared dYdX connections (gRPC channel,
+Indexer session, market and height caches); a per-trader exchange is cheap to build for each
+job. The API key is decrypted into the exchange object only, and lives as long as the job.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.crypto import CREDENTIAL_PURPOSE, DecryptionError, Keyring, Sealed, associated_data
+from core.db.uow import UnitOfWork
+from core.exchange.dydx.network import DydxNetwork
+from core.exchange.paper import PaperExchange
+from core.exchange.port import Exchange
+from core.preferences import Preferences
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+
+class TradingNotReadyError(Exception):
+    """The trader cannot trade yet (or any more).
+
+    Attributes:
+        reason: Plain words: what is missing and how to fix it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+NO_KEY = "add your dYdX API trading key with /key first (or turn on paper trading in /settings)"
+KEY_UNREADABLE = (
+    "your stored API trading key can no longer be decrypted (the server's encryption keys "
+    "changed): add it again with /key"
+)
+
+
+class PgNonces:
+    """Timestamp nonces for stateful orders, made durable and monotonic in PostgreSQL."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def next_nonce(self, owner_address: str) -> int:
+        """``max(now in ms, last + 1)`` for the account, recorded before it is used."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            nonce = await uow.nonces.next_nonce(owner_address, time.time_ns() // 1_000_000)
+            await uow.commit()
+        return nonce
+
+
+class ExchangeProvider:
+    """Builds the exchange a trader's orders go to.
+
+    Args:
+        sessionmaker: Database sessions (credentials, paper venue, nonces).
+        keyring: Decrypts API trading keys.
+        network: Shared dYdX connections.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        keyring: Keyring,
+        network: DydxNetwork,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._keyring = keyring
+        self.network = network
+        self._nonces = PgNonces(sessionmaker)
+
+    @classmethod
+    def from_settings(
+        cls, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    ) -> ExchangeProvider:
+        """A provider for the configured dYdX network."""
+        return cls(sessionmaker, settings.keyring, DydxNetwork.from_endpoints(settings.dydx))
+
+    async def close(self) -> None:
+        """Close the shared connections."""
+        await self.network.close()
+
+    async def for_user(self, user_id: int, prefs: Preferences) -> Exchange:
+        """The exchange for a trader: paper when their preferences say so, else dYdX.
+
+        Raises:
+            TradingNotReadyError: No key stored, or it cannot be decrypted.
+        """
+        if prefs.paper:
+            return PaperExchange(self._sessionmaker, user_id, self.network)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            credential = await uow.credentials.get_for_user(user_id)
+            if credential is None:
+                raise TradingNotReadyError(NO_KEY)
+            sealed = Sealed(credential.key_id, credential.ciphertext)
+            owner, subaccount = credential.owner_address, credential.subaccount_number
+            authenticator_id = credential.authenticator_id
+        try:
+            private_key = self._keyring.decrypt(
+                sealed, associated_data(CREDENTIAL_PURPOSE, user_id)
+            )
+        except DecryptionError:
+            raise TradingNotReadyError(KEY_UNREADABLE) from None
+        return self.network.trader(
+            owner_address=owner,
+            subaccount_number=subaccount,
+            authenticator_id=authenticator_id,
+            private_key=private_key,
+            nonces=self._nonces,
+        )

@@ -1,0 +1,216 @@
+"""What a trader asks of their account from the bot: positions, orders, close, panic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.uow import UnitOfWork
+from core.domain import OrderSide, OrderState
+from core.exchange.dydx.quantize import short_term_good_til_block
+from core.exchange.errors import ExchangeError, PermanentExchangeError
+from core.exchange.port import Account, Exchange, OpenOrder, OrderFlags, Position
+from core.logs import get_logger
+from core.preferences import Preferences
+from core.services.exchanges import ExchangeProvider, TradingNotReadyError
+from core.services.execution import ExecutionService
+
+__all__ = [
+    "CloseResult",
+    "NothingToCloseError",
+    "PanicReport",
+    "TradingNotReadyError",
+    "TradingService",
+]
+
+
+class NothingToCloseError(Exception):
+    """There is no open position in that market.
+
+    Attributes:
+        market: The ticker asked for.
+    """
+
+    def __init__(self, market: str) -> None:
+        super().__init__(market)
+        self.market = market
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    """What closing one position did.
+
+    Attributes:
+        market: Ticker.
+        side: Side of the closing order.
+        size: Size of the closing order.
+        state: Final (or current) state of the order.
+        filled_size: Size filled.
+        average_price: Average fill price, if anything filled.
+        reason: Why it did not fill completely, in plain words.
+        paper: Whether on the paper venue.
+    """
+
+    market: str
+    side: OrderSide
+    size: Decimal
+    state: OrderState
+    filled_size: Decimal
+    average_price: Decimal | None
+    reason: str | None
+    paper: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PanicReport:
+    """What ``/panic`` did.
+
+    Attributes:
+        cancelled: Open orders whose cancel the exchange accepted.
+        closed: One result per position closed (or tried).
+        failures: Plain-words problems (an order not cancelled, a position not closed).
+        paper: Whether on the paper venue.
+    """
+
+    cancelled: int
+    closed: list[CloseResult] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    paper: bool = False
+
+
+class TradingService:
+    """Live account views and manual orders for one trader at a time.
+
+    Args:
+        sessionmaker: Database sessions.
+        exchanges: Builds each trader's exchange.
+        max_lag: ``ALERT_MAX_LAG_SECONDS`` (only used by the shared execution machinery).
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        exchanges: ExchangeProvider,
+        *,
+        max_lag: timedelta = timedelta(seconds=60),
+        settle_timeout: float = 10.0,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._exchanges = exchanges
+        self._execution = ExecutionService(
+            sessionmaker, exchanges, max_lag=max_lag, settle_timeout=settle_timeout
+        )
+        self._log = get_logger(__name__)
+
+    async def _open(self, user_id: int) -> tuple[Exchange, Preferences]:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise TradingNotReadyError("send /start first")
+            prefs = Preferences.from_json(user.settings)
+        return await self._exchanges.for_user(user_id, prefs), prefs
+
+    async def positions(self, user_id: int) -> list[Position]:
+        """Open positions, live from the exchange."""
+        exchange, _ = await self._open(user_id)
+        return await exchange.positions()
+
+    async def open_orders(self, user_id: int) -> list[OpenOrder]:
+        """Open orders, live from the exchange."""
+        exchange, _ = await self._open(user_id)
+        return await exchange.open_orders()
+
+    async def account(self, user_id: int) -> Account:
+        """Equity and free collateral, live from the exchange."""
+        exchange, _ = await self._open(user_id)
+        return await exchange.account()
+
+    async def close_market(self, user_id: int, market: str) -> CloseResult:
+        """Close the position in ``market`` with a reduce-only market order.
+
+        Raises:
+            NothingToCloseError: No open position there.
+            TradingNotReadyError: The trader cannot trade.
+            ExchangeError: The exchange could not be asked or refused.
+        """
+        exchange, prefs = await self._open(user_id)
+        ticker = market.strip().upper()
+        position = next((p for p in await exchange.positions() if p.market == ticker), None)
+        if position is None or position.size <= 0:
+            raise NothingToCloseError(ticker)
+        return await self._close(user_id, exchange, prefs, position)
+
+    async def _close(
+        self, user_id: int, exchange: Exchange, prefs: Preferences, position: Position
+    ) -> CloseResult:
+        order_id = await self._execution.close_position(user_id, exchange, prefs, position)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            order = await uow.orders.get(order_id)
+            uow.detach(order)
+        if order is None:
+            raise TradingNotReadyError("the order disappeared from the ledger")
+        return CloseResult(
+            market=order.market,
+            side=order.side,
+            size=order.size,
+            state=order.state,
+            filled_size=order.filled_size,
+            average_price=order.average_price,
+            reason=order.error,
+            paper=order.paper,
+        )
+
+    async def panic(self, user_id: int) -> PanicReport:
+        """Pause, cancel every open order, close every position reduce-only.
+
+        Pausing comes first, so no alert opens anything while the rest runs.
+        """
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise TradingNotReadyError("send /start first")
+            user.paused = True
+            uow.audit.record(user_id=user_id, actor="user", action="panic")
+            await uow.commit()
+        exchange, prefs = await self._open(user_id)
+        failures: list[str] = []
+        cancelled = 0
+        for order in await exchange.open_orders():
+            try:
+                short_term = order.flags is OrderFlags.SHORT_TERM
+                signed = await exchange.sign_cancel(
+                    order.market,
+                    order.client_id,
+                    order.flags,
+                    good_til_block=(
+                        short_term_good_til_block(await exchange.block_height())
+                        if short_term
+                        else None
+                    ),
+                    good_til_block_time=None if short_term else order.good_til_block_time,
+                )
+                await exchange.broadcast(signed)
+                cancelled += 1
+            except PermanentExchangeError as exc:
+                failures.append(f"{order.market} order {order.client_id}: {exc.reason}")
+            except ExchangeError as exc:
+                failures.append(f"{order.market} order {order.client_id}: {exc}")
+        closed: list[CloseResult] = []
+        for position in await exchange.positions():
+            if position.size <= 0:
+                continue
+            try:
+                closed.append(await self._close(user_id, exchange, prefs, position))
+            except PermanentExchangeError as exc:
+                failures.append(f"{position.market}: {exc.reason}")
+            except ExchangeError as exc:
+                failures.append(f"{position.market}: {exc}")
+        self._log.warning(
+            "panic", user_id=user_id, cancelled=cancelled, closed=len(closed), failed=len(failures)
+        )
+        return PanicReport(
+            cancelled=cancelled, closed=closed, failures=failures, paper=exchange.is_paper
+        )

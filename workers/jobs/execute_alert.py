@@ -1,0 +1,39 @@
+"""Execute one accepted alert: plan, commit, broadcast, settle, notify (idempotent)."""
+
+from __future__ import annotations
+
+from arq import Retry
+
+from core.queue import JobQueue
+from core.services.execution import Outcome, RetryLaterError
+from workers.context import WorkerContext
+
+#: Outcomes that wrote a message to the outbox: drain it now rather than at the next tick.
+_NOTIFYING = frozenset(
+    {
+        Outcome.FILLED,
+        Outcome.UNFILLED,
+        Outcome.REJECTED,
+        Outcome.FAILED,
+        Outcome.EXPIRED,
+    }
+)
+
+
+async def execute_alert(ctx: WorkerContext, alert_id: int) -> str:
+    """Run the alert's execution; transient failures before sending are retried by arq.
+
+    Args:
+        ctx: The worker context.
+        alert_id: Id of the accepted alert (the job id is ``alert:{alert_id}``).
+
+    Returns:
+        The outcome's name (kept by arq as the job result).
+    """
+    try:
+        outcome = await ctx["execution"].execute_alert(alert_id)
+    except RetryLaterError as exc:
+        raise Retry(defer=exc.defer * ctx["job_try"]) from None
+    if outcome in _NOTIFYING:
+        await JobQueue(ctx["redis"]).nudge_notifications()
+    return outcome.value
