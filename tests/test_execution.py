@@ -3,15 +3,18 @@ PostgreSQL, Redis, the dYdX double (real dydx-v4-client signing) and the Telegra
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
 from core.config import Settings
+from core.db.models import Fill, Notification
 from core.domain import AlertState, OrderPurpose, OrderState
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
@@ -23,6 +26,7 @@ from tests.trading_stack import (
     post_alert,
     running_web,
     running_worker,
+    user_row,
     wait_alert,
 )
 
@@ -121,3 +125,210 @@ async def test_an_alert_becomes_one_order_a_fill_and_a_message(
     assert "Fees: $0.15" in message.text
     assert "Slippage: +0.017% vs $2,999.50" in message.text
     assert "Position: LONG 0.1 ETH-USD" in message.text
+
+
+async def test_size_pct_is_a_share_of_the_equity_the_exchange_reports(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    dydx_double.set_oracle_price("ETH-USD", "2500")
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double, usdc="4000")
+    answer = await post_alert(web, me, size=None, size_pct="25")
+    assert (await wait_alert(live_sessionmaker, answer["id"])).state is AlertState.EXECUTED
+    (order,) = placed_orders(dydx_double)
+    assert order.quantums == 400_000_000  # 25 % of $4,000 at $2,500 = 0.4 ETH
+    answer = await post_alert(web, me, size=None, size_usd="500", action="sell")
+    assert (await wait_alert(live_sessionmaker, answer["id"])).state is AlertState.EXECUTED
+    second = placed_orders(dydx_double)[1]
+    assert second.quantums == 200_000_000  # $500 at $2,500
+    assert second.side == ProtoOrder.Side.SIDE_SELL
+    assert second.reduce_only  # a smaller sell while long only reduces
+
+
+async def test_a_risk_limit_refuses_before_anything_is_sent_and_says_why(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(
+        live_sessionmaker,
+        settings,
+        telegram_double,
+        dydx_double,
+        prefs={"max_notional_usd": "100"},
+    )
+    answer = await post_alert(web, me, size="0.1")
+    row = await wait_alert(live_sessionmaker, answer["id"])
+    assert row.state is AlertState.FAILED
+    assert dydx_double.node.broadcasts == []
+    assert await orders_of(live_sessionmaker, me.user_id) == []
+    message = await me.chat.next_message(timeout=10)
+    assert "Not executed" in message.text
+    assert "the order is worth $300.00, above your limit of $100.00 per order" in message.text
+
+
+async def test_close_sends_a_reduce_only_order_for_the_whole_position(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    first = await post_alert(web, me, size="0.2")
+    await wait_alert(live_sessionmaker, first["id"])
+    dydx_double.set_oracle_price("ETH-USD", "3100")
+    await asyncio.sleep(1.2)
+    closing = await post_alert(web, me, action="close", size=None)
+    assert (await wait_alert(live_sessionmaker, closing["id"])).state is AlertState.EXECUTED
+    close_order = placed_orders(dydx_double)[1]
+    assert close_order.side == ProtoOrder.Side.SIDE_SELL
+    assert close_order.reduce_only
+    assert close_order.quantums == 200_000_000
+    ledger = (await orders_of(live_sessionmaker, me.user_id))[1]
+    assert ledger.purpose is OrderPurpose.CLOSE
+    assert ledger.realized_pnl == Decimal("19.69")  # (3100 - 3000) * 0.2 - $0.31 fee
+    await me.chat.next_message(timeout=10)
+    message = await me.chat.next_message(timeout=10)
+    assert "Sold 0.2 ETH-USD at $3,100.00" in message.text
+    assert "Realized PnL: +$19.69" in message.text
+    assert "Position: flat on ETH-USD" in message.text
+
+
+async def test_paper_mode_fills_without_any_broadcast(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(
+        live_sessionmaker,
+        settings,
+        telegram_double,
+        dydx_double,
+        prefs={"paper": True},
+        with_key=False,
+    )
+    answer = await post_alert(web, me, size="0.5")
+    row = await wait_alert(live_sessionmaker, answer["id"])
+    assert row.state is AlertState.EXECUTED, row.reason
+    assert dydx_double.node.broadcasts == []
+    (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+    assert ledger.paper
+    assert ledger.state is OrderState.FILLED
+    assert ledger.average_price == Decimal("3001.5")  # oracle + 5 bps simulated slippage
+    message = await me.chat.next_message(timeout=10)
+    assert message.text.startswith("📝 PAPER")
+    assert "Bought 0.5 ETH-USD at $3,001.50" in message.text
+
+
+async def test_a_permanent_refusal_is_rejected_once_and_explained(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    dydx_double.node.reject_next(code=3007, codespace="clob", log="order is undercollateralized")
+    answer = await post_alert(web, me, size="0.1")
+    row = await wait_alert(live_sessionmaker, answer["id"])
+    assert row.state is AlertState.FAILED
+    (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+    assert ledger.state is OrderState.REJECTED
+    assert (ledger.codespace, ledger.exchange_code) == ("clob", 3007)
+    message = await me.chat.next_message(timeout=10)
+    assert "Order refused by dYdX" in message.text
+    assert "not enough free collateral" in message.text
+    await asyncio.sleep(1.5)
+    assert len(dydx_double.node.broadcasts) == 1  # never retried
+
+
+async def test_a_hanging_node_hits_the_deadline_and_the_order_is_reconciled(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    # The node takes the order, then answers only long after our deadline.
+    dydx_double.node.hang(30, process_first=True)
+    answer = await post_alert(web, me, size="0.1")
+    row = await wait_alert(live_sessionmaker, answer["id"], within=40)
+    assert row.state is AlertState.EXECUTED
+    (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+    assert ledger.state is OrderState.FILLED
+    assert len(placed_orders(dydx_double)) == 1
+    statuses = [record.status for record in dydx_double.node.broadcasts]
+    assert statuses[0] == "cancelled"  # our deadline fired on the hanging call
+    message = await me.chat.next_message(timeout=10)
+    assert "Bought 0.1 ETH-USD" in message.text
+
+
+async def test_an_alert_too_old_when_its_job_runs_expires_and_the_user_is_told(
+    make_settings: Callable[..., Settings],
+    telegram_env: dict[str, str],
+    dydx_env: dict[str, str],
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    redis: Any,
+) -> None:
+    settings = make_settings(
+        **telegram_env, **dydx_env, webhook_ip_allowlist="*", alert_max_lag_seconds=2
+    )
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    async with running_web(settings) as web:
+        answer = await post_alert(web, me, size="0.1")
+        await asyncio.sleep(3)  # no worker yet: the job waits in Redis
+        async with running_worker(settings):
+            row = await wait_alert(live_sessionmaker, answer["id"])
+            message = await me.chat.next_message(timeout=10)
+    assert row.state is AlertState.EXPIRED
+    assert dydx_double.node.broadcasts == []
+    assert "Expired" in message.text
+    assert "over the 2 s limit" in message.text
+
+
+async def test_a_daily_loss_limit_hit_pauses_trading_and_says_so(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(
+        live_sessionmaker,
+        settings,
+        telegram_double,
+        dydx_double,
+        prefs={"daily_loss_limit_usd": "10"},
+    )
+    first = await post_alert(web, me, size="0.2")
+    await wait_alert(live_sessionmaker, first["id"])
+    dydx_double.set_oracle_price("ETH-USD", "2900")
+    await asyncio.sleep(1.2)  # the adapter's oracle cache is at most a second old
+    closing = await post_alert(web, me, action="close", size=None)
+    await wait_alert(live_sessionmaker, closing["id"])
+    texts = [(await me.chat.next_message(timeout=10)).text for _ in range(3)]
+    assert (await user_row(live_sessionmaker, me.user_id)).paused
+    assert any("Trading paused" in text and "$20.59" in text for text in texts)
+    async with live_sessionmaker() as session:
+        realized = await session.scalar(select(func.sum(Fill.realized_pnl)))
+        sent = await session.scalar(select(func.count()).select_from(Notification))
+    assert realized == Decimal("-20.59")  # -(100 * 0.2) - $0.29 fee - the entry's $0.30 fee
+    assert sent == 3

@@ -79,6 +79,13 @@ async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # Cancel jobs still running (a cron mid-run) and forget them, so close() only
+        # releases resources instead of re-raising their cancellation.
+        running = list(worker.tasks.values())
+        for job_task in running:
+            job_task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        worker.tasks.clear()
         await worker.close()
 
 

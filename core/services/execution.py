@@ -754,7 +754,7 @@ class ExecutionService:
                         average_price=order.average_price or Decimal(0),
                         fee=order.fee,
                         reference_price=order.reference_price,
-                        realized_pnl=order.realized_pnl,
+                        realized_pnl=order.realized_pnl if _reduced(order) else None,
                         position_side=current.side if current else None,
                         position_size=current.size if current else Decimal(0),
                         paper=order.paper,
@@ -1100,6 +1100,12 @@ class ExecutionService:
                 count += 1
             await uow.commit()
         return count
+
+
+def _reduced(order: Order) -> bool:
+    """Whether the order reduced (or closed) a position, i.e. realized PnL beyond its fee."""
+    held = order.position_before or Decimal(0)
+    return held != 0 and (held > 0) == (order.side is OrderSide.SELL)
 
 
 def _realize(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +32,7 @@ from core.alerts import (
     dedupe_key,
     parse_alert,
 )
+from core.batching import MicroBatcher
 from core.client_ip import IPAddress
 from core.crypto import constant_time_equals, token_hash
 from core.db.base import utcnow
@@ -146,7 +147,13 @@ class IntakeService:
         self._limits = limits or IntakeLimits()
         self._clock = clock
         self._enqueue_timeout = enqueue_timeout
+        # Jobs of alerts accepted together are queued in one round trip.
+        self._enqueues: MicroBatcher[int, bool] = MicroBatcher(self._enqueue_many)
         self._log = get_logger(__name__)
+
+    async def close(self) -> None:
+        """Wait for the enqueues in flight (call before closing the queue and the store)."""
+        await self._enqueues.drain()
 
     async def receive(self, token: str, body: bytes, source_ip: IPAddress | None) -> IntakeResult:
         """Handle one call of ``POST /hook/{token}``.
@@ -252,11 +259,18 @@ class IntakeService:
             return
         try:
             async with asyncio.timeout(self._enqueue_timeout):
-                await self._queue.enqueue(EXECUTE_ALERT, alert_id, job_id=job_id_for(alert_id))
+                await self._enqueues.submit(alert_id)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("alert_enqueue_deferred", error=type(exc).__name__)
             return
         self._store.mark_enqueued(alert_id, self._clock())
+
+    async def _enqueue_many(self, alert_ids: Sequence[int]) -> list[bool]:
+        if self._queue is None:  # checked by _enqueue; kept for the type checker
+            raise RedisError("no job queue")
+        return await self._queue.enqueue_many(
+            EXECUTE_ALERT, [(job_id_for(alert_id), alert_id) for alert_id in alert_ids]
+        )
 
     async def _refuse(
         self,

@@ -52,7 +52,8 @@ class FillSummary:
         average_price: Size-weighted fill price.
         fee: Fees paid in USD.
         reference_price: The alert's price (or the oracle when the order was signed).
-        realized_pnl: PnL realized by the fills (fees included).
+        realized_pnl: PnL realized by the fills (fees included); None when the order
+            only opened or added.
         position_side: Side of the position after the order (None when flat).
         position_size: Its size.
         paper: Whether simulated.
@@ -68,7 +69,7 @@ class FillSummary:
     average_price: Decimal
     fee: Decimal
     reference_price: Decimal | None
-    realized_pnl: Decimal
+    realized_pnl: Decimal | None
     position_side: PositionSide | None
     position_size: Decimal
     paper: bool
@@ -102,7 +103,7 @@ def filled_text(fill: FillSummary) -> str:
         direction = 1 if fill.side is OrderSide.BUY else -1
         slip = (fill.average_price - fill.reference_price) / fill.reference_price * 100 * direction
         lines.append(f"Slippage: {slip:+.3f}% vs {price(fill.reference_price)}")
-    if fill.realized_pnl:
+    if fill.realized_pnl is not None:
         lines.append(f"Realized PnL: <b>{usd(fill.realized_pnl, signed=True)}</b>")
     if fill.position_side is None or fill.position_size == 0:
         lines.append(f"Position: flat on {fill.market}")
