@@ -68,6 +68,29 @@ class AlertSweeper:
                 done.append(alert_id)
             await uow.alerts.mark_enqueued(done, utcnow())
             await uow.commit()
-        if done:
-            self._log.info("alerts_swept", enqueued=len(done))
-        return SweepReport(enqueued=len(done), failed=failed)
+        requeued = 0
+        if not failed:
+            requeued = await self._requeue_lost(queue, grace=grace, limit=limit)
+            failed = requeued < 0
+        if done or requeued > 0:
+            self._log.info("alerts_swept", enqueued=len(done), requeued=max(requeued, 0))
+        return SweepReport(enqueued=len(done) + max(requeued, 0), failed=failed)
+
+    async def _requeue_lost(self, queue: JobQueue, *, grace: timedelta, limit: int) -> int:
+        """Queue again alerts whose job vanished (Redis restarted without its data).
+
+        Returns:
+            How many jobs were really re-created, or -1 if Redis failed.
+        """
+        async with UnitOfWork(self._sessionmaker) as uow:
+            ids = await uow.alerts.waiting_since(utcnow() - grace, limit)
+        if not ids:
+            return 0
+        try:
+            added = await queue.enqueue_many(
+                EXECUTE_ALERT, [(job_id_for(alert_id), alert_id) for alert_id in ids]
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._log.warning("alert_requeue_failed", error=type(exc).__name__)
+            return -1
+        return sum(added)

@@ -15,7 +15,8 @@ from core.logs import get_logger
 
 # Give up only after a day: a Telegram outage of minutes or hours must lose nothing.
 GIVE_UP_AFTER = timedelta(hours=24)
-MAX_BACKOFF = timedelta(minutes=5)
+# A trade message is worth little when late: retry at least every 30 s during an outage.
+MAX_BACKOFF = timedelta(seconds=30)
 
 
 class SendError(Exception):
@@ -54,7 +55,7 @@ class DeliveryReport:
 
 
 def backoff(attempts: int) -> timedelta:
-    """Delay before attempt ``attempts + 1``: 1 s doubling, capped at five minutes."""
+    """Delay before attempt ``attempts + 1``: 1 s doubling, capped at 30 seconds."""
     return min(timedelta(seconds=2 ** min(attempts, 16)) / 2, MAX_BACKOFF)
 
 
@@ -109,6 +110,9 @@ class NotificationService:
                     continue
                 message.state = NotificationState.SENT
                 message.sent_at = utcnow()
+                if message.attempts > 1:
+                    # Telegram is back: what waits for its back-off goes out now, not later.
+                    await uow.notifications.retry_now(now)
                 await uow.commit()
                 sent += 1
         return DeliveryReport(sent=sent, retried=retried, failed=failed)

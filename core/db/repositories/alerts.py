@@ -51,6 +51,24 @@ class AlertRepository:
         )
         return rows.all()
 
+    async def waiting_since(self, enqueued_before: datetime, limit: int) -> Sequence[int]:
+        """Ids of accepted alerts queued before ``enqueued_before`` that no worker picked up.
+
+        Their job may have been lost with Redis (a restart without persistence): the sweeper
+        enqueues them again under the same job id, which is a no-op while the job still exists.
+        """
+        rows = await self._session.scalars(
+            select(Alert.id)
+            .where(
+                Alert.state == AlertState.ACCEPTED,
+                Alert.enqueued_at.is_not(None),
+                Alert.enqueued_at < enqueued_before,
+            )
+            .order_by(Alert.enqueued_at)
+            .limit(limit)
+        )
+        return rows.all()
+
     async def mark_enqueued(self, alert_ids: Sequence[int], at: datetime) -> None:
         """Record that these alerts' jobs are queued."""
         if alert_ids:

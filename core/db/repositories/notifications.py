@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,17 @@ class NotificationRepository:
             .returning(Notification.id)
         )
         return result.scalar_one_or_none() is not None
+
+    async def retry_now(self, now: datetime) -> None:
+        """Make every message waiting out a back-off due at ``now``."""
+        await self._session.execute(
+            update(Notification)
+            .where(
+                Notification.state == NotificationState.PENDING,
+                Notification.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now)
+        )
 
     async def claim_next_due(self, now: datetime) -> Notification | None:
         """Lock the oldest due message; concurrent workers skip it."""
