@@ -21,7 +21,7 @@ from core.domain import AlertState, OrderState
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.test_cli import TV2DYDX, bare_env
-from tests.test_sweeper import OwnRedis, own_redis  # noqa: F401 - the fixture
+from tests.test_sweeper import OwnRedis
 from tests.trading_stack import (
     Maker,
     add_trader,
@@ -90,6 +90,15 @@ class WorkerProcess:
         output = self._log.read()
         self._log.close()
         return output
+
+
+@pytest.fixture
+def private_redis() -> Iterator[OwnRedis]:
+    """A redis-server of this test alone, so it can be restarted."""
+    server = OwnRedis()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -171,18 +180,18 @@ async def test_a_redis_restart_mid_stream_loses_and_doubles_nothing(
     live_sessionmaker: Maker,
     telegram_double: TelegramDouble,
     dydx_double: DydxDouble,
-    own_redis: OwnRedis,
+    private_redis: OwnRedis,
 ) -> None:
-    settings = _settings(make_settings, telegram_env, dydx_env, redis_url=own_redis.url)
+    settings = _settings(make_settings, telegram_env, dydx_env, redis_url=private_redis.url)
     me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
     ids: list[int] = []
     async with running_web(settings) as client:
         for n in range(4):  # queued in Redis; no worker yet
             ids.append((await post_alert(client, me, size="0.01", alert_id=f"a{n}"))["id"])
-        own_redis.stop()  # a restart without persistence: the queued jobs are gone
+        private_redis.stop()  # a restart without persistence: the queued jobs are gone
         for n in range(4, 7):  # accepted while Redis is away
             ids.append((await post_alert(client, me, size="0.01", alert_id=f"a{n}"))["id"])
-        own_redis.start()
+        private_redis.start()
         for n in range(7, 10):
             ids.append((await post_alert(client, me, size="0.01", alert_id=f"a{n}"))["id"])
         async with running_worker(settings):
