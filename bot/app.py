@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TypedDict
 
 from aiogram import Bot, Dispatcher
@@ -15,7 +16,10 @@ from core.config import Settings
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.services.account import AccountService
+from core.services.control import ControlService
 from core.services.credentials import CredentialService
+from core.services.exchanges import ExchangeProvider
+from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link import LinkSite, WalletLinkService
 from core.services.webhooks import WebhookService
@@ -30,6 +34,9 @@ class Services(TypedDict):
     credentials: CredentialService
     wallet_link: WalletLinkService
     webhooks: WebhookService
+    control: ControlService
+    exchanges: ExchangeProvider
+    trading: TradingService
 
 
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
@@ -40,6 +47,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         NodeReader.from_endpoints(settings.dydx),
         IndexerClient.from_endpoints(settings.dydx),
     )
+    exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -47,12 +55,18 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         credentials=credentials,
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
+        control=ControlService(sessionmaker),
+        exchanges=exchanges,
+        trading=TradingService(
+            sessionmaker, exchanges, max_lag=timedelta(seconds=settings.alert_max_lag_seconds)
+        ),
     )
 
 
 async def close_services(services: Services) -> None:
     """Release the connections the services opened."""
     await services["credentials"].close()
+    await services["exchanges"].close()
 
 
 def create_dispatcher() -> Dispatcher:

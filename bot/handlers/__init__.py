@@ -5,7 +5,19 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.filters import DeclarationAccepted
-from bot.handlers import account, fallback, key, link, start, webhook
+from bot.handlers import (
+    account,
+    control,
+    fallback,
+    key,
+    link,
+    notify,
+    settings,
+    start,
+    trading,
+    webhook,
+    why,
+)
 
 
 def get_routers() -> list[Router]:
@@ -14,7 +26,16 @@ def get_routers() -> list[Router]:
     gated.message.filter(DeclarationAccepted())
     gated.callback_query.filter(DeclarationAccepted())
     # Feature routers that need the declaration, one per feature.
-    features: list[Router] = [key.router, link.router, webhook.router]
+    features: list[Router] = [
+        key.router,
+        link.router,
+        webhook.router,
+        control.router,
+        settings.router,
+        notify.router,
+        why.router,
+        trading.router,
+    ]
     for feature in features:
         gated.include_router(feature)
     return [start.router, account.router, gated, fallback.router]

@@ -33,7 +33,7 @@ def _alert_line(alert: AlertView) -> str:
         result = _STATES.get(alert.state, alert.state.value.lower())
         if alert.reason:
             result += f" ({escape(alert.reason)})"
-    return f"<code>{when}</code> {market} {action} — {result}"
+    return f"<code>{when}</code> #{alert.id} {market} {action} — {result}"
 
 
 def recent_alerts(status: WebhookStatus) -> str:
@@ -42,6 +42,7 @@ def recent_alerts(status: WebhookStatus) -> str:
         return "<b>Latest alerts</b>\nNone received yet."
     lines = ["<b>Latest alerts</b> (UTC, newest first)"]
     lines += [_alert_line(alert) for alert in status.recent]
+    lines.append("/why and an alert's #number show what happened to it, step by step.")
     return "\n".join(lines)
 
 

@@ -688,8 +688,9 @@ class ControlService:
         return True
 
     async def channel_lost(self, chat_id: int, notice: str) -> list[LostChannel]:
-        """The bot can no longer post in ``chat_id``: route its users' notifications back to
-        their private chats, and tell them there (through the outbox).
+        """The bot can no longer post in ``chat_id``: route its users' notifications (those
+        still undelivered included) back to their private chats, and tell them there (through
+        the outbox).
 
         Args:
             chat_id: The channel.
@@ -699,10 +700,12 @@ class ControlService:
             The users moved back to their private chat.
         """
         async with UnitOfWork(self._sessionmaker) as uow:
-            users = await ControlRepository(uow.session).users_notified_in(chat_id)
+            repo = ControlRepository(uow.session)
             moved = []
-            for user in users:
+            for user in await repo.users_notified_in(chat_id):
                 user.notify_chat_id = None
+                # What was still waiting for the channel would fail there: deliver it privately.
+                await repo.reroute_pending(user.id, chat_id, user.telegram_id)
                 uow.audit.record("notify_chat_lost", user_id=user.id, chat_id=chat_id)
                 await uow.notifications.enqueue(
                     chat_id=user.telegram_id,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.crypto import CREDENTIAL_PURPOSE, DecryptionError, Keyring, Sealed, associated_data
+from core.db.models import Credential
 from core.db.uow import UnitOfWork
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.paper import PaperExchange
@@ -97,11 +98,24 @@ class ExchangeProvider:
             return PaperExchange(self._sessionmaker, user_id, self.network)
         async with UnitOfWork(self._sessionmaker) as uow:
             credential = await uow.credentials.get_for_user(user_id)
-            if credential is None:
-                raise TradingNotReadyError(NO_KEY)
-            sealed = Sealed(credential.key_id, credential.ciphertext)
-            owner, subaccount = credential.owner_address, credential.subaccount_number
-            authenticator_id = credential.authenticator_id
+            uow.detach(credential)
+        return self.for_credential(user_id, prefs, credential)
+
+    def for_credential(
+        self, user_id: int, prefs: Preferences, credential: Credential | None
+    ) -> Exchange:
+        """Like :meth:`for_user`, with the user's credential row already loaded.
+
+        Raises:
+            TradingNotReadyError: No key stored, or it cannot be decrypted.
+        """
+        if prefs.paper:
+            return PaperExchange(self._sessionmaker, user_id, self.network)
+        if credential is None:
+            raise TradingNotReadyError(NO_KEY)
+        sealed = Sealed(credential.key_id, credential.ciphertext)
+        owner, subaccount = credential.owner_address, credential.subaccount_number
+        authenticator_id = credential.authenticator_id
         try:
             private_key = self._keyring.decrypt(
                 sealed, associated_data(CREDENTIAL_PURPOSE, user_id)

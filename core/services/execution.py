@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.alerts import AlertOrder
 from core.compliance import ComplianceStatus
 from core.db.base import utcnow
-from core.db.models import Alert, Order, User
+from core.db.models import Alert, Credential, Order, User
 from core.db.uow import UnitOfWork
 from core.domain import AlertState, OrderPurpose, OrderSide, OrderState, PositionSide
 from core.exchange.dydx.quantize import QuantizationError, short_term_good_til_block, worst_price
@@ -115,6 +115,13 @@ class Outcome(StrEnum):
     MISSING = "missing"
 
 
+class _Unset:
+    """Marks an argument that was not given (None is a meaningful value)."""
+
+
+_UNSET = _Unset()
+
+
 class RetryLaterError(Exception):
     """A transient failure before anything was sent: run the job again after ``defer`` s."""
 
@@ -190,16 +197,17 @@ class ExecutionService:
             RetryLaterError: The exchange could not be asked before anything was sent.
         """
         log = self._log.bind(alert_id=alert_id)
+        picked_up = utcnow()
         async with UnitOfWork(self._sessionmaker) as uow:
-            alert = await uow.alerts.get(alert_id)
-            if alert is None:
+            # One round trip for the alert, its trader and their key: this is the hot path.
+            loaded = await uow.alerts.with_user_and_credential(alert_id)
+            if loaded is None:
                 log.warning("alert_missing")
                 return Outcome.MISSING
+            alert, user, credential = loaded
             if alert.state not in (AlertState.ACCEPTED, AlertState.PROCESSING):
                 return Outcome.ALREADY_DONE
-            user = await uow.users.get(alert.user_id)
-            if user is None:
-                return Outcome.MISSING
+            uow.detach(credential)
             ctx = _Context(
                 user_id=user.id,
                 chat_id=_chat_of(user),
@@ -207,14 +215,17 @@ class ExecutionService:
                 compliance=_compliance(user),
                 paused=user.paused,
             )
-            existing = await uow.orders.for_alert(alert_id)
+            # The first order is committed together with PROCESSING: an alert still ACCEPTED
+            # has none.
+            existing = (
+                await uow.orders.for_alert(alert_id) if alert.state is AlertState.PROCESSING else []
+            )
             if existing:
                 # A previous run committed an order: follow it, never plan another one.
                 order_ids = [order.id for order in existing]
             else:
                 order_ids = []
-                now = utcnow()
-                age = self._age(alert, now)
+                age = self._age(alert, picked_up)
                 if age > self._max_lag:
                     await self._finish_alert(
                         uow, alert, AlertState.EXPIRED, f"{age.total_seconds():.0f} s old"
@@ -239,10 +250,6 @@ class ExecutionService:
                     await self._finish_alert(uow, alert, AlertState.SKIPPED, "trading is paused")
                     await uow.commit()
                     return Outcome.SKIPPED
-                if alert.state is AlertState.ACCEPTED:
-                    alert.state = AlertState.PROCESSING
-                    alert.started_at = now
-                    await uow.commit()
             order_alert = AlertOrder.from_fields(alert.fields)
         if order_ids:
             exchange = await self._exchange_or_fail(alert_id, ctx, order_alert)
@@ -253,7 +260,9 @@ class ExecutionService:
                 outcome = await self.settle(order_id, exchange=exchange, wait=True)
             await self.protect(order_ids[0], exchange=exchange)
             return outcome
-        return await self._place_for_alert(alert_id, ctx, order_alert)
+        return await self._place_for_alert(
+            alert_id, ctx, order_alert, credential=credential, picked_up=picked_up
+        )
 
     def _age(self, alert: Alert, now: datetime) -> timedelta:
         """How old the alert is: from TradingView's time when sent and earlier than receipt."""
@@ -267,19 +276,36 @@ class ExecutionService:
         return now - oldest
 
     async def _exchange_or_fail(
-        self, alert_id: int, ctx: _Context, alert: AlertOrder
+        self,
+        alert_id: int,
+        ctx: _Context,
+        alert: AlertOrder,
+        *,
+        credential: Credential | _Unset | None = _UNSET,
     ) -> Exchange | None:
         try:
-            return await self._exchanges.for_user(ctx.user_id, ctx.prefs)
+            if isinstance(credential, _Unset):
+                return await self._exchanges.for_user(ctx.user_id, ctx.prefs)
+            return self._exchanges.for_credential(ctx.user_id, ctx.prefs, credential)
         except TradingNotReadyError as exc:
             await self._fail_alert(alert_id, ctx, alert.market, exc.reason)
             return None
 
-    async def _place_for_alert(self, alert_id: int, ctx: _Context, alert: AlertOrder) -> Outcome:
-        exchange = await self._exchange_or_fail(alert_id, ctx, alert)
+    async def _place_for_alert(
+        self,
+        alert_id: int,
+        ctx: _Context,
+        alert: AlertOrder,
+        *,
+        credential: Credential | None,
+        picked_up: datetime,
+    ) -> Outcome:
+        started = time.perf_counter()
+        exchange = await self._exchange_or_fail(alert_id, ctx, alert, credential=credential)
         if exchange is None:
             return Outcome.FAILED
         now = utcnow()
+        timings = {"exchange": time.perf_counter()}
         try:
             market, (account, positions), height = await asyncio.gather(
                 exchange.market(alert.market),
@@ -293,10 +319,13 @@ class ExecutionService:
             return Outcome.FAILED
         except ExchangeUnavailableError as exc:
             raise RetryLaterError(str(exc), defer=1.0) from None
-        async with UnitOfWork(self._sessionmaker) as uow:
-            realized_today = await uow.fills.realized_since(
-                ctx.user_id, _day_start(now, ctx.prefs), paper=exchange.is_paper
-            )
+        timings["market_data"] = time.perf_counter()
+        realized_today = Decimal(0)
+        if ctx.prefs.daily_loss_limit_usd is not None:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                realized_today = await uow.fills.realized_since(
+                    ctx.user_id, _day_start(now, ctx.prefs), paper=exchange.is_paper
+                )
         try:
             plan = plan_order(
                 alert,
@@ -332,8 +361,18 @@ class ExecutionService:
             purpose=plan.purpose,
             height=height,
             now=now,
+            picked_up=picked_up,
         )
+        timings["signed_committed"] = time.perf_counter()
         await self._first_broadcast(exchange, order_id, signed)
+        timings["broadcast"] = time.perf_counter()
+        # Where the time went, per stage, in ms (the /why timeline has the wall-clock view).
+        previous = started
+        spent = {}
+        for stage, moment in timings.items():
+            spent[f"{stage}_ms"] = round((moment - previous) * 1000, 2)
+            previous = moment
+        self._log.info("alert_order_sent", alert_id=alert_id, order_id=order_id, **spent)
         outcome = await self.settle(order_id, exchange=exchange, wait=True)
         await self.protect(order_id, exchange=exchange)
         return outcome
@@ -355,8 +394,12 @@ class ExecutionService:
         kind: OrderKind | None = None,
         trigger_price: Decimal | None = None,
         parent_order_id: int | None = None,
+        picked_up: datetime | None = None,
     ) -> tuple[int, SignedTx]:
-        """Allocate a client id, sign, and commit the order as SUBMITTING (step 1)."""
+        """Allocate a client id, sign, and commit the order as SUBMITTING (step 1).
+
+        With ``picked_up``, the alert moves to PROCESSING in the same transaction.
+        """
         kind = kind or plan.kind
         short_term = plan.good_til_block_time is None and kind in (
             OrderKind.MARKET,
@@ -409,6 +452,8 @@ class ExecutionService:
                 signed_at=utcnow(),
             )
             uow.orders.add(order)
+            if picked_up is not None and alert_id is not None:
+                await uow.alerts.mark_processing(alert_id, picked_up)
             await uow.session.flush()
             order_id = order.id
             await uow.commit()
@@ -1000,6 +1045,7 @@ class ExecutionService:
         self, uow: UnitOfWork, alert: Alert, state: AlertState, reason: str | None
     ) -> None:
         if alert.state in (AlertState.ACCEPTED, AlertState.PROCESSING):
+            alert.started_at = alert.started_at or utcnow()
             alert.state = state
             alert.reason = reason[:500] if reason else None
             alert.finished_at = utcnow()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Alert, Notification, Order, User
+from core.domain import NotificationState
 
 
 class ControlRepository:
@@ -30,6 +31,24 @@ class ControlRepository:
             select(User).where(User.notify_chat_id == chat_id).with_for_update()
         )
         return rows.all()
+
+    async def reroute_pending(self, user_id: int, from_chat: int, to_chat: int) -> int:
+        """Point the user's undelivered notifications for ``from_chat`` at ``to_chat``.
+
+        Returns:
+            How many were moved.
+        """
+        result = await self._session.execute(
+            update(Notification)
+            .where(
+                Notification.user_id == user_id,
+                Notification.chat_id == from_chat,
+                Notification.state == NotificationState.PENDING,
+            )
+            .values(chat_id=to_chat)
+            .returning(Notification.id)
+        )
+        return len(result.all())
 
     async def alert_of_user(self, user_id: int, alert_id: int) -> Alert | None:
         """One of the user's alerts by our id (another user's alert is ``None``)."""

@@ -1,0 +1,151 @@
+"""/positions, /orders, /close MARKET and /panic: the live account, from the exchange."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+
+from bot.keyboards import trading as keyboards
+from bot.keyboards.trading import PanicCD, PanicChoice
+from bot.texts import trading as texts
+from core.exchange.errors import (
+    ExchangeError,
+    ExchangeUnavailableError,
+    PermanentExchangeError,
+    UnknownOutcomeError,
+)
+from core.services.control import ControlService, parse_market
+from core.services.trading import NothingToCloseError, TradingNotReadyError, TradingService
+from core.services.users import UserView
+
+router: Final[Router] = Router(name=__name__)
+router.message.filter(F.chat.type == "private")
+
+PANIC_CONFIRM_SECONDS = 60
+_PANIC_KEY = "panic_question"  # FSM data key of the live confirmation
+
+
+def _failure(exc: TradingNotReadyError | ExchangeError) -> str:
+    """Plain words for why a trading command did not go through."""
+    if isinstance(exc, TradingNotReadyError):
+        return texts.not_ready(exc.reason)
+    if isinstance(exc, ExchangeUnavailableError):
+        return texts.unavailable()
+    if isinstance(exc, PermanentExchangeError):
+        return texts.refused(exc.reason)
+    if isinstance(exc, UnknownOutcomeError):
+        return texts.unknown_outcome()
+    return texts.failed(str(exc) or type(exc).__name__)
+
+
+@router.message(Command("positions"))
+async def positions(
+    message: Message, user: UserView, trading: TradingService, control: ControlService
+) -> None:
+    """Open positions and collateral, live."""
+    paper = (await control.preferences(user.id)).paper
+    try:
+        items = await trading.positions(user.id)
+        account = await trading.account(user.id)
+    except (TradingNotReadyError, ExchangeError) as exc:
+        await message.answer(_failure(exc))
+        return
+    await message.answer(texts.positions(items, account, paper=paper))
+
+
+@router.message(Command("orders"))
+async def orders(
+    message: Message, user: UserView, trading: TradingService, control: ControlService
+) -> None:
+    """Open orders, live."""
+    paper = (await control.preferences(user.id)).paper
+    try:
+        items = await trading.open_orders(user.id)
+    except (TradingNotReadyError, ExchangeError) as exc:
+        await message.answer(_failure(exc))
+        return
+    await message.answer(texts.orders(items, paper=paper))
+
+
+@router.message(Command("close"))
+async def close(
+    message: Message, command: CommandObject, user: UserView, trading: TradingService
+) -> None:
+    """Close one market's position with a reduce-only market order."""
+    argument = (command.args or "").strip()
+    if not argument:
+        await message.answer(texts.close_usage())
+        return
+    try:
+        market = parse_market(argument)
+    except ValueError:
+        await message.answer(texts.not_a_market(argument))
+        return
+    await message.answer(texts.closing(market))
+    try:
+        result = await trading.close_market(user.id, market)
+    except NothingToCloseError as exc:
+        await message.answer(texts.nothing_to_close(exc.market))
+        return
+    except (TradingNotReadyError, ExchangeError) as exc:
+        await message.answer(_failure(exc))
+        return
+    await message.answer(texts.closed(result))
+
+
+@router.message(Command("panic"))
+async def panic(message: Message, state: FSMContext) -> None:
+    """Ask first; the answer is bound to this question (a newer /panic replaces it)."""
+    token = secrets.token_hex(6)
+    await state.update_data({_PANIC_KEY: token})
+    await message.answer(
+        texts.confirm_panic(PANIC_CONFIRM_SECONDS), reply_markup=keyboards.confirm_panic(token)
+    )
+
+
+def _fresh(message: Message) -> bool:
+    age = datetime.now(UTC) - message.date
+    return age <= timedelta(seconds=PANIC_CONFIRM_SECONDS)
+
+
+@router.callback_query(PanicCD.filter())
+async def panic_answer(
+    query: CallbackQuery,
+    callback_data: PanicCD,
+    state: FSMContext,
+    user: UserView,
+    trading: TradingService,
+) -> None:
+    """Act on a live confirmation once; an old, replaced or used one does nothing."""
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(texts.panic_expired(), show_alert=True)
+        return
+    current = (await state.get_data()).get(_PANIC_KEY)
+    if current != callback_data.token or not _fresh(message):
+        await query.answer(texts.panic_expired(), show_alert=True)
+        await message.edit_text(texts.panic_expired(), reply_markup=None)
+        return
+    # Single use: the token goes before anything can wait, so a second press is stale.
+    await state.update_data({_PANIC_KEY: None})
+    await query.answer()
+    if callback_data.choice is PanicChoice.CANCEL:
+        await message.edit_text(texts.panic_cancelled(), reply_markup=None)
+        return
+    await message.edit_text(texts.panic_running(), reply_markup=None)
+    try:
+        report = await trading.panic(user.id)
+    except TradingNotReadyError as exc:
+        await message.answer(texts.panic_not_ready(exc.reason))
+        return
+    except ExchangeError as exc:
+        reason = exc.reason if isinstance(exc, PermanentExchangeError) else "dYdX did not answer"
+        await message.answer(texts.panic_not_ready(reason))
+        return
+    await message.answer(texts.panic_report(report))
