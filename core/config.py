@@ -80,6 +80,7 @@ EXPECTED: dict[str, str] = {
     "PUBLIC_BASE_URL": "the public https URL of the web server, like https://tv2dydx.example.com",
     "WEB_HOST": "the address the web server binds to, like 0.0.0.0",
     "WEB_PORT": "a TCP port number from 1 to 65535",
+    "WEB_PROCESSES": "a whole number of web server processes from 1 to 64 (default 1)",
     "DATABASE_URL": "a PostgreSQL URL like postgresql://user:password@localhost:5432/tv2dydx",
     "REDIS_URL": "a Redis URL like redis://localhost:6379/0",
     "ENCRYPTION_KEYS": (
@@ -154,6 +155,8 @@ class Settings(BaseSettings):
     public_base_url: str
     web_host: str = "0.0.0.0"  # noqa: S104 - a container's server must listen on all interfaces
     web_port: int = Field(default=8080, ge=1, le=65535)
+    # Processes sharing WEB_PORT (SO_REUSEPORT): one per core for a busy alert intake.
+    web_processes: int = Field(default=1, ge=1, le=64)
     database_url: SecretStr
     redis_url: SecretStr
     encryption_keys: SecretStr

@@ -3,6 +3,7 @@ so a lost enqueue is repaired by a sweeper, never by the caller."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -28,6 +29,25 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
 
+# The same for several jobs at once (one round trip for a batch of alerts).
+# KEYS: the queue, then per job its job key and result key.
+# ARGV: score (ms), expiry (ms), then per job its id and serialized job.
+# Returns, per job, 1 if queued, 0 if that job id was already queued or done.
+_ENQUEUE_MANY_SCRIPT = """
+local added = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local job_key = KEYS[2 * i]
+  if redis.call('EXISTS', job_key, KEYS[2 * i + 1]) > 0 then
+    added[i] = 0
+  else
+    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 2])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 1])
+    added[i] = 1
+  end
+end
+return added
+"""
+
 
 class JobQueue:
     """Enqueues arq jobs by name. Arguments must never carry secrets (they are pickled)."""
@@ -35,6 +55,7 @@ class JobQueue:
     def __init__(self, redis: ArqRedis) -> None:
         self._redis = redis
         self._enqueue_script: Any = redis.register_script(_ENQUEUE_SCRIPT)
+        self._enqueue_many_script: Any = redis.register_script(_ENQUEUE_MANY_SCRIPT)
         self._log = get_logger(__name__)
 
     @classmethod
@@ -67,6 +88,28 @@ class JobQueue:
             args=[job_id, now_ms, self._redis.expires_extra_ms, job],
         )
         return bool(added)
+
+    async def enqueue_many(self, function: str, jobs: Sequence[tuple[str, Any]]) -> list[bool]:
+        """Enqueue ``function(argument)`` for each ``(job_id, argument)`` in one round trip.
+
+        Each job is exactly what :meth:`enqueue` would have queued.
+
+        Returns:
+            Per job, whether it was newly queued.
+        """
+        if not jobs:
+            return []
+        now_ms = timestamp_ms()
+        keys = [self._redis.default_queue_name]
+        args: list[Any] = [now_ms, self._redis.expires_extra_ms]
+        for job_id, argument in jobs:
+            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
+            job = serialize_job(
+                function, (argument,), {}, None, now_ms, serializer=self._redis.job_serializer
+            )
+            args += [job_id, job]
+        added = await self._enqueue_many_script(keys=keys, args=args)
+        return [bool(flag) for flag in added]
 
     async def nudge_notifications(self) -> None:
         """Ask a worker to drain the outbox now rather than at its next scheduled run.

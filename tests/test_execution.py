@@ -332,3 +332,51 @@ async def test_a_daily_loss_limit_hit_pauses_trading_and_says_so(
         sent = await session.scalar(select(func.count()).select_from(Notification))
     assert realized == Decimal("-20.59")  # -(100 * 0.2) - $0.29 fee - the entry's $0.30 fee
     assert sent == 3
+
+
+async def test_take_profit_and_stop_loss_follow_the_fill_and_cancel_each_other(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    answer = await post_alert(web, me, size="0.1", tp_pct="2", sl_pct="1", trail_pct="1")
+    assert (await wait_alert(live_sessionmaker, answer["id"])).state is AlertState.EXECUTED
+    for _ in range(100):  # protection is placed right after the entry's fill is recorded
+        if len(placed_orders(dydx_double)) == 3:
+            break
+        await asyncio.sleep(0.05)
+    _entry, take, stop = placed_orders(dydx_double)
+    assert take.order_id.order_flags == stop.order_id.order_flags == 32  # conditional
+    assert take.condition_type == ProtoOrder.ConditionType.CONDITION_TYPE_TAKE_PROFIT
+    assert stop.condition_type == ProtoOrder.ConditionType.CONDITION_TYPE_STOP_LOSS
+    assert take.conditional_order_trigger_subticks == 3_060_000_000  # fill 3000 + 2 %
+    assert stop.conditional_order_trigger_subticks == 2_970_000_000  # fill 3000 - 1 %
+    assert take.reduce_only
+    assert stop.reduce_only
+    assert take.side == stop.side == ProtoOrder.Side.SIDE_SELL
+    texts = [(await me.chat.next_message(timeout=10)).text for _ in range(3)]
+    assert any("take-profit $3,060.00 and stop-loss $2,970.00 placed" in t for t in texts)
+    assert any("trailing stops (trail_pct) are not supported yet" in t for t in texts)
+
+    dydx_double.set_oracle_price("ETH-USD", "3070")  # the take-profit triggers
+    message = await me.chat.next_message(timeout=40)
+    assert "Take-profit hit" in message.text
+    assert "Position: flat on ETH-USD" in message.text
+    orders = {o.purpose: o for o in await orders_of(live_sessionmaker, me.user_id)}
+    assert orders[OrderPurpose.TAKE_PROFIT].state is OrderState.FILLED
+    for _ in range(100):
+        orders = {o.purpose: o for o in await orders_of(live_sessionmaker, me.user_id)}
+        if orders[OrderPurpose.STOP_LOSS].state is OrderState.CANCELED:
+            break
+        await asyncio.sleep(0.1)
+    assert orders[OrderPurpose.STOP_LOSS].state is OrderState.CANCELED
+    cancels = [
+        record
+        for record in dydx_double.node.broadcasts
+        if record.accepted and "MsgCancelOrder" in record.type_urls[0]
+    ]
+    assert len(cancels) == 1

@@ -929,6 +929,16 @@ class ExecutionService:
                 paused=user.paused,
             )
         request = AlertOrder.from_fields(alert.fields)
+        if request.trail_pct is not None:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                await uow.notifications.enqueue(
+                    chat_id=ctx.chat_id,
+                    user_id=ctx.user_id,
+                    kind=NOTIFY_PROTECTION,
+                    text=texts.no_trailing_stop_text(order.market),
+                    dedupe_key=f"order:{order.id}:no-trailing",
+                )
+                await uow.commit()
         if not any((request.tp_price, request.tp_pct, request.sl_price, request.sl_pct)):
             return
         try:

@@ -149,6 +149,7 @@ class IntakeService:
         self._enqueue_timeout = enqueue_timeout
         # Jobs of alerts accepted together are queued in one round trip.
         self._enqueues: MicroBatcher[int, bool] = MicroBatcher(self._enqueue_many)
+        self._accepted_log: list[tuple[int, int, str, str]] = []
         self._log = get_logger(__name__)
 
     async def close(self) -> None:
@@ -247,10 +248,24 @@ class IntakeService:
         if alert_id is None:
             log.info("alert_duplicate", market=alert.market, action=alert.action.value)
             return IntakeResult(Verdict.DUPLICATE)
-        log = log.bind(alert_id=alert_id)
-        await self._enqueue(log, alert_id)
-        log.info("alert_accepted", market=alert.market, action=alert.action.value)
+        await self._enqueue(log.bind(alert_id=alert_id), alert_id)
+        self._log_accepted((alert_id, owner.user_id, alert.market, alert.action.value))
         return IntakeResult(Verdict.ACCEPTED, alert_id=alert_id)
+
+    def _log_accepted(self, entry: tuple[int, int, str, str]) -> None:
+        """Log an accepted alert with those accepted in the same event-loop turn.
+
+        One ``alerts_accepted`` event per turn, listing ``[alert id, user id, market,
+        action]`` per alert: at a thousand alerts a second, one event per alert cost about
+        a sixth of the server's CPU. Alone (the usual case) it is one event per alert.
+        """
+        self._accepted_log.append(entry)
+        if len(self._accepted_log) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_accepted_log)
+
+    def _flush_accepted_log(self) -> None:
+        entries, self._accepted_log = self._accepted_log, []
+        self._log.info("alerts_accepted", count=len(entries), alerts=[list(e) for e in entries])
 
     async def _enqueue(self, log: Any, alert_id: int) -> None:
         """Queue the alert's job; on any Redis trouble leave it to the sweeper."""

@@ -168,3 +168,11 @@ def protection_text(market: str, take: Decimal | None, stop: Decimal | None, *, 
     if stop is not None:
         parts.append(f"stop-loss {price(stop)}")
     return f"{PAPER_TAG if paper else ''}🛡 {market}: " + " and ".join(parts) + " placed."
+
+
+def no_trailing_stop_text(market: str) -> str:
+    """The alert asked for a trailing stop, which tv2dydx does not place yet."""
+    return (
+        f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
+        "Use sl_pct or sl_price for a stop-loss."
+    )
