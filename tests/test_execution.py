@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,8 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 from core.config import Settings
 from core.db.models import Fill, Notification
 from core.domain import AlertState, OrderPurpose, OrderState
+from core.services.exchanges import ExchangeProvider
+from core.services.execution import ExecutionService
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.trading_stack import (
@@ -380,3 +383,25 @@ async def test_take_profit_and_stop_loss_follow_the_fill_and_cancel_each_other(
         if record.accepted and "MsgCancelOrder" in record.type_urls[0]
     ]
     assert len(cancels) == 1
+
+
+async def test_an_alert_no_run_finished_is_expired_by_the_reconciliation(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    answer = await post_alert(web, me, size="0.1")  # no worker: nobody runs it
+    exchanges = ExchangeProvider.from_settings(live_sessionmaker, settings)
+    try:
+        service = ExecutionService(live_sessionmaker, exchanges, max_lag=timedelta(seconds=60))
+        assert await service.expire_stuck_alerts(older_than=timedelta(0)) == 1
+        assert await service.expire_stuck_alerts(older_than=timedelta(0)) == 0
+    finally:
+        await exchanges.close()
+    row = await wait_alert(live_sessionmaker, answer["id"])
+    assert row.state is AlertState.EXPIRED
+    assert row.reason == "no order was placed in time"
+    assert dydx_double.node.broadcasts == []

@@ -300,6 +300,24 @@ class ExecutionService:
         credential: Credential | None,
         picked_up: datetime,
     ) -> Outcome:
+        try:
+            return await self._plan_and_place(
+                alert_id, ctx, alert, credential=credential, picked_up=picked_up
+            )
+        except QuantizationError as exc:
+            # Nothing was committed: the alert fails with the reason instead of hanging.
+            await self._fail_alert(alert_id, ctx, alert.market, exc.reason)
+            return Outcome.FAILED
+
+    async def _plan_and_place(
+        self,
+        alert_id: int,
+        ctx: _Context,
+        alert: AlertOrder,
+        *,
+        credential: Credential | None,
+        picked_up: datetime,
+    ) -> Outcome:
         started = time.perf_counter()
         exchange = await self._exchange_or_fail(alert_id, ctx, alert, credential=credential)
         if exchange is None:
@@ -1116,28 +1134,18 @@ class ExecutionService:
         )
 
     async def expire_stuck_alerts(self, *, older_than: timedelta) -> int:
-        """Fail alerts a crashed run left in PROCESSING without any order.
+        """Expire alerts no run finished and that are past executing: a run that crashed
+        before committing an order, or a job arq gave up on.
 
         Returns:
-            How many alerts were failed.
+            How many alerts were expired.
         """
-        from sqlalchemy import select
-
-        cutoff = utcnow() - older_than
         async with UnitOfWork(self._sessionmaker) as uow:
-            rows = await uow.session.scalars(
-                select(Alert)
-                .where(Alert.state == AlertState.PROCESSING, Alert.started_at < cutoff)
-                .limit(100)
-                .with_for_update(skip_locked=True)
-            )
             count = 0
-            for alert in rows.all():
-                if await uow.orders.for_alert(alert.id):
-                    continue
+            for alert in await uow.alerts.lock_unfinished(utcnow() - older_than, 100):
                 user = await uow.users.get(alert.user_id)
                 await self._finish_alert(
-                    uow, alert, AlertState.EXPIRED, "interrupted before an order was placed"
+                    uow, alert, AlertState.EXPIRED, "no order was placed in time"
                 )
                 if user is not None:
                     await uow.notifications.enqueue(

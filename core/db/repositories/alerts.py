@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Alert, Credential, User
+from core.db.models import Alert, Credential, Order, User
 from core.domain import AlertState
 
 
@@ -90,6 +90,23 @@ class AlertRepository:
             )
             .order_by(Alert.enqueued_at)
             .limit(limit)
+        )
+        return rows.all()
+
+    async def lock_unfinished(self, received_before: datetime, limit: int) -> Sequence[Alert]:
+        """Accepted or processing alerts without an order, received before
+        ``received_before``, locked (``SKIP LOCKED``), oldest first."""
+        rows = await self._session.scalars(
+            select(Alert)
+            .where(
+                Alert.state.in_((AlertState.ACCEPTED, AlertState.PROCESSING)),
+                Alert.received_at < received_before,
+                # An alert with an order is finished by its order's reconciliation.
+                ~exists().where(Order.alert_id == Alert.id),
+            )
+            .order_by(Alert.received_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
         return rows.all()
 
