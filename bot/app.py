@@ -13,6 +13,7 @@ from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
 from bot.texts.common import COMMANDS
 from core.config import Settings
+from core.db.execution_store import ExecutionStore
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.services.account import AccountService
@@ -36,6 +37,7 @@ class Services(TypedDict):
     webhooks: WebhookService
     control: ControlService
     exchanges: ExchangeProvider
+    execution_store: ExecutionStore
     trading: TradingService
 
 
@@ -48,6 +50,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         IndexerClient.from_endpoints(settings.dydx),
     )
     exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
+    store = ExecutionStore(settings.database_url.get_secret_value())
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -57,8 +60,12 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
         control=ControlService(sessionmaker),
         exchanges=exchanges,
+        execution_store=store,
         trading=TradingService(
-            sessionmaker, exchanges, max_lag=timedelta(seconds=settings.alert_max_lag_seconds)
+            sessionmaker,
+            exchanges,
+            store,
+            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
         ),
     )
 
@@ -67,6 +74,7 @@ async def close_services(services: Services) -> None:
     """Release the connections the services opened."""
     await services["credentials"].close()
     await services["exchanges"].close()
+    await services["execution_store"].close()
 
 
 def create_dispatcher() -> Dispatcher:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
 from core.config import Settings
+from core.db.execution_store import ExecutionStore
 from core.db.models import Fill, Notification
 from core.domain import AlertState, OrderPurpose, OrderState
 from core.services.exchanges import ExchangeProvider
@@ -395,12 +396,16 @@ async def test_an_alert_no_run_finished_is_expired_by_the_reconciliation(
     me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
     answer = await post_alert(web, me, size="0.1")  # no worker: nobody runs it
     exchanges = ExchangeProvider.from_settings(live_sessionmaker, settings)
+    store = ExecutionStore(settings.database_url.get_secret_value())
     try:
-        service = ExecutionService(live_sessionmaker, exchanges, max_lag=timedelta(seconds=60))
+        service = ExecutionService(
+            live_sessionmaker, exchanges, store, max_lag=timedelta(seconds=60)
+        )
         assert await service.expire_stuck_alerts(older_than=timedelta(0)) == 1
         assert await service.expire_stuck_alerts(older_than=timedelta(0)) == 0
     finally:
         await exchanges.close()
+        await store.close()
     row = await wait_alert(live_sessionmaker, answer["id"])
     assert row.state is AlertState.EXPIRED
     assert row.reason == "no order was placed in time"

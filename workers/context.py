@@ -12,6 +12,7 @@ from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
+from core.db.execution_store import ExecutionStore
 from core.services.credentials import CredentialService
 from core.services.exchanges import ExchangeProvider
 from core.services.execution import ExecutionService
@@ -30,6 +31,7 @@ class WorkerContext(TypedDict):
     sender: TelegramSender
     credentials: CredentialService
     exchanges: ExchangeProvider
+    execution_store: ExecutionStore
     execution: ExecutionService
     redis: Any
     job_try: int
@@ -47,11 +49,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings)
     exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
+    store = ExecutionStore(settings.database_url.get_secret_value())
     ctx.update(
         exchanges=exchanges,
+        execution_store=store,
         execution=ExecutionService(
             sessionmaker,
             exchanges,
+            store,
             max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
         ),
         engine=engine,
@@ -80,6 +85,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["credentials"].close()
     if "exchanges" in ctx:
         await ctx["exchanges"].close()
+    if "execution_store" in ctx:
+        await ctx["execution_store"].close()
     if "bot" in ctx:
         await ctx["bot"].session.close()
     if "engine" in ctx:

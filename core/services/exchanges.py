@@ -8,11 +8,13 @@ job. The API key is decrypted into the exchange object only, and lives as long a
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.crypto import CREDENTIAL_PURPOSE, DecryptionError, Keyring, Sealed, associated_data
+from core.db.execution_store import LoadedAlert
 from core.db.models import Credential
 from core.db.uow import UnitOfWork
 from core.exchange.dydx.network import DydxNetwork
@@ -41,6 +43,44 @@ KEY_UNREADABLE = (
     "your stored API trading key can no longer be decrypted (the server's encryption keys "
     "changed): add it again with /key"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A trader's stored API trading key, still encrypted, and what it trades."""
+
+    owner_address: str
+    subaccount_number: int
+    authenticator_id: int
+    key_id: str
+    ciphertext: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, row: LoadedAlert | Credential) -> StoredKey | None:
+        """From a credential row or a loaded alert; None when the trader has no key."""
+        if isinstance(row, Credential):
+            return cls(
+                row.owner_address,
+                row.subaccount_number,
+                row.authenticator_id,
+                row.key_id,
+                row.ciphertext,
+            )
+        if (
+            row.owner_address is None
+            or row.subaccount_number is None
+            or row.authenticator_id is None
+            or row.key_id is None
+            or row.ciphertext is None
+        ):
+            return None
+        return cls(
+            row.owner_address,
+            row.subaccount_number,
+            row.authenticator_id,
+            row.key_id,
+            row.ciphertext,
+        )
 
 
 class PgNonces:
@@ -98,11 +138,11 @@ class ExchangeProvider:
             return PaperExchange(self._sessionmaker, user_id, self.network)
         async with UnitOfWork(self._sessionmaker) as uow:
             credential = await uow.credentials.get_for_user(user_id)
-            uow.detach(credential)
-        return self.for_credential(user_id, prefs, credential)
+            key = StoredKey.of(credential) if credential is not None else None
+        return self.for_credential(user_id, prefs, key)
 
     def for_credential(
-        self, user_id: int, prefs: Preferences, credential: Credential | None
+        self, user_id: int, prefs: Preferences, credential: StoredKey | None
     ) -> Exchange:
         """Like :meth:`for_user`, with the user's credential row already loaded.
 

@@ -32,7 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.alerts import AlertOrder
 from core.compliance import ComplianceStatus
 from core.db.base import utcnow
-from core.db.models import Alert, Credential, Order, User
+from core.db.execution_store import ExecutionStore, NewOrder
+from core.db.models import Alert, Order, User
 from core.db.uow import UnitOfWork
 from core.domain import AlertState, OrderPurpose, OrderSide, OrderState, PositionSide
 from core.exchange.dydx.quantize import QuantizationError, short_term_good_til_block, worst_price
@@ -58,7 +59,7 @@ from core.exchange.port import (
 from core.logs import get_logger
 from core.preferences import Preferences
 from core.services import trade_messages as texts
-from core.services.exchanges import ExchangeProvider, TradingNotReadyError
+from core.services.exchanges import ExchangeProvider, StoredKey, TradingNotReadyError
 from core.services.planning import (
     NothingToDoError,
     OrderPlan,
@@ -141,15 +142,31 @@ class _Context:
     paused: bool
 
 
+def _age(fields: dict[str, object], received_at: datetime, now: datetime) -> timedelta:
+    """How old an alert is: from TradingView's time when sent and earlier than receipt."""
+    sent = fields.get("time")
+    oldest = received_at
+    if isinstance(sent, str):
+        try:
+            oldest = min(oldest, datetime.fromisoformat(sent))
+        except (ValueError, TypeError):
+            oldest = received_at
+    return now - oldest
+
+
+def _parse_compliance(status: str | None) -> ComplianceStatus | None:
+    try:
+        return ComplianceStatus(status) if status else None
+    except ValueError:
+        return None
+
+
 def _chat_of(user: User) -> int:
     return user.notify_chat_id or user.telegram_id
 
 
 def _compliance(user: User) -> ComplianceStatus | None:
-    try:
-        return ComplianceStatus(user.compliance_status) if user.compliance_status else None
-    except ValueError:
-        return None
+    return _parse_compliance(user.compliance_status)
 
 
 def _flags(order: Order) -> OrderFlags:
@@ -167,6 +184,7 @@ class ExecutionService:
     Args:
         sessionmaker: Database sessions.
         exchanges: Builds each trader's exchange.
+        store: The hot path's SQL (load, client id, order insert).
         max_lag: Oldest alert still executed (``ALERT_MAX_LAG_SECONDS``).
         settle_timeout: How long a job waits for an order's outcome.
         poll_interval: Indexer polling interval while waiting.
@@ -176,6 +194,7 @@ class ExecutionService:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         exchanges: ExchangeProvider,
+        store: ExecutionStore,
         *,
         max_lag: timedelta,
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
@@ -183,6 +202,7 @@ class ExecutionService:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
+        self._store = store
         self._max_lag = max_lag
         self._settle_timeout = settle_timeout
         self._poll_interval = poll_interval
@@ -196,84 +216,76 @@ class ExecutionService:
         Raises:
             RetryLaterError: The exchange could not be asked before anything was sent.
         """
-        log = self._log.bind(alert_id=alert_id)
         picked_up = utcnow()
-        async with UnitOfWork(self._sessionmaker) as uow:
-            # One round trip for the alert, its trader and their key: this is the hot path.
-            loaded = await uow.alerts.with_user_and_credential(alert_id)
-            if loaded is None:
-                log.warning("alert_missing")
-                return Outcome.MISSING
-            alert, user, credential = loaded
-            if alert.state not in (AlertState.ACCEPTED, AlertState.PROCESSING):
-                return Outcome.ALREADY_DONE
-            uow.detach(credential)
-            ctx = _Context(
-                user_id=user.id,
-                chat_id=_chat_of(user),
-                prefs=Preferences.from_json(user.settings),
-                compliance=_compliance(user),
-                paused=user.paused,
-            )
-            # The first order is committed together with PROCESSING: an alert still ACCEPTED
-            # has none.
-            existing = (
-                await uow.orders.for_alert(alert_id) if alert.state is AlertState.PROCESSING else []
-            )
-            if existing:
-                # A previous run committed an order: follow it, never plan another one.
-                order_ids = [order.id for order in existing]
-            else:
-                order_ids = []
-                age = self._age(alert, picked_up)
-                if age > self._max_lag:
-                    await self._finish_alert(
-                        uow, alert, AlertState.EXPIRED, f"{age.total_seconds():.0f} s old"
-                    )
-                    await uow.notifications.enqueue(
-                        chat_id=ctx.chat_id,
-                        user_id=ctx.user_id,
-                        kind=NOTIFY_EXPIRED,
-                        text=texts.expired_text(
-                            alert.id,
-                            alert.strategy,
-                            alert.market,
-                            age.total_seconds(),
-                            int(self._max_lag.total_seconds()),
-                        ),
-                        dedupe_key=f"alert:{alert.id}:expired",
-                    )
-                    await uow.commit()
-                    log.info("alert_expired", age_s=round(age.total_seconds(), 1))
-                    return Outcome.EXPIRED
-                if ctx.paused:
+        # One round trip for the alert, its trader and their key: this is the hot path.
+        loaded = await self._store.load(alert_id)
+        if loaded is None:
+            self._log.warning("alert_missing", alert_id=alert_id)
+            return Outcome.MISSING
+        if loaded.state not in (AlertState.ACCEPTED, AlertState.PROCESSING):
+            return Outcome.ALREADY_DONE
+        ctx = _Context(
+            user_id=loaded.user_id,
+            chat_id=loaded.chat_id,
+            prefs=Preferences.from_json(loaded.settings),
+            compliance=_parse_compliance(loaded.compliance_status),
+            paused=loaded.paused,
+        )
+        order_alert = AlertOrder.from_fields(loaded.fields)
+        if loaded.has_orders:
+            # A previous run committed an order: follow it, never plan another one.
+            return await self._resume(alert_id, ctx, order_alert)
+        age = _age(loaded.fields, loaded.received_at, picked_up)
+        if age > self._max_lag:
+            await self._expire(alert_id, ctx, age)
+            return Outcome.EXPIRED
+        if ctx.paused:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                alert = await uow.alerts.get(alert_id)
+                if alert is not None:
                     await self._finish_alert(uow, alert, AlertState.SKIPPED, "trading is paused")
-                    await uow.commit()
-                    return Outcome.SKIPPED
-            order_alert = AlertOrder.from_fields(alert.fields)
-        if order_ids:
-            exchange = await self._exchange_or_fail(alert_id, ctx, order_alert)
-            if exchange is None:
-                return Outcome.FAILED
-            outcome = Outcome.OPEN
-            for order_id in order_ids:
-                outcome = await self.settle(order_id, exchange=exchange, wait=True)
-            await self.protect(order_ids[0], exchange=exchange)
-            return outcome
+                await uow.commit()
+            return Outcome.SKIPPED
+        key = StoredKey.of(loaded)
         return await self._place_for_alert(
-            alert_id, ctx, order_alert, credential=credential, picked_up=picked_up
+            alert_id, ctx, order_alert, credential=key, picked_up=picked_up
         )
 
-    def _age(self, alert: Alert, now: datetime) -> timedelta:
-        """How old the alert is: from TradingView's time when sent and earlier than receipt."""
-        sent = alert.fields.get("time")
-        oldest = alert.received_at
-        if isinstance(sent, str):
-            try:
-                oldest = min(oldest, datetime.fromisoformat(sent))
-            except (ValueError, TypeError):
-                oldest = alert.received_at
-        return now - oldest
+    async def _resume(self, alert_id: int, ctx: _Context, alert: AlertOrder) -> Outcome:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            order_ids = [order.id for order in await uow.orders.for_alert(alert_id)]
+        exchange = await self._exchange_or_fail(alert_id, ctx, alert)
+        if exchange is None:
+            return Outcome.FAILED
+        outcome = Outcome.OPEN
+        for order_id in order_ids:
+            outcome = await self.settle(order_id, exchange=exchange, wait=True)
+        await self.protect(order_ids[0], exchange=exchange)
+        return outcome
+
+    async def _expire(self, alert_id: int, ctx: _Context, age: timedelta) -> None:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            alert = await uow.alerts.get(alert_id)
+            if alert is None:
+                return
+            await self._finish_alert(
+                uow, alert, AlertState.EXPIRED, f"{age.total_seconds():.0f} s old"
+            )
+            await uow.notifications.enqueue(
+                chat_id=ctx.chat_id,
+                user_id=ctx.user_id,
+                kind=NOTIFY_EXPIRED,
+                text=texts.expired_text(
+                    alert.id,
+                    alert.strategy,
+                    alert.market,
+                    age.total_seconds(),
+                    int(self._max_lag.total_seconds()),
+                ),
+                dedupe_key=f"alert:{alert.id}:expired",
+            )
+            await uow.commit()
+        self._log.info("alert_expired", alert_id=alert_id, age_s=round(age.total_seconds(), 1))
 
     async def _exchange_or_fail(
         self,
@@ -281,7 +293,7 @@ class ExecutionService:
         ctx: _Context,
         alert: AlertOrder,
         *,
-        credential: Credential | _Unset | None = _UNSET,
+        credential: StoredKey | _Unset | None = _UNSET,
     ) -> Exchange | None:
         try:
             if isinstance(credential, _Unset):
@@ -297,7 +309,7 @@ class ExecutionService:
         ctx: _Context,
         alert: AlertOrder,
         *,
-        credential: Credential | None,
+        credential: StoredKey | None,
         picked_up: datetime,
     ) -> Outcome:
         try:
@@ -315,7 +327,7 @@ class ExecutionService:
         ctx: _Context,
         alert: AlertOrder,
         *,
-        credential: Credential | None,
+        credential: StoredKey | None,
         picked_up: datetime,
     ) -> Outcome:
         started = time.perf_counter()
@@ -423,36 +435,36 @@ class ExecutionService:
             OrderKind.MARKET,
             OrderKind.LIMIT,
         )
-        async with UnitOfWork(self._sessionmaker) as uow:
-            client_id = await uow.orders.allocate_client_id(
-                exchange.owner_address, exchange.subaccount_number
-            )
-            request = OrderRequest(
-                market=plan.market,
-                side=plan.side,
-                size=plan.size,
-                kind=kind,
-                price=plan.price,
-                client_id=client_id,
-                trigger_price=trigger_price,
-                reduce_only=plan.reduce_only,
-                time_in_force=plan.time_in_force,
-                good_til_block=short_term_good_til_block(height) if short_term else None,
-                good_til_block_time=None if short_term else plan.good_til_block_time,
-            )
-            signed = await exchange.sign_order(request)
-            order = Order(
+        client_id = await self._store.allocate_client_id(
+            exchange.owner_address, exchange.subaccount_number
+        )
+        request = OrderRequest(
+            market=plan.market,
+            side=plan.side,
+            size=plan.size,
+            kind=kind,
+            price=plan.price,
+            client_id=client_id,
+            trigger_price=trigger_price,
+            reduce_only=plan.reduce_only,
+            time_in_force=plan.time_in_force,
+            good_til_block=short_term_good_til_block(height) if short_term else None,
+            good_til_block_time=None if short_term else plan.good_til_block_time,
+        )
+        signed = await exchange.sign_order(request)
+        order_id = await self._store.insert_order(
+            NewOrder(
                 user_id=ctx.user_id,
                 alert_id=alert_id,
                 parent_order_id=parent_order_id,
-                purpose=purpose,
+                purpose=purpose.value,
                 paper=exchange.is_paper,
                 market=plan.market,
                 owner_address=exchange.owner_address,
                 subaccount_number=exchange.subaccount_number,
                 client_id=client_id,
                 order_flags=int(request.flags),
-                side=plan.side,
+                side=plan.side.value,
                 order_type=kind.value,
                 size=plan.size,
                 price=plan.price,
@@ -461,20 +473,15 @@ class ExecutionService:
                 time_in_force=plan.time_in_force.value,
                 good_til_block=request.good_til_block,
                 good_til_block_time=request.good_til_block_time,
-                state=OrderState.SUBMITTING,
                 tx_bytes=signed.tx_bytes,
                 tx_hash=signed.tx_hash,
                 reference_price=plan.reference_price,
                 position_before=plan.position_before,
                 entry_before=plan.entry_before,
                 signed_at=utcnow(),
-            )
-            uow.orders.add(order)
-            if picked_up is not None and alert_id is not None:
-                await uow.alerts.mark_processing(alert_id, picked_up)
-            await uow.session.flush()
-            order_id = order.id
-            await uow.commit()
+            ),
+            picked_up=picked_up if alert_id is not None else None,
+        )
         self._log.info(
             "order_committed",
             order_id=order_id,

@@ -256,8 +256,8 @@ class IntakeService:
         """Log an accepted alert with those accepted in the same event-loop turn.
 
         One ``alerts_accepted`` event per turn, listing ``[alert id, user id, market,
-        action]`` per alert: at a thousand alerts a second, one event per alert cost about
-        a sixth of the server's CPU. Alone (the usual case) it is one event per alert.
+        action]`` per alert: an event costs about 0.15 ms of CPU, a sixth of an alert's
+        whole handling under load. Alone (the usual case) it is one event per alert.
         """
         self._accepted_log.append(entry)
         if len(self._accepted_log) == 1:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.db.execution_store import ExecutionStore
 from core.db.uow import UnitOfWork
 from core.domain import OrderSide, OrderState
 from core.exchange.dydx.quantize import short_term_good_til_block
@@ -87,6 +88,7 @@ class TradingService:
     Args:
         sessionmaker: Database sessions.
         exchanges: Builds each trader's exchange.
+        store: The order path's SQL (client ids, order inserts).
         max_lag: ``ALERT_MAX_LAG_SECONDS`` (only used by the shared execution machinery).
     """
 
@@ -94,6 +96,7 @@ class TradingService:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         exchanges: ExchangeProvider,
+        store: ExecutionStore,
         *,
         max_lag: timedelta = timedelta(seconds=60),
         settle_timeout: float = 10.0,
@@ -101,7 +104,7 @@ class TradingService:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
         self._execution = ExecutionService(
-            sessionmaker, exchanges, max_lag=max_lag, settle_timeout=settle_timeout
+            sessionmaker, exchanges, store, max_lag=max_lag, settle_timeout=settle_timeout
         )
         self._log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Alert, Credential, Order, User
+from core.db.models import Alert, Order
 from core.domain import AlertState
 
 
@@ -21,30 +21,6 @@ class AlertRepository:
     async def get(self, alert_id: int) -> Alert | None:
         """An alert by id."""
         return await self._session.get(Alert, alert_id)
-
-    async def with_user_and_credential(
-        self, alert_id: int
-    ) -> tuple[Alert, User, Credential | None] | None:
-        """An alert with its user and the user's trading key (if any), in one query."""
-        row = (
-            await self._session.execute(
-                select(Alert, User, Credential)
-                .join(User, User.id == Alert.user_id)
-                .outerjoin(Credential, Credential.user_id == Alert.user_id)
-                .where(Alert.id == alert_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return row[0], row[1], row[2]
-
-    async def mark_processing(self, alert_id: int, at: datetime) -> None:
-        """Move an accepted alert to PROCESSING, picked up at ``at``."""
-        await self._session.execute(
-            update(Alert)
-            .where(Alert.id == alert_id, Alert.state == AlertState.ACCEPTED)
-            .values(state=AlertState.PROCESSING, started_at=at)
-        )
 
     async def recent(self, user_id: int, limit: int = 10) -> Sequence[Alert]:
         """The user's latest alerts, newest first, accepted or refused."""

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import AccountNonce, Fill, Order, Position, SubaccountCounter
+from core.db.models import AccountNonce, Fill, Order, Position
 from core.domain import OrderPurpose, OrderState, PositionSide
 
 #: States in which the outcome of an order may still change.
@@ -24,33 +24,10 @@ OPEN_STATES = (
 
 
 class OrderRepository:
-    """Access to ``orders`` and ``subaccount_counters``."""
+    """Access to ``orders`` (client ids are allocated by :mod:`core.db.execution_store`)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-
-    async def allocate_client_id(self, owner_address: str, subaccount_number: int) -> int:
-        """The next client id of a subaccount, never handed out before.
-
-        The counter row is created on first use; the update takes its row lock, so two
-        concurrent allocations get different ids and a rolled-back allocation only leaves a gap.
-        """
-        statement = (
-            insert(SubaccountCounter)
-            .values(
-                owner_address=owner_address, subaccount_number=subaccount_number, next_client_id=2
-            )
-            .on_conflict_do_update(
-                index_elements=[
-                    SubaccountCounter.owner_address,
-                    SubaccountCounter.subaccount_number,
-                ],
-                set_={"next_client_id": SubaccountCounter.next_client_id + 1},
-            )
-            .returning(SubaccountCounter.next_client_id)
-        )
-        next_id = (await self._session.execute(statement)).scalar_one()
-        return int(next_id) - 1
 
     def add(self, order: Order) -> None:
         """Stage a new order."""
