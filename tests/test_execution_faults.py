@@ -158,10 +158,19 @@ async def test_a_worker_killed_around_the_broadcast_leaves_exactly_one_order(
     if processed:
         await _until(lambda: dydx_double.node.broadcasts[0].processed)
     worker_process.kill()
+    # Blocks stop while the worker is down, so the order's good_til_block stays ahead
+    # however slowly this machine restarts a worker (a fast restart, on the chain's clock).
+    dydx_double.pause_clock()
     (ledger,) = await orders_of(live_sessionmaker, me.user_id)
     assert ledger.state is OrderState.SUBMITTING  # committed before anything was sent
 
     worker_process.start()
+    for _ in range(900):  # until the restarted worker has reconciled the order
+        (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+        if ledger.state is not OrderState.SUBMITTING:
+            break
+        await asyncio.sleep(0.1)
+    dydx_double.resume_clock()
     row = await wait_alert(live_sessionmaker, answer["id"], within=90)
     assert row.state is AlertState.EXECUTED
     assert len(placed_orders(dydx_double)) == 1

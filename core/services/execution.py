@@ -1109,7 +1109,7 @@ class ExecutionService:
 
     # ------------------------------------------------------------------ reconciliation
 
-    async def reconcile(self, *, older_than: timedelta = timedelta(seconds=10)) -> int:
+    async def reconcile(self, *, older_than: timedelta = timedelta(seconds=3)) -> int:
         """Settle orders whose outcome is open and that nobody touched for ``older_than``.
 
         Runs from a cron: it finishes what a killed worker or a timed-out job left behind.
