@@ -11,8 +11,9 @@ same monotonic clock as the POST.
 Prints p50 / p99 / max of POST → BroadcastTx over the alerts, and the largest lag of a
 10 ms ticker on the worker's event loop during the run (what a blocking call would show).
 
-    .venv/bin/python bench/execution.py                 # 200 alerts, one every 50 ms
-    .venv/bin/python bench/execution.py --alerts 200 --burst 10   # ten at once, 20 times
+    .venv/bin/python bench/execution.py                    # 200 alerts, one every 200 ms
+    .venv/bin/python bench/execution.py --interval 0.05    # one every 50 ms
+    .venv/bin/python bench/execution.py --burst 10 --interval 0.5   # ten at once, 20 times
 
 Environment: ``BENCH_POSTGRES_URL`` (admin URL, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) and ``BENCH_REDIS_URL`` (default
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import secrets
@@ -74,6 +76,20 @@ async def admin(statement: str) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class GcWatch:
+    """The longest garbage-collector pause in this process (a stall the ticker also sees)."""
+
+    def __init__(self) -> None:
+        self.max_pause = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.max_pause = max(self.max_pause, time.perf_counter() - self._started)
 
 
 class Ticker:
@@ -285,7 +301,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=200, help="measured alerts")
     parser.add_argument("--burst", type=int, default=1, help="alerts sent at once per round")
-    parser.add_argument("--interval", type=float, default=0.05, help="seconds between rounds")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between rounds")
     parser.add_argument("--traders", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured alerts first")
     args = parser.parse_args()
@@ -325,7 +341,10 @@ async def main() -> None:
         await wait_ready(port)
         poster = Poster(port)
         poster.start()
+        gc.collect()
+        gc.freeze()  # as `tv2dydx worker` does before it starts
         ticker = Ticker()
+        gc_watch = GcWatch()
         latencies: list[float] = []
         async with running_worker(settings):
             total = args.warmup + args.alerts
@@ -349,6 +368,7 @@ async def main() -> None:
                 if sent >= args.warmup:
                     if ticker.idle:
                         ticker.start()
+                        gc.callbacks.append(gc_watch)
                     first_post = min(started for started, _ in answers)
                     # Every alert of a round was posted within microseconds of the first.
                     latencies += [(at - first_post) / 1e6 for at in received[: len(batch)]]
@@ -373,6 +393,7 @@ async def main() -> None:
     print(f"POST -> BroadcastTx p99  {percentile(latencies, 0.99):.1f} ms")
     print(f"POST -> BroadcastTx max  {max(latencies):.1f} ms")
     print(f"worker loop stall (max)  {ticker.max_lag * 1000:.1f} ms (10 ms ticker)")
+    print(f"longest GC pause         {gc_watch.max_pause * 1000:.1f} ms")
     for stage, values in stages.items():
         p50, p99 = statistics.median(values), percentile(values, 0.99)
         print(f"  {stage:<30} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import sys
 
 from core.runtime import preflight_or_exit, start_process
-from webhook_server.access_log import RedactingAccessLogger
-from webhook_server.app import create_app
+from webhook_server.processes import serve, supervise
 
 
 def main() -> None:
-    """Serve until SIGTERM/SIGINT."""
+    """Serve until SIGTERM/SIGINT: in this process, or in ``WEB_PROCESSES`` processes."""
     settings = start_process("web")
     preflight_or_exit(settings)
-    web.run_app(
-        create_app(settings),
-        host=settings.web_host,
-        port=settings.web_port,
-        access_log_class=RedactingAccessLogger,
-        print=None,
-        shutdown_timeout=10,
-    )
+    if settings.web_processes == 1:
+        serve(settings)
+        return
+    sys.exit(supervise(settings.web_processes))
 
 
 if __name__ == "__main__":

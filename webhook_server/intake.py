@@ -14,10 +14,11 @@ from core.ratelimit import Limit, RateLimiter
 from core.services.intake import IntakeLimits, IntakeService
 from webhook_server.keys import INTAKE, REDIS, SENDER_POLICY, SETTINGS
 
-# Each commit waits for the WAL flush; more connections in flight let PostgreSQL group
-# those flushes (10 → 30 took the loopback benchmark from ~540 to ~730 alerts/s). Sized so
-# web (30 + ORM 20) + bot + worker stay under PostgreSQL's default 100 connections.
-INTAKE_POOL_SIZE = 30
+# Accepted alerts use at most 4 connections (2 batches of lookups, 2 of inserts, see
+# core.db.intake_store); the rest serve refusals (one insert each) and enqueued_at marks.
+# Small enough that several web processes (WEB_PROCESSES), each with its ORM pool, plus the
+# bot and the worker stay under PostgreSQL's default 100 connections.
+INTAKE_POOL_SIZE = 10
 
 
 async def intake_context(app: web.Application) -> AsyncIterator[None]:
@@ -36,7 +37,7 @@ async def intake_context(app: web.Application) -> AsyncIterator[None]:
             settings.redis_url.get_secret_value(), socket_connect_timeout=1, socket_timeout=1
         )
     )
-    app[INTAKE] = IntakeService(
+    service = app[INTAKE] = IntakeService(
         store,
         queue=queue,
         limiter=RateLimiter(app[REDIS]),
@@ -47,5 +48,6 @@ async def intake_context(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     yield
+    await service.close()
     await queue.close()
     await store.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,10 @@ async def _serve(settings: Settings) -> None:
 
     from workers.settings import WorkerSettings
 
+    # Everything imported so far lives as long as the process: keep it out of the garbage
+    # collector's full passes, which otherwise stall the event loop under an order burst.
+    gc.collect()
+    gc.freeze()
     # arq's own create_worker does the same: class attributes become Worker arguments.
     tuning: dict[str, Any] = get_kwargs(dict(vars(WorkerSettings)))
     worker = Worker(

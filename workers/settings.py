@@ -44,7 +44,9 @@ class WorkerSettings:
     on_job_start = bind_job_context
     # arq's default 0.5 s poll is too slow for trading; 20 ms costs ~50 cheap Redis calls/s.
     poll_delay = 0.005
-    max_jobs = 20
+    # A job mostly waits (on the node, then for its fill): slots are cheap, and too few make
+    # a burst of alerts queue behind the previous burst's jobs still waiting for fills.
+    max_jobs = 100
     job_timeout = 120
     health_check_interval = 10
     # On SIGTERM, stop taking jobs and let running ones finish (an order mid-broadcast, a

@@ -131,7 +131,7 @@ class ExecutionStore:
         max_size: Most connections.
     """
 
-    def __init__(self, database_url: str, *, max_size: int = 5) -> None:
+    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
         scheme, _, rest = database_url.partition("://")
         self._dsn = f"postgresql://{rest}" if scheme.startswith("postgres") else database_url
         self._max_size = max_size

@@ -72,7 +72,10 @@ from core.services.planning import (
 #: How long the job waits for a short-term order's outcome before leaving it to the cron.
 DEFAULT_SETTLE_TIMEOUT = 20.0
 #: Indexer polling interval while waiting for an outcome (blocks are ~0.5 s).
-DEFAULT_POLL_INTERVAL = 0.2
+DEFAULT_POLL_INTERVAL = 0.25
+#: A broadcast order shows on the Indexer a block later at the earliest: the first look
+#: waits that long, so a burst of orders does not spend its CPU on empty answers.
+FIRST_LOOK_DELAY = 0.3
 #: Blocks past ``good_til_block`` after which an order unknown to the Indexer cannot exist.
 INDEXER_LAG_BLOCKS = 3
 #: Take-profit / stop-loss orders rest this long.
@@ -403,6 +406,7 @@ class ExecutionService:
             spent[f"{stage}_ms"] = round((moment - previous) * 1000, 2)
             previous = moment
         self._log.info("alert_order_sent", alert_id=alert_id, order_id=order_id, **spent)
+        await asyncio.sleep(FIRST_LOOK_DELAY)
         outcome = await self.settle(order_id, exchange=exchange, wait=True)
         await self.protect(order_id, exchange=exchange)
         return outcome
