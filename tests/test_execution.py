@@ -27,6 +27,7 @@ from tests.trading_stack import (
     Trader,
     add_trader,
     orders_of,
+    placed_orders,
     post_alert,
     running_web,
     running_worker,
@@ -72,17 +73,6 @@ async def trader(
     **kw: Any,
 ) -> Trader:
     return await add_trader(maker, settings, telegram, dydx, **kw)
-
-
-def placed_orders(dydx: DydxDouble) -> list[ProtoOrder]:
-    """Every MsgPlaceOrder the node double accepted."""
-    return [
-        message.order
-        for record in dydx.node.broadcasts
-        if record.accepted
-        for message in record.messages
-        if type(message).__name__ == "MsgPlaceOrder"
-    ]
 
 
 async def test_an_alert_becomes_one_order_a_fill_and_a_message(

@@ -14,7 +14,6 @@ from typing import IO, Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
 from core.config import Settings
 from core.domain import AlertState, OrderState
@@ -26,22 +25,12 @@ from tests.trading_stack import (
     Maker,
     add_trader,
     orders_of,
+    placed_orders,
     post_alert,
     running_web,
     running_worker,
     wait_alert,
 )
-
-
-def placed_orders(dydx: DydxDouble) -> list[ProtoOrder]:
-    """Every MsgPlaceOrder the node double accepted."""
-    return [
-        message.order
-        for record in dydx.node.broadcasts
-        if record.accepted
-        for message in record.messages
-        if type(message).__name__ == "MsgPlaceOrder"
-    ]
 
 
 def _settings(make_settings: Callable[..., Settings], *envs: dict[str, str], **kw: Any) -> Settings:

@@ -15,6 +15,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, get_kwargs
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
 from core.config import Settings
 from core.db.models import Alert, Order, User
@@ -166,6 +167,17 @@ async def wait_alert(maker: Maker, alert_id: int, *, within: float = 30) -> Aler
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"alert {alert_id} still {row.state} after {within} s")
         await asyncio.sleep(0.05)
+
+
+def placed_orders(dydx: DydxDouble) -> list[ProtoOrder]:
+    """Every MsgPlaceOrder the node double accepted."""
+    return [
+        message.order
+        for record in dydx.node.broadcasts
+        if record.accepted
+        for message in record.messages
+        if type(message).__name__ == "MsgPlaceOrder"
+    ]
 
 
 async def orders_of(maker: Maker, user_id: int) -> list[Order]:
