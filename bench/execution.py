@@ -1,9 +1,10 @@
 """Benchmark of alert execution (not a test): alert POST → BroadcastTx received at the node.
 
-Runs the real web server (``tv2dydx web``, a subprocess) and a real arq worker (the
-production ``WorkerSettings``, in this process so its event loop can be watched) against
-real PostgreSQL and Redis, with the dYdX and Telegram doubles (the tests' protocol-faithful
-doubles) in a process of their own, so their work does not share the worker's interpreter.
+Runs the real web server (``tv2dydx web``, a subprocess) and the production worker
+(``TradingWorker`` with ``WorkerSettings``, in this process so its event loop can be
+watched) against real PostgreSQL and Redis, with the dYdX and Telegram doubles (the
+tests' protocol-faithful doubles) in a process of their own, so their work does not share
+the worker's interpreter.
 Each alert is a market order of one of N traders, signed with their permissioned API key and
 broadcast to the node double, which records the moment it receives the transaction on the
 same monotonic clock as the POST.

@@ -19,31 +19,49 @@ from core.logs import get_logger
 QUEUE_NAME = "arq:queue"  # arq's default
 DELIVER_NOTIFICATIONS = "deliver_notifications"
 
+# Wake tokens kept at most: each only makes a worker poll once more, so a few suffice
+# while no worker runs, and the list never grows.
+MAX_WAKE_TOKENS = 16
+
+
+def wake_key(queue_name: str) -> str:
+    """The list a queue's workers wait on between polls (see ``workers.worker``)."""
+    return f"{queue_name}:wake"
+
+
 # arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) as one atomic script,
-# writing the same keys and the same serialized job, so arq workers see no difference.
-# KEYS: job key, result key, queue. ARGV: job id, score (ms), expiry (ms), serialized job.
+# writing the same keys and the same serialized job, so arq workers see no difference;
+# it also pushes a wake token, so a waiting worker starts the job at once.
+# KEYS: job key, result key, queue, wake list.
+# ARGV: job id, score (ms), expiry (ms), serialized job, most wake tokens.
 _ENQUEUE_SCRIPT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+if redis.call('RPUSH', KEYS[4], '1') > tonumber(ARGV[5]) then redis.call('LPOP', KEYS[4]) end
 return 1
 """
 
 # The same for several jobs at once (one round trip for a batch of alerts).
-# KEYS: the queue, then per job its job key and result key.
-# ARGV: score (ms), expiry (ms), then per job its id and serialized job.
+# KEYS: the queue, the wake list, then per job its job key and result key.
+# ARGV: score (ms), expiry (ms), most wake tokens, then per job its id and serialized job.
 # Returns, per job, 1 if queued, 0 if that job id was already queued or done.
 _ENQUEUE_MANY_SCRIPT = """
 local added = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local job_key = KEYS[2 * i]
-  if redis.call('EXISTS', job_key, KEYS[2 * i + 1]) > 0 then
+local any = false
+for i = 1, (#KEYS - 2) / 2 do
+  local job_key = KEYS[2 * i + 1]
+  if redis.call('EXISTS', job_key, KEYS[2 * i + 2]) > 0 then
     added[i] = 0
   else
-    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 2])
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 1])
+    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 3])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 2])
     added[i] = 1
+    any = true
   end
+end
+if any and redis.call('RPUSH', KEYS[2], '1') > tonumber(ARGV[3]) then
+  redis.call('LPOP', KEYS[2])
 end
 return added
 """
@@ -79,13 +97,10 @@ class JobQueue:
         job_id = job_id or uuid4().hex
         now_ms = timestamp_ms()
         job = serialize_job(function, args, {}, None, now_ms, serializer=self._redis.job_serializer)
+        queue = self._redis.default_queue_name
         added = await self._enqueue_script(
-            keys=[
-                job_key_prefix + job_id,
-                result_key_prefix + job_id,
-                self._redis.default_queue_name,
-            ],
-            args=[job_id, now_ms, self._redis.expires_extra_ms, job],
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue, wake_key(queue)],
+            args=[job_id, now_ms, self._redis.expires_extra_ms, job, MAX_WAKE_TOKENS],
         )
         return bool(added)
 
@@ -100,8 +115,9 @@ class JobQueue:
         if not jobs:
             return []
         now_ms = timestamp_ms()
-        keys = [self._redis.default_queue_name]
-        args: list[Any] = [now_ms, self._redis.expires_extra_ms]
+        queue = self._redis.default_queue_name
+        keys = [queue, wake_key(queue)]
+        args: list[Any] = [now_ms, self._redis.expires_extra_ms, MAX_WAKE_TOKENS]
         for job_id, argument in jobs:
             keys += [job_key_prefix + job_id, result_key_prefix + job_id]
             job = serialize_job(
@@ -117,6 +133,6 @@ class JobQueue:
         Best effort: the worker's schedule delivers anyway if Redis is unavailable.
         """
         try:
-            await self._redis.enqueue_job(DELIVER_NOTIFICATIONS)
+            await self.enqueue(DELIVER_NOTIFICATIONS)
         except (OSError, RedisError, TimeoutError) as exc:
             self._log.warning("notifications_nudge_failed", error=str(exc))

@@ -12,7 +12,6 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import RedisSettings
-from arq.worker import Worker, get_kwargs
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
@@ -23,7 +22,6 @@ from core.db.uow import UnitOfWork
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.preferences import Preferences
-from core.queue import QUEUE_NAME
 from core.services.credentials import CredentialService
 from core.services.webhooks import IssuedWebhook, WebhookService
 from tests.doubles.dydx.double import DydxDouble
@@ -31,6 +29,7 @@ from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
 from tests.doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 from workers.settings import WorkerSettings
+from workers.worker import TradingWorker, build_worker
 
 Maker = async_sessionmaker[AsyncSession]
 
@@ -56,21 +55,19 @@ class Trader:
         return self.hook.url.rsplit("/", 1)[1]
 
 
-def worker_for(settings: Settings, **overrides: Any) -> Worker:
-    """An arq worker with the production WorkerSettings, in this process."""
-    tuning: dict[str, Any] = get_kwargs(dict(vars(WorkerSettings)))
-    tuning.update(overrides)
-    return Worker(
-        **tuning,
-        queue_name=QUEUE_NAME,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url.get_secret_value()),
-        ctx={"settings": settings},
+def worker_for(settings: Settings, **overrides: Any) -> TradingWorker:
+    """The production worker (``TradingWorker`` with ``WorkerSettings``), in this process."""
+    return build_worker(
+        settings,
+        RedisSettings.from_dsn(settings.redis_url.get_secret_value()),
+        WorkerSettings,
         handle_signals=False,
+        **overrides,
     )
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[Worker]:
+async def running_worker(settings: Settings, **overrides: Any) -> AsyncIterator[TradingWorker]:
     """Run a worker for the duration of the block."""
     worker = worker_for(settings, **overrides)
     task = asyncio.create_task(worker.async_run())

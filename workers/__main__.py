@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import gc
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from core.runtime import preflight_or_exit, settings_or_exit, start_process
 
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from arq.connections import RedisSettings
 
     from core.config import Settings
-
-QUEUE_NAME = "arq:queue"  # arq's default queue
 
 
 def _redis_settings(settings: Settings) -> RedisSettings:
@@ -29,22 +27,14 @@ def _redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def _serve(settings: Settings) -> None:
-    from arq.worker import Worker, get_kwargs
-
     from workers.settings import WorkerSettings
+    from workers.worker import build_worker
 
     # Everything imported so far lives as long as the process: keep it out of the garbage
     # collector's full passes, which otherwise stall the event loop under an order burst.
     gc.collect()
     gc.freeze()
-    # arq's own create_worker does the same: class attributes become Worker arguments.
-    tuning: dict[str, Any] = get_kwargs(dict(vars(WorkerSettings)))
-    worker = Worker(
-        **tuning,
-        queue_name=QUEUE_NAME,
-        redis_settings=_redis_settings(settings),
-        ctx={"settings": settings},
-    )
+    worker = build_worker(settings, _redis_settings(settings), WorkerSettings)
     try:
         await worker.async_run()
     except asyncio.CancelledError:
@@ -60,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         from arq.worker import async_check_health
+
+        from core.queue import QUEUE_NAME
 
         settings = settings_or_exit()
         code = asyncio.run(async_check_health(_redis_settings(settings), queue_name=QUEUE_NAME))

@@ -42,9 +42,8 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = bind_job_context
-    # arq's default 0.5 s poll is too slow for trading: 5 ms (measured: pickup ~3 ms after
-    # the enqueue) costs ~200 idle ZRANGEBYSCORE calls a second, negligible for Redis.
-    poll_delay = 0.005
+    # No poll_delay: the worker (workers.worker.TradingWorker) waits for a wake token that
+    # the enqueue pushes, and polls every 50 ms when none comes.
     # A job mostly waits (on the node, then for its fill): slots are cheap, and too few make
     # a burst of alerts queue behind the previous burst's jobs still waiting for fills.
     max_jobs = 100

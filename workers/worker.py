@@ -1,0 +1,137 @@
+"""arq's ``Worker``, woken by the enqueue and claiming a batch of jobs in one round trip.
+
+Two changes to how arq picks jobs up; how it runs, retries and records them is arq's own:
+
+* **Woken, not only polling.** Whoever queues alert jobs (:class:`core.queue.JobQueue`)
+  pushes a token onto ``{queue}:wake`` in the same script; between polls the worker waits
+  on that list (``BLPOP``) instead of sleeping, so a job starts within a round trip of its
+  enqueue rather than up to a poll interval later, and an idle worker polls every
+  :data:`IDLE_POLL_SECONDS` instead of every few milliseconds. Jobs queued without a token
+  (arq's own ``enqueue_job``, crons, retries) are found by that poll, as before.
+* **One claim per batch.** arq claims each job with WATCH, EXISTS, ZSCORE and MULTI/EXEC:
+  four sequential round trips, so the tenth alert of a burst waited for forty. The claim
+  script performs the same checks and writes the same in-progress key for every job of
+  the batch at once, atomically, so arq workers of either kind can share a queue.
+
+arq is pinned (``arq==0.28.0``): :meth:`TradingWorker.start_jobs` keeps the bookkeeping of
+arq's own (semaphore, ``job_counter``, ``tasks``) and is checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
+from arq.worker import Worker, get_kwargs
+
+from core.queue import QUEUE_NAME, wake_key
+
+if TYPE_CHECKING:
+    from arq.connections import RedisSettings
+
+    from core.config import Settings
+
+# The longest a job queued without a wake token (a cron, a deferred retry, arq's own
+# enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
+IDLE_POLL_SECONDS = 0.05
+
+# KEYS: the queue, then per job its in-progress key. ARGV: now (ms), in-progress expiry
+# (ms), then per job its id. Per job, its score if claimed, else -1: already running
+# elsewhere, no longer queued, or deferred to later (arq's own three reasons to skip).
+_CLAIM_SCRIPT = """
+local claimed = {}
+for i = 2, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+  if redis.call('EXISTS', KEYS[i]) == 1 or not score or tonumber(score) > tonumber(ARGV[1]) then
+    claimed[i - 1] = -1
+  else
+    redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+    claimed[i - 1] = score
+  end
+end
+return claimed
+"""
+
+
+class TradingWorker(Worker):
+    """An arq ``Worker`` that wakes on enqueue and claims its jobs in one round trip.
+
+    Args:
+        *args: arq ``Worker`` arguments.
+        idle_poll: Longest wait between polls when no wake token arrives.
+        **kwargs: arq ``Worker`` keyword arguments.
+    """
+
+    def __init__(self, *args: Any, idle_poll: float = IDLE_POLL_SECONDS, **kwargs: Any) -> None:
+        # arq sleeps poll_delay between polls; the wait is ours (the BLPOP) instead.
+        kwargs["poll_delay"] = 0
+        super().__init__(*args, **kwargs)
+        self._idle_poll = idle_poll
+        self._wake_key = wake_key(self.queue_name)
+        self._claim_script: Any = None
+
+    async def _poll_iteration(self) -> None:
+        await super()._poll_iteration()
+        # Returns at once when tokens were pushed meanwhile, so no enqueue goes unnoticed.
+        # redis-py types BLPOP's timeout as whole seconds; Redis (>= 6) takes fractions.
+        blpop: Any = self.pool.blpop
+        await blpop([self._wake_key], timeout=self._idle_poll)
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim and start as many of ``job_ids`` as there are free job slots."""
+        job_ids = job_ids[: max(0, self.max_jobs - self.job_counter)]
+        if not job_ids:
+            return
+        for _ in job_ids:
+            # Free slots were counted above, so no acquire waits.
+            await self.sem.acquire()
+            self.job_counter += 1
+        ids = [job_id.decode() for job_id in job_ids]
+        try:
+            claimed = await self._claim(ids)
+        except BaseException:
+            for _ in ids:
+                self._release_sem_dec_counter_on_complete()
+            raise
+        for job_id, score in zip(ids, claimed, strict=True):
+            if score == -1:
+                self._release_sem_dec_counter_on_complete()
+                continue
+            task = self.loop.create_task(self.run_job(job_id, int(score)))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
+
+    async def _claim(self, job_ids: list[str]) -> list[Any]:
+        if self._claim_script is None:
+            self._claim_script = self.pool.register_script(_CLAIM_SCRIPT)
+        result: list[Any] = await self._claim_script(
+            keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in job_ids)],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids],
+        )
+        return result
+
+
+def build_worker(
+    settings: Settings,
+    redis_settings: RedisSettings,
+    worker_settings: type,
+    **overrides: Any,
+) -> TradingWorker:
+    """The worker for ``worker_settings`` (a plain arq ``WorkerSettings`` class).
+
+    Args:
+        settings: The application settings, handed to jobs in ``ctx["settings"]``.
+        redis_settings: Where the queue lives.
+        worker_settings: Jobs, schedules and tuning, as arq's ``create_worker`` reads them.
+        **overrides: Worker arguments replacing those of ``worker_settings``.
+    """
+    # As arq's own create_worker: class attributes become Worker arguments.
+    tuning: dict[str, Any] = get_kwargs(dict(vars(worker_settings)))
+    tuning.update(overrides)
+    return TradingWorker(
+        **tuning,
+        queue_name=QUEUE_NAME,
+        redis_settings=redis_settings,
+        ctx={"settings": settings},
+    )
