@@ -57,6 +57,15 @@ RETURNING id
 """
 
 
+# The node accepted the broadcast. Optimistic like every order transition: a reconciler that
+# already moved the order on wins, and this changes nothing.
+_MARK_SUBMITTED = """
+UPDATE orders SET state = 'SUBMITTED', submitted_at = $2, accepted_at = $3, tx_hash = $4,
+                  updated_at = $3
+WHERE id = $1 AND state IN ('SUBMITTING', 'UNKNOWN')
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedAlert:
     """An alert with what executing it needs about its trader (never a decrypted key)."""
@@ -225,3 +234,16 @@ class ExecutionStore:
             picked_up,
         )
         return int(value)
+
+    async def mark_submitted(
+        self, order_id: int, *, submitted_at: datetime, accepted_at: datetime, tx_hash: str
+    ) -> bool:
+        """Record the node's acceptance of a SUBMITTING (or UNKNOWN) order.
+
+        Returns:
+            Whether the order moved (False: something else had already moved it on).
+        """
+        status = await (await self._open()).execute(
+            _MARK_SUBMITTED, order_id, submitted_at, accepted_at, tx_hash
+        )
+        return bool(status == "UPDATE 1")

@@ -516,13 +516,9 @@ class ExecutionService:
             # Nothing is known to have landed; settle() re-broadcasts the same bytes.
             self._log.warning("order_broadcast_retry", order_id=order_id, reason=str(exc))
             return
-        await self._transition(
-            order_id,
-            (OrderState.SUBMITTING, OrderState.UNKNOWN),
-            state=OrderState.SUBMITTED,
-            submitted_at=sent_at,
-            accepted_at=utcnow(),
-            tx_hash=result.tx_hash,
+        # One statement on the hot path's pool: the next alert of a burst waits for this CPU.
+        await self._store.mark_submitted(
+            order_id, submitted_at=sent_at, accepted_at=utcnow(), tx_hash=result.tx_hash
         )
 
     async def _transition(
