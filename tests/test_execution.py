@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -111,6 +111,21 @@ async def test_an_alert_becomes_one_order_a_fill_and_a_message(
     assert ledger.fee == Decimal("0.15")  # 5 bps taker on $300
     assert ledger.client_id == order.order_id.client_id
     assert ledger.tx_bytes == record.tx_bytes
+    assert ledger.signed_at is not None
+    assert ledger.submitted_at is not None
+    assert ledger.accepted_at is not None
+    assert ledger.signed_at <= ledger.submitted_at <= ledger.accepted_at
+    # The acceptance mark is optimistic: a late one never moves a final order back.
+    store = ExecutionStore(settings.database_url.get_secret_value())
+    try:
+        late = datetime.now(UTC)
+        assert not await store.mark_submitted(
+            ledger.id, submitted_at=late, accepted_at=late, tx_hash=ledger.tx_hash or ""
+        )
+    finally:
+        await store.close()
+    (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+    assert ledger.state is OrderState.FILLED
 
     message = await me.chat.next_message(timeout=10)
     assert "Filled" in message.text
