@@ -23,12 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import DydxEndpoints
-from core.domain import OrderSide
+from core.domain.states import OrderSide
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.quantize import short_term_good_til_block
 from core.exchange.port import OrderKind, OrderRequest, TimeInForce
-from core.logs import configure_logging
+from core.runtime.config import DydxEndpoints
+from core.runtime.logs import configure_logging
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import make_funded_trader
 

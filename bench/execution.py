@@ -48,13 +48,13 @@ from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import Settings
-from core.crypto import generate_key_entry
 from core.db.engine import create_engine, create_sessionmaker
 from core.db.uow import UnitOfWork
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
-from core.migrate import upgrade
+from core.runtime.config import Settings
+from core.runtime.migrate import upgrade
+from core.security.crypto import generate_key_entry
 from core.services.credentials import CredentialService
 from core.services.webhooks import WebhookService
 from tests.doubles.dydx.double import DydxDouble

@@ -51,13 +51,13 @@ from aiohttp.test_utils import unused_port
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from core.crypto import generate_key_entry
 from core.db.engine import create_engine, create_sessionmaker
 from core.db.models import Alert
 from core.db.uow import UnitOfWork
-from core.domain import AlertState
-from core.logs import configure_logging
-from core.migrate import upgrade
+from core.domain.states import AlertState
+from core.runtime.logs import configure_logging
+from core.runtime.migrate import upgrade
+from core.security.crypto import generate_key_entry
 from core.services.webhooks import WebhookService
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

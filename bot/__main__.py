@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from core.runtime import fail, preflight_or_exit, start_process
+from core.runtime.startup import fail, preflight_or_exit, start_process
 
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher
 
-    from core.config import Settings
+    from core.runtime.config import Settings
 
 log = structlog.get_logger(__name__)
 MAX_STARTUP_BACKOFF = 60.0
@@ -48,8 +48,8 @@ async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> Non
 
 async def _serve(settings: Settings) -> None:
     from bot.app import close_services, create_dispatcher, create_services
+    from core.adapters.telegram import create_bot
     from core.db.engine import create_engine, create_sessionmaker
-    from core.telegram import create_bot
 
     engine = create_engine(settings.database_url.get_secret_value())
     bot = create_bot(settings)

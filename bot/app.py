@@ -11,11 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
-from bot.texts.common import COMMANDS
-from core.config import Settings
-from core.db.execution_store import ExecutionStore
+from core.db.repositories.execution import ExecutionStore
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
+from core.runtime.config import Settings
 from core.services.account import AccountService
 from core.services.control import ControlService
 from core.services.credentials import CredentialService
@@ -24,6 +23,7 @@ from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link import LinkSite, WalletLinkService
 from core.services.webhooks import WebhookService
+from core.texts.common import COMMANDS
 
 
 class Services(TypedDict):

@@ -8,13 +8,13 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ChatMemberAdministrator
 
-from bot.texts import notify as texts
 from core.services.control import (
     ChannelNotFoundError,
     ChannelPostError,
     ChatInfo,
     Membership,
 )
+from core.texts import notify as texts
 
 
 class TelegramChannels:

@@ -16,13 +16,13 @@ import structlog
 from aiogram import Bot, Dispatcher
 from redis.asyncio import Redis
 
-from core.config import Settings
-from core.telegram_webhook import (
+from core.adapters.telegram_webhook import (
     UPDATE_SEEN_PREFIX,
     UPDATES_PROCESSING,
     UPDATES_QUEUE,
     webhook_path,
 )
+from core.runtime.config import Settings
 
 log = structlog.get_logger(__name__)
 SEEN_TTL_SECONDS = 24 * 3600

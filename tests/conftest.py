@@ -23,12 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.app import Services, close_services, create_dispatcher, create_services
-from core.config import Settings
-from core.crypto import generate_key_entry
+from core.adapters.telegram import create_bot
 from core.db.base import Base
 from core.db.engine import create_engine
-from core.migrate import upgrade
-from core.telegram import create_bot
+from core.runtime.config import Settings
+from core.runtime.migrate import upgrade
+from core.security.crypto import generate_key_entry
 
 pytest_plugins = [
     "tests.doubles.telegram_fixtures",

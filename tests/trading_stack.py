@@ -16,12 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
-from core.config import Settings
 from core.db.models import Alert, Order, User
 from core.db.uow import UnitOfWork
+from core.domain.preferences import Preferences
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
-from core.preferences import Preferences
+from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.webhooks import IssuedWebhook, WebhookService
 from tests.doubles.dydx.double import DydxDouble

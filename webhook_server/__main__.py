@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from core.runtime import preflight_or_exit, start_process
+from core.runtime.startup import preflight_or_exit, start_process
 from webhook_server.processes import serve, supervise
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from core.logs import get_logger, redact_text
+from core.runtime.logs import get_logger, redact_text
 from webhook_server.keys import REQUEST_ID
 
 

@@ -8,12 +8,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.config import Settings
+from core.adapters.arq_queue import JobQueue
+from core.adapters.telegram_webhook import webhook_path
 from core.db.engine import create_engine, create_sessionmaker
-from core.logs import get_logger
-from core.queue import JobQueue
+from core.runtime.config import Settings
+from core.runtime.logs import get_logger
 from core.services.wallet_link import LinkSite, WalletLinkService
-from core.telegram_webhook import webhook_path
 from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,

@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq import ArqRedis
 
-from core.client_ip import SenderPolicy
-from core.db.intake_store import IntakeStore
-from core.queue import JobQueue
-from core.ratelimit import Limit, RateLimiter
+from core.adapters.arq_queue import JobQueue
+from core.db.repositories.intake import IntakeStore
+from core.security.client_ip import SenderPolicy
+from core.security.ratelimit import Limit, RateLimiter
 from core.services.intake import IntakeLimits, IntakeService
 from webhook_server.keys import INTAKE, REDIS, SENDER_POLICY, SETTINGS
 
 # Accepted alerts use at most 4 connections (2 batches of lookups, 2 of inserts, see
-# core.db.intake_store); the rest serve refusals (one insert each) and enqueued_at marks.
+# core.db.repositories.intake); the rest serve refusals (one insert each) and enqueued_at marks.
 # Small enough that several web processes (WEB_PROCESSES), each with its ORM pool, plus the
 # bot and the worker stay under PostgreSQL's default 100 connections.
 INTAKE_POOL_SIZE = 10

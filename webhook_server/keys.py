@@ -6,9 +6,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.client_ip import SenderPolicy
-from core.config import Settings
-from core.queue import JobQueue
+from core.adapters.arq_queue import JobQueue
+from core.runtime.config import Settings
+from core.security.client_ip import SenderPolicy
 from core.services.intake import IntakeService
 from core.services.wallet_link import WalletLinkService
 

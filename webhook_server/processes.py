@@ -20,9 +20,9 @@ from types import FrameType
 
 from aiohttp import web
 
-from core.config import Settings
-from core.logs import get_logger
-from core.runtime import start_process
+from core.runtime.config import Settings
+from core.runtime.logs import get_logger
+from core.runtime.startup import start_process
 from webhook_server.access_log import IntakeAccessLogger
 from webhook_server.app import create_app
 

@@ -12,12 +12,12 @@ import gc
 import sys
 from typing import TYPE_CHECKING
 
-from core.runtime import preflight_or_exit, settings_or_exit, start_process
+from core.runtime.startup import preflight_or_exit, settings_or_exit, start_process
 
 if TYPE_CHECKING:
     from arq.connections import RedisSettings
 
-    from core.config import Settings
+    from core.runtime.config import Settings
 
 
 def _redis_settings(settings: Settings) -> RedisSettings:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         from arq.worker import async_check_health
 
-        from core.queue import QUEUE_NAME
+        from core.adapters.arq_queue import QUEUE_NAME
 
         settings = settings_or_exit()
         code = asyncio.run(async_check_health(_redis_settings(settings), queue_name=QUEUE_NAME))

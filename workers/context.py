@@ -11,13 +11,13 @@ from aiogram import Bot
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.config import Settings
-from core.db.execution_store import ExecutionStore
+from core.adapters.telegram import TelegramSender
+from core.db.repositories.execution import ExecutionStore
+from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.exchanges import ExchangeProvider
 from core.services.execution import ExecutionService
 from core.services.notifications import NotificationService
-from core.telegram import TelegramSender
 
 
 class WorkerContext(TypedDict):
@@ -39,10 +39,10 @@ class WorkerContext(TypedDict):
 
 async def startup(ctx: dict[str, Any]) -> None:
     """Open the database pool and the Telegram session."""
+    from core.adapters.telegram import create_bot
     from core.db.engine import create_engine, create_sessionmaker
     from core.exchange.dydx.indexer import IndexerClient
     from core.exchange.dydx.node import NodeReader
-    from core.telegram import create_bot
 
     settings: Settings = ctx["settings"]
     engine = create_engine(settings.database_url.get_secret_value())

@@ -2,7 +2,7 @@
 
 Two changes to how arq picks jobs up; how it runs, retries and records them is arq's own:
 
-* **Woken, not only polling.** Whoever queues alert jobs (:class:`core.queue.JobQueue`)
+* **Woken, not only polling.** Whoever queues alert jobs (:class:`core.adapters.arq_queue.JobQueue`)
   pushes a token onto ``{queue}:wake`` in the same script; between polls the worker waits
   on that list (``BLPOP``) instead of sleeping, so a job starts within a round trip of its
   enqueue rather than up to a poll interval later, and an idle worker polls every
@@ -25,12 +25,12 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker, get_kwargs
 
-from core.queue import QUEUE_NAME, wake_key
+from core.adapters.arq_queue import QUEUE_NAME, wake_key
 
 if TYPE_CHECKING:
     from arq.connections import RedisSettings
 
-    from core.config import Settings
+    from core.runtime.config import Settings
 
 # The longest a job queued without a wake token (a cron, a deferred retry, arq's own
 # enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.

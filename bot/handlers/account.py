@@ -9,9 +9,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards.account import DeleteChoice, DeleteMeCD, confirm_delete
-from bot.texts import account as texts
 from core.services.account import AccountService
 from core.services.users import UserView
+from core.texts import account as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

@@ -8,9 +8,9 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.texts import control as texts
 from core.services.control import ControlService, ResumeRefusedError
 from core.services.users import UserView
+from core.texts import control as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

@@ -9,10 +9,10 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
 
-from bot.texts import common
-from bot.texts import start as start_texts
 from core.exchange.dydx.keys import looks_secret
 from core.services.users import UserView
+from core.texts import common
+from core.texts import start as start_texts
 
 router: Final[Router] = Router(name=__name__)
 

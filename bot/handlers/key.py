@@ -19,11 +19,11 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards import key as keyboards
 from bot.keyboards.key import KeyAction, KeyCD
-from bot.texts import key as texts
 from core.exchange.dydx.keys import looks_secret
 from core.exchange.errors import ExchangeUnavailableError
 from core.services.credentials import CredentialRefusedError, CredentialService, Refusal
 from core.services.users import UserView
+from core.texts import key as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

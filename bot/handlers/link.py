@@ -9,9 +9,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards.link import UnlinkCD, UnlinkChoice, confirm_unlink, open_link
-from bot.texts import link as texts
 from core.services.users import UserView
 from core.services.wallet_link import AlreadyLinkedError, WalletLinkService
+from core.texts import link as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

@@ -9,9 +9,9 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import ChatMemberAdministrator, ChatMemberUpdated, Message
 
 from bot.channels import TelegramChannels
-from bot.texts import notify as texts
 from core.services.control import ControlService, NotifyRefusedError
 from core.services.users import UserView
+from core.texts import notify as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

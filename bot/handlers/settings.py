@@ -14,9 +14,9 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.keyboards import settings as keyboards
 from bot.keyboards.settings import SettingsAction, SettingsCD
-from bot.texts import settings as texts
 from core.services.control import ControlService, PreferenceField, PreferenceInputError
 from core.services.users import UserView
+from core.texts import settings as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

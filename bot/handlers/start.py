@@ -9,10 +9,10 @@ from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards.start import DeclarationCD, accept_declaration
-from bot.texts import common
-from bot.texts import start as texts
-from core.compliance import DECLARATION
+from core.domain.compliance import DECLARATION
 from core.services.users import SetupService, UserService, UserView
+from core.texts import common
+from core.texts import start as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

@@ -13,7 +13,6 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards import trading as keyboards
 from bot.keyboards.trading import PanicCD, PanicChoice
-from bot.texts import trading as texts
 from core.exchange.errors import (
     ExchangeError,
     ExchangeUnavailableError,
@@ -23,6 +22,7 @@ from core.exchange.errors import (
 from core.services.control import ControlService, parse_market
 from core.services.trading import NothingToCloseError, TradingNotReadyError, TradingService
 from core.services.users import UserView
+from core.texts import trading as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

@@ -9,9 +9,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards.webhook import WebhookAction, WebhookCD, confirm, manage
-from bot.texts import webhook as texts
 from core.services.users import UserView
 from core.services.webhooks import WebhookService
+from core.texts import webhook as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

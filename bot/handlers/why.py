@@ -8,9 +8,9 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot.texts import why as texts
 from core.services.control import ControlService
 from core.services.users import UserView
+from core.texts import why as texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")

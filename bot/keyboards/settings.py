@@ -8,9 +8,9 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.texts import settings as texts
-from core.preferences import Preferences
+from core.domain.preferences import Preferences
 from core.services.control import PreferenceField, PreferenceInputError, parse_preference
+from core.texts import settings as texts
 
 
 class SettingsAction(StrEnum):

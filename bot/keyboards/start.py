@@ -6,7 +6,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.texts import start as texts
+from core.texts import start as texts
 
 
 class DeclarationCD(CallbackData, prefix="decl"):

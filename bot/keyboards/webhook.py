@@ -8,7 +8,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.texts import webhook as texts
+from core.texts import webhook as texts
 
 
 class WebhookAction(StrEnum):

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, TimestampMixin, utcnow
-from core.domain import (
+from core.domain.states import (
     AlertState,
     NotificationState,
     OrderPurpose,

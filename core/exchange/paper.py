@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.db.base import utcnow
 from core.db.models import PaperAccount, PaperFill, PaperOrder, PaperPosition
 from core.db.repositories.paper import LIVE_STATUSES, PaperRepository
-from core.domain import OrderSide, PositionSide
+from core.domain.states import OrderSide, PositionSide
 from core.exchange.dydx import quantize
 from core.exchange.errors import (
     ExchangeError,
@@ -62,7 +62,7 @@ from core.exchange.port import (
     SignedTx,
     TimeInForce,
 )
-from core.logs import get_logger
+from core.runtime.logs import get_logger
 
 DEFAULT_STARTING_BALANCE = Decimal("10000")
 DEFAULT_TAKER_FEE = Decimal("0.0005")

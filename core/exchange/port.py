@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Protocol
 
-from core.domain import OrderSide, PositionSide
+from core.domain.states import OrderSide, PositionSide
 
 MAX_CLIENT_ID = 2**32 - 1
 

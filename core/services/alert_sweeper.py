@@ -14,10 +14,10 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.adapters.arq_queue import JobQueue
 from core.db.base import utcnow
 from core.db.uow import UnitOfWork
-from core.logs import get_logger
-from core.queue import JobQueue
+from core.runtime.logs import get_logger
 from core.services.intake import EXECUTE_ALERT, job_id_for
 
 # Intake enqueues within half a second of committing: leave it that long and more.

@@ -19,14 +19,12 @@ from zoneinfo import available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.alerts import normalise_market
-from core.compliance import ComplianceStatus
+from core.alerts.schema import normalise_market
 from core.db.models import Alert, Order, User
 from core.db.repositories.control import ControlRepository
 from core.db.uow import UnitOfWork
-from core.domain import AlertState, OrderPurpose, OrderState
-from core.logs import get_logger
-from core.preferences import (
+from core.domain.compliance import ComplianceStatus
+from core.domain.preferences import (
     MAX_LEVERAGE,
     MAX_NOTIONAL_USD,
     MAX_OPEN_POSITIONS,
@@ -35,6 +33,8 @@ from core.preferences import (
     Preferences,
     SizeKind,
 )
+from core.domain.states import AlertState, OrderPurpose, OrderState
+from core.runtime.logs import get_logger
 
 MAX_SIZE_PCT = Decimal(1000)  # 10x equity, as an alert's size_pct; leverage caps bind first
 MAX_ALLOWED_MARKETS = 40

@@ -20,11 +20,10 @@ from typing import Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.compliance import ComplianceStatus
-from core.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
 from core.db.base import utcnow
 from core.db.models import Credential, User
 from core.db.uow import UnitOfWork
+from core.domain.compliance import ComplianceStatus
 from core.exchange.dydx.keys import (
     KeyCheckError,
     StoredAuthenticator,
@@ -36,7 +35,8 @@ from core.exchange.dydx.keys import (
     public_key_of,
 )
 from core.exchange.errors import ExchangeUnavailableError
-from core.logs import get_logger
+from core.runtime.logs import get_logger
+from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
 
 # The daily screen runs hourly and takes whoever was last screened more than this ago, so a
 # worker that was down at the usual time catches up instead of skipping a day.

@@ -13,17 +13,23 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.crypto import CREDENTIAL_PURPOSE, DecryptionError, Keyring, Sealed, associated_data
-from core.db.execution_store import LoadedAlert
 from core.db.models import Credential
+from core.db.repositories.execution import LoadedAlert
 from core.db.uow import UnitOfWork
+from core.domain.preferences import Preferences
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.paper import PaperExchange
 from core.exchange.port import Exchange
-from core.preferences import Preferences
+from core.security.crypto import (
+    CREDENTIAL_PURPOSE,
+    DecryptionError,
+    Keyring,
+    Sealed,
+    associated_data,
+)
 
 if TYPE_CHECKING:
-    from core.config import Settings
+    from core.runtime.config import Settings
 
 
 class TradingNotReadyError(Exception):

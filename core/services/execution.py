@@ -29,13 +29,14 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.alerts import AlertOrder
-from core.compliance import ComplianceStatus
+from core.alerts.schema import AlertOrder
 from core.db.base import utcnow
-from core.db.execution_store import ExecutionStore, NewOrder
 from core.db.models import Alert, Order, User
+from core.db.repositories.execution import ExecutionStore, NewOrder
 from core.db.uow import UnitOfWork
-from core.domain import AlertState, OrderPurpose, OrderSide, OrderState, PositionSide
+from core.domain.compliance import ComplianceStatus
+from core.domain.preferences import Preferences
+from core.domain.states import AlertState, OrderPurpose, OrderSide, OrderState, PositionSide
 from core.exchange.dydx.quantize import QuantizationError, short_term_good_til_block, worst_price
 from core.exchange.errors import (
     ExchangeError,
@@ -56,9 +57,7 @@ from core.exchange.port import (
     SignedTx,
     TimeInForce,
 )
-from core.logs import get_logger
-from core.preferences import Preferences
-from core.services import trade_messages as texts
+from core.runtime.logs import get_logger
 from core.services.exchanges import ExchangeProvider, StoredKey, TradingNotReadyError
 from core.services.planning import (
     NothingToDoError,
@@ -68,6 +67,7 @@ from core.services.planning import (
     plan_order,
     protective_prices,
 )
+from core.texts import trade as texts
 
 #: How long the job waits for a short-term order's outcome before leaving it to the cron.
 DEFAULT_SETTLE_TIMEOUT = 20.0

@@ -23,7 +23,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from core.alerts import (
+from core.adapters.arq_queue import JobQueue
+from core.alerts.schema import (
     MAX_BODY_BYTES,
     AlertOrder,
     AlertSchemaError,
@@ -32,20 +33,19 @@ from core.alerts import (
     dedupe_key,
     parse_alert,
 )
-from core.batching import MicroBatcher
-from core.client_ip import IPAddress
-from core.crypto import constant_time_equals, token_hash
 from core.db.base import utcnow
-from core.db.intake_store import (
+from core.db.repositories.intake import (
     AlertRecord,
     IntakeStore,
     Notice,
     StoreUnavailableError,
     WebhookOwner,
 )
-from core.logs import get_logger
-from core.queue import JobQueue
-from core.ratelimit import Limit, RateLimiter
+from core.runtime.batching import MicroBatcher
+from core.runtime.logs import get_logger
+from core.security.client_ip import IPAddress
+from core.security.crypto import constant_time_equals, token_hash
+from core.security.ratelimit import Limit, RateLimiter
 
 EXECUTE_ALERT = "execute_alert"
 NOTICE_KIND = "alert_rejected"
@@ -161,7 +161,7 @@ class IntakeService:
 
         Args:
             token: The path token (a secret: never logged or stored).
-            body: The raw body, already capped at :data:`core.alerts.MAX_BODY_BYTES`.
+            body: The raw body, already capped at :data:`core.alerts.schema.MAX_BODY_BYTES`.
             source_ip: The resolved client address.
 
         Returns:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
 from core.db.uow import UnitOfWork
-from core.logs import get_logger
+from core.runtime.logs import get_logger
+from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
 
 
 @dataclass(frozen=True, slots=True)

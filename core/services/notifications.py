@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
 from core.db.uow import UnitOfWork
-from core.domain import NotificationState
-from core.logs import get_logger
+from core.domain.states import NotificationState
+from core.runtime.logs import get_logger
 
 # Give up only after a day: a Telegram outage of minutes or hours must lose nothing.
 GIVE_UP_AFTER = timedelta(hours=24)

@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from core.alerts import Action, AlertOrder, OrderType, TargetPosition
-from core.compliance import ComplianceStatus
-from core.domain import OrderPurpose, OrderSide, PositionSide
+from core.alerts.schema import Action, AlertOrder, OrderType, TargetPosition
+from core.domain.compliance import ComplianceStatus
+from core.domain.preferences import MAX_SLIPPAGE_PCT, FlipMode, Preferences, SizeKind
+from core.domain.states import OrderPurpose, OrderSide, PositionSide
 from core.exchange.dydx.quantize import (
     QuantizationError,
     round_price_to_tick,
@@ -34,7 +35,6 @@ from core.exchange.dydx.quantize import (
     worst_price,
 )
 from core.exchange.port import Account, MarketInfo, OrderKind, Position, TimeInForce
-from core.preferences import MAX_SLIPPAGE_PCT, FlipMode, Preferences, SizeKind
 
 HUNDRED = Decimal(100)
 #: Resting limit orders live this long on the book unless filled or cancelled.

@@ -8,14 +8,14 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db.execution_store import ExecutionStore
+from core.db.repositories.execution import ExecutionStore
 from core.db.uow import UnitOfWork
-from core.domain import OrderSide, OrderState
+from core.domain.preferences import Preferences
+from core.domain.states import OrderSide, OrderState
 from core.exchange.dydx.quantize import short_term_good_til_block
 from core.exchange.errors import ExchangeError, PermanentExchangeError
 from core.exchange.port import Account, Exchange, OpenOrder, OrderFlags, Position
-from core.logs import get_logger
-from core.preferences import Preferences
+from core.runtime.logs import get_logger
 from core.services.exchanges import ExchangeProvider, TradingNotReadyError
 from core.services.execution import ExecutionService
 

@@ -7,10 +7,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.compliance import DECLARATION
 from core.db.base import utcnow
 from core.db.models import User
 from core.db.uow import UnitOfWork
+from core.domain.compliance import DECLARATION
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,12 @@ from datetime import datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.crypto import new_token, token_hash
 from core.db.base import utcnow
 from core.db.models import Webhook
 from core.db.uow import UnitOfWork
-from core.domain import AlertState
-from core.logs import get_logger
+from core.domain.states import AlertState
+from core.runtime.logs import get_logger
+from core.security.crypto import new_token, token_hash
 
 TOKEN_BYTES = 24  # 192 bits
 RECENT_ALERTS = 10

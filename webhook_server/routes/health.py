@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.health import readiness
+from core.runtime.health import readiness
 from webhook_server.keys import ENGINE, REDIS
 
 routes = web.RouteTableDef()

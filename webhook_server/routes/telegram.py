@@ -10,8 +10,8 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from core.crypto import constant_time_equals
-from core.telegram_webhook import MAX_UPDATE_BYTES, UPDATES_QUEUE
+from core.adapters.telegram_webhook import MAX_UPDATE_BYTES, UPDATES_QUEUE
+from core.security.crypto import constant_time_equals
 from webhook_server.keys import REDIS, SETTINGS
 
 log = structlog.get_logger(__name__)

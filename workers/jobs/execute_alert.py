@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq import Retry
 
-from core.queue import JobQueue
+from core.adapters.arq_queue import JobQueue
 from core.services.execution import Outcome, RetryLaterError
 from workers.context import WorkerContext
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.queue import JobQueue
+from core.adapters.arq_queue import JobQueue
 from workers.context import WorkerContext
 
 

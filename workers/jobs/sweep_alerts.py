@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.queue import JobQueue
+from core.adapters.arq_queue import JobQueue
 from core.services.alert_sweeper import AlertSweeper
 from workers.context import WorkerContext
 

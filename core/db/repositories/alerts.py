@@ -1,4 +1,4 @@
-"""Received alerts (the intake's own inserts are in :mod:`core.db.intake_store`)."""
+"""Received alerts (the intake's own inserts are in :mod:`core.db.repositories.intake`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Alert, Order
-from core.domain import AlertState
+from core.domain.states import AlertState
 
 
 class AlertRepository:

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Alert, Notification, Order, User
-from core.domain import NotificationState
+from core.domain.states import NotificationState
 
 
 class ControlRepository:

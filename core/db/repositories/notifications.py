@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Notification
-from core.domain import NotificationState
+from core.domain.states import NotificationState
 
 
 class NotificationRepository:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AccountNonce, Fill, Order, Position
-from core.domain import OrderPurpose, OrderState, PositionSide
+from core.domain.states import OrderPurpose, OrderState, PositionSide
 
 #: States in which the outcome of an order may still change.
 OPEN_STATES = (
@@ -24,7 +24,7 @@ OPEN_STATES = (
 
 
 class OrderRepository:
-    """Access to ``orders`` (client ids are allocated by :mod:`core.db.execution_store`)."""
+    """Access to ``orders`` (client ids are allocated by :mod:`core.db.repositories.execution`)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session

@@ -36,7 +36,7 @@ from dydx_v4_client.wallet import Wallet  # type: ignore[import-untyped]
 from v4_proto.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
-from core.domain import OrderSide
+from core.domain.states import OrderSide
 from core.exchange.dydx.indexer import LIVE_ORDER_STATUSES, indexer_order_id
 from core.exchange.dydx.node import BroadcastAnswer, tx_hash
 from core.exchange.dydx.quantize import price_to_subticks, size_to_quantums
@@ -56,7 +56,7 @@ from core.exchange.port import (
     SignedTx,
     TimeInForce,
 )
-from core.logs import get_logger
+from core.runtime.logs import get_logger
 
 if TYPE_CHECKING:
     from core.exchange.dydx.network import DydxNetwork

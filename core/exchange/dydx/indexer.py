@@ -19,9 +19,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from core.compliance import ComplianceStatus
-from core.config import DydxEndpoints
-from core.domain import OrderSide, PositionSide
+from core.domain.compliance import ComplianceStatus
+from core.domain.states import OrderSide, PositionSide
 from core.exchange.dydx.quantize import step_size, tick_size
 from core.exchange.errors import ExchangeUnavailableError
 from core.exchange.port import (
@@ -35,7 +34,8 @@ from core.exchange.port import (
     Position,
     TimeInForce,
 )
-from core.logs import get_logger
+from core.runtime.config import DydxEndpoints
+from core.runtime.logs import get_logger
 
 DEFAULT_TIMEOUT = 5.0  # seconds
 

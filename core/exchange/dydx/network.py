@@ -15,14 +15,14 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from core.config import DydxEndpoints
 from core.exchange.dydx.adapter import DydxExchange, NonceSource
 from core.exchange.dydx.indexer import DEFAULT_TIMEOUT as INDEXER_TIMEOUT
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import DEFAULT_BROADCAST_TIMEOUT, NodeReader
 from core.exchange.dydx.node import DEFAULT_TIMEOUT as NODE_TIMEOUT
 from core.exchange.port import MarketInfo
-from core.logs import get_logger
+from core.runtime.config import DydxEndpoints
+from core.runtime.logs import get_logger
 
 T = TypeVar("T")
 

@@ -29,10 +29,10 @@ from v4_proto.cosmos.tx.v1beta1 import service_pb2_grpc as tx_grpc
 from v4_proto.dydxprotocol.accountplus import query_pb2 as accountplus_query
 from v4_proto.dydxprotocol.accountplus import query_pb2_grpc as accountplus_grpc
 
-from core.config import DydxEndpoints
 from core.exchange.dydx.keys import StoredAuthenticator
 from core.exchange.errors import ExchangeUnavailableError, UnknownOutcomeError
-from core.logs import get_logger
+from core.runtime.config import DydxEndpoints
+from core.runtime.logs import get_logger
 
 DEFAULT_TIMEOUT = 5.0  # seconds; a node slower than this is treated as unreachable
 #: CheckTx answers in milliseconds; past this the outcome is unknown and must be reconciled.

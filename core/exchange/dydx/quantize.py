@@ -21,7 +21,7 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, Inexact, localcontext
 from typing import Protocol
 
-from core.domain import OrderSide
+from core.domain.states import OrderSide
 
 #: ``ShortBlockWindow`` of the chain since protocol v9.5.0 (it was 20 before).
 SHORT_BLOCK_WINDOW = 40

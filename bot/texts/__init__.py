@@ -1,1 +1,0 @@
-"""Everything the bot says, one module per feature. HTML parse mode: escape user input."""

@@ -1,0 +1,1 @@
+"""TradingView alerts: decoding, validation, normalisation and dedupe keys (pure, no I/O)."""

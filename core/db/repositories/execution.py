@@ -1,0 +1,249 @@
+"""The execution hot path's SQL, on a plain asyncpg pool (like :mod:`core.db.repositories.intake`).
+
+Between an alert's job starting and its order leaving the process there are three
+statements, each its own transaction: load the alert with its trader and key, allocate a
+client id, and insert the signed order together with the alert's move to PROCESSING.
+Through the ORM unit of work the same steps took a dozen round trips (pre-ping, BEGIN,
+COMMIT); here asyncpg prepares each statement once per connection. Everything after the
+broadcast (settling, fills, messages) stays with the repositories and the unit of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+_LOAD = """
+SELECT a.id, a.user_id, a.state, a.fields, a.received_at, a.strategy, a.market,
+       u.telegram_id, u.notify_chat_id, u.paused, u.settings, u.compliance_status,
+       c.owner_address, c.subaccount_number, c.authenticator_id, c.key_id, c.ciphertext,
+       EXISTS (SELECT 1 FROM orders AS o WHERE o.alert_id = a.id) AS has_orders
+FROM alerts AS a
+JOIN users AS u ON u.id = a.user_id
+LEFT JOIN credentials AS c ON c.user_id = a.user_id
+WHERE a.id = $1
+"""
+
+# The counter row is created on first use; the update's row lock serialises allocations.
+_ALLOCATE = """
+INSERT INTO subaccount_counters (owner_address, subaccount_number, next_client_id)
+VALUES ($1, $2, 2)
+ON CONFLICT (owner_address, subaccount_number)
+DO UPDATE SET next_client_id = subaccount_counters.next_client_id + 1
+RETURNING next_client_id - 1
+"""
+
+# The order and the alert's PROCESSING mark commit together (a data-modifying CTE always
+# runs), so an alert still ACCEPTED never has an order.
+_INSERT_ORDER = """
+WITH picked AS (
+    UPDATE alerts SET state = 'PROCESSING', started_at = $27
+    WHERE $27::timestamptz IS NOT NULL AND id = $2 AND state = 'ACCEPTED'
+)
+INSERT INTO orders (user_id, alert_id, parent_order_id, purpose, paper, market, owner_address,
+                    subaccount_number, client_id, clob_pair_id, order_flags, side, order_type,
+                    size, price, trigger_price, reduce_only, time_in_force, good_til_block,
+                    good_til_block_time, state, tx_bytes, tx_hash, reference_price,
+                    position_before, entry_before, signed_at, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20, 'SUBMITTING', $21, $22, $23, $24, $25, $26, $26, $26)
+RETURNING id
+"""
+
+
+# The node accepted the broadcast. Optimistic like every order transition: a reconciler that
+# already moved the order on wins, and this changes nothing.
+_MARK_SUBMITTED = """
+UPDATE orders SET state = 'SUBMITTED', submitted_at = $2, accepted_at = $3, tx_hash = $4,
+                  updated_at = $3
+WHERE id = $1 AND state IN ('SUBMITTING', 'UNKNOWN')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedAlert:
+    """An alert with what executing it needs about its trader (never a decrypted key)."""
+
+    id: int
+    user_id: int
+    state: str
+    fields: dict[str, Any]
+    received_at: datetime
+    strategy: str | None
+    market: str | None
+    chat_id: int
+    paused: bool
+    settings: dict[str, Any]
+    compliance_status: str | None
+    has_orders: bool
+    owner_address: str | None
+    subaccount_number: int | None
+    authenticator_id: int | None
+    key_id: str | None
+    ciphertext: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """A signed order to commit as SUBMITTING (amounts in human units)."""
+
+    user_id: int
+    alert_id: int | None
+    parent_order_id: int | None
+    purpose: str
+    paper: bool
+    market: str
+    owner_address: str
+    subaccount_number: int
+    client_id: int
+    order_flags: int
+    side: str
+    order_type: str
+    size: Decimal
+    price: Decimal | None
+    trigger_price: Decimal | None
+    reduce_only: bool
+    time_in_force: str
+    good_til_block: int | None
+    good_til_block_time: datetime | None
+    tx_bytes: bytes
+    tx_hash: str
+    reference_price: Decimal | None
+    position_before: Decimal | None
+    entry_before: Decimal | None
+    signed_at: datetime
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        loaded: dict[str, Any] = json.loads(value)
+        return loaded
+    return dict(value or {})
+
+
+async def _keep_session(_connection: Any) -> None:
+    """Pool reset hook: these statements leave no session state (skip the reset round trip)."""
+
+
+class ExecutionStore:
+    """The execution hot path on its own small asyncpg pool, opened on first use (so it
+    belongs to the event loop that uses it).
+
+    Args:
+        database_url: Any ``postgresql[+asyncpg]://`` URL.
+        max_size: Most connections.
+    """
+
+    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+        scheme, _, rest = database_url.partition("://")
+        self._dsn = f"postgresql://{rest}" if scheme.startswith("postgres") else database_url
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        min_size=0,
+                        max_size=self._max_size,
+                        timeout=5,
+                        command_timeout=10,
+                        reset=_keep_session,
+                    )
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool (a later call opens a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def load(self, alert_id: int) -> LoadedAlert | None:
+        """The alert, its trader and their stored key, in one query; None if unknown."""
+        row = await (await self._open()).fetchrow(_LOAD, alert_id)
+        if row is None:
+            return None
+        return LoadedAlert(
+            id=row["id"],
+            user_id=row["user_id"],
+            state=row["state"],
+            fields=_json(row["fields"]),
+            received_at=row["received_at"],
+            strategy=row["strategy"],
+            market=row["market"],
+            chat_id=row["notify_chat_id"] or row["telegram_id"],
+            paused=row["paused"],
+            settings=_json(row["settings"]),
+            compliance_status=row["compliance_status"],
+            has_orders=row["has_orders"],
+            owner_address=row["owner_address"],
+            subaccount_number=row["subaccount_number"],
+            authenticator_id=row["authenticator_id"],
+            key_id=row["key_id"],
+            ciphertext=bytes(row["ciphertext"]) if row["ciphertext"] is not None else None,
+        )
+
+    async def allocate_client_id(self, owner_address: str, subaccount_number: int) -> int:
+        """The subaccount's next client id, committed (a failed order leaves only a gap)."""
+        value = await (await self._open()).fetchval(_ALLOCATE, owner_address, subaccount_number)
+        return int(value)
+
+    async def insert_order(self, order: NewOrder, *, picked_up: datetime | None) -> int:
+        """Commit the order as SUBMITTING; with ``picked_up``, move its alert to PROCESSING.
+
+        Returns:
+            The order's id.
+        """
+        value = await (await self._open()).fetchval(
+            _INSERT_ORDER,
+            order.user_id,
+            order.alert_id,
+            order.parent_order_id,
+            order.purpose,
+            order.paper,
+            order.market,
+            order.owner_address,
+            order.subaccount_number,
+            order.client_id,
+            None,
+            order.order_flags,
+            order.side,
+            order.order_type,
+            order.size,
+            order.price,
+            order.trigger_price,
+            order.reduce_only,
+            order.time_in_force,
+            order.good_til_block,
+            order.good_til_block_time,
+            order.tx_bytes,
+            order.tx_hash,
+            order.reference_price,
+            order.position_before,
+            order.entry_before,
+            order.signed_at,
+            picked_up,
+        )
+        return int(value)
+
+    async def mark_submitted(
+        self, order_id: int, *, submitted_at: datetime, accepted_at: datetime, tx_hash: str
+    ) -> bool:
+        """Record the node's acceptance of a SUBMITTING (or UNKNOWN) order.
+
+        Returns:
+            Whether the order moved (False: something else had already moved it on).
+        """
+        status = await (await self._open()).execute(
+            _MARK_SUBMITTED, order_id, submitted_at, accepted_at, tx_hash
+        )
+        return bool(status == "UPDATE 1")

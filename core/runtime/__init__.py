@@ -1,0 +1,1 @@
+"""Running the product: configuration, logging, health, migrations, doctor and the CLI."""

@@ -1,0 +1,178 @@
+"""Texts of trade notifications (HTML, as the bot sends them). Numbers only, never secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from html import escape
+
+from core.domain.states import OrderSide, PositionSide
+
+PAPER_TAG = "📝 PAPER · "
+
+
+def usd(value: Decimal, *, signed: bool = False) -> str:
+    """``$1,234.56`` (``+$1.20`` / ``-$1.20`` when ``signed``)."""
+    sign = ""
+    if signed and value > 0:
+        sign = "+"
+    if value < 0:
+        sign = "-"
+    return f"{sign}${abs(value):,.2f}"
+
+
+def price(value: Decimal) -> str:
+    """A price with as many decimals as it carries (at least two), thousands separated."""
+    exponent = value.normalize().as_tuple().exponent
+    places = max(2, -exponent if isinstance(exponent, int) else 2)
+    return f"${value:,.{min(places, 8)}f}"
+
+
+def amount(value: Decimal) -> str:
+    """A base-unit size without trailing zeros."""
+    return f"{value.normalize():f}"
+
+
+def _label(alert_id: int, strategy: str | None) -> str:
+    label = f"alert #{alert_id}"
+    return f"{label} · {escape(strategy)}" if strategy else label
+
+
+@dataclass(frozen=True, slots=True)
+class FillSummary:
+    """What a filled (or partly filled) order did.
+
+    Attributes:
+        alert_id: Our alert id (None for a manual order).
+        strategy: The alert's strategy label.
+        market: Ticker.
+        side: BUY or SELL.
+        size: Ordered size.
+        filled_size: Filled size.
+        average_price: Size-weighted fill price.
+        fee: Fees paid in USD.
+        reference_price: The alert's price (or the oracle when the order was signed).
+        realized_pnl: PnL realized by the fills (fees included); None when the order
+            only opened or added.
+        position_side: Side of the position after the order (None when flat).
+        position_size: Its size.
+        paper: Whether simulated.
+        purpose: ``ENTRY``, ``CLOSE``, ``TAKE_PROFIT``, ``STOP_LOSS`` or ``MANUAL``.
+    """
+
+    alert_id: int | None
+    strategy: str | None
+    market: str
+    side: OrderSide
+    size: Decimal
+    filled_size: Decimal
+    average_price: Decimal
+    fee: Decimal
+    reference_price: Decimal | None
+    realized_pnl: Decimal | None
+    position_side: PositionSide | None
+    position_size: Decimal
+    paper: bool
+    purpose: str
+
+
+_PURPOSE_TITLES = {
+    "TAKE_PROFIT": "🎯 Take-profit hit",
+    "STOP_LOSS": "🛑 Stop-loss hit",
+    "CLOSE": "✅ Closed",
+    "MANUAL": "✅ Closed",
+}
+
+
+def filled_text(fill: FillSummary) -> str:
+    """The message for a filled order."""
+    verb = "Bought" if fill.side is OrderSide.BUY else "Sold"
+    title = _PURPOSE_TITLES.get(fill.purpose, "✅ Filled")
+    partial = fill.filled_size < fill.size
+    lines = [
+        f"{PAPER_TAG if fill.paper else ''}<b>{title}</b>"
+        + (f" · {_label(fill.alert_id, fill.strategy)}" if fill.alert_id is not None else ""),
+        f"{verb} <b>{amount(fill.filled_size)}</b> {fill.market} at <b>{price(fill.average_price)}"
+        "</b> (average)",
+    ]
+    if partial:
+        lines.append(f"Partly filled: {amount(fill.filled_size)} of {amount(fill.size)}.")
+    lines.append(f"Fees: {usd(fill.fee)}")
+    if fill.reference_price:
+        # Positive slippage = worse than the reference for us.
+        direction = 1 if fill.side is OrderSide.BUY else -1
+        slip = (fill.average_price - fill.reference_price) / fill.reference_price * 100 * direction
+        lines.append(f"Slippage: {slip:+.3f}% vs {price(fill.reference_price)}")
+    if fill.realized_pnl is not None:
+        lines.append(f"Realized PnL: <b>{usd(fill.realized_pnl, signed=True)}</b>")
+    if fill.position_side is None or fill.position_size == 0:
+        lines.append(f"Position: flat on {fill.market}")
+    else:
+        lines.append(
+            f"Position: {fill.position_side.value} {amount(fill.position_size)} {fill.market}"
+        )
+    return "\n".join(lines)
+
+
+def rejected_text(
+    alert_id: int | None, strategy: str | None, market: str, reason: str, *, paper: bool
+) -> str:
+    """The exchange refused the order."""
+    head = f"{PAPER_TAG if paper else ''}<b>❌ Order refused by dYdX</b>"
+    if alert_id is not None:
+        head += f" · {_label(alert_id, strategy)}"
+    return f"{head}\n{market}: {escape(reason)}"
+
+
+def failed_text(alert_id: int, strategy: str | None, market: str | None, reason: str) -> str:
+    """The alert was not executed (risk limit, key missing, exchange down...)."""
+    where = f"{market}: " if market else ""
+    return f"<b>⚠️ Not executed</b> · {_label(alert_id, strategy)}\n{where}{escape(reason)}"
+
+
+def expired_text(
+    alert_id: int, strategy: str | None, market: str | None, age_seconds: float, limit: int
+) -> str:
+    """The alert was too old when its turn came."""
+    where = f" ({market})" if market else ""
+    return (
+        f"<b>⌛ Expired</b> · {_label(alert_id, strategy)}{where}\n"
+        f"It was {age_seconds:.0f} s old when it could be executed, over the {limit} s limit "
+        "(ALERT_MAX_LAG_SECONDS), so it was not executed. Check your position with /positions."
+    )
+
+
+def unfilled_text(
+    alert_id: int | None, strategy: str | None, market: str, reason: str, *, paper: bool
+) -> str:
+    """The order reached the exchange but nothing filled (IOC cancelled, expired)."""
+    head = f"{PAPER_TAG if paper else ''}<b>⚪ Not filled</b>"
+    if alert_id is not None:
+        head += f" · {_label(alert_id, strategy)}"
+    return f"{head}\n{market}: {escape(reason)}"
+
+
+def paused_for_loss_text(loss: Decimal, limit: Decimal) -> str:
+    """Trading was paused by the daily loss limit."""
+    return (
+        f"<b>⏸ Trading paused</b>\nToday's realized loss {usd(loss)} reached your daily limit "
+        f"of {usd(limit)}. Alerts are still recorded but not executed. /resume when ready."
+    )
+
+
+def protection_text(market: str, take: Decimal | None, stop: Decimal | None, *, paper: bool) -> str:
+    """Take-profit / stop-loss orders were placed."""
+    parts = []
+    if take is not None:
+        parts.append(f"take-profit {price(take)}")
+    if stop is not None:
+        parts.append(f"stop-loss {price(stop)}")
+    return f"{PAPER_TAG if paper else ''}🛡 {market}: " + " and ".join(parts) + " placed."
+
+
+def no_trailing_stop_text(market: str) -> str:
+    """The alert asked for a trailing stop, which tv2dydx does not place yet."""
+    return (
+        f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
+        "Use sl_pct or sl_price for a stop-loss."
+    )

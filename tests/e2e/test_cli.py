@@ -1,0 +1,207 @@
+"""The ``tv2dydx`` command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.models import Credential, User
+from core.runtime.config import REQUIRED
+from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, associated_data, generate_key_entry
+
+TV2DYDX = str(Path(sys.executable).with_name("tv2dydx"))
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TV2DYDX, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def bare_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """A minimal environment; coverage's own variables pass so subprocesses are measured."""
+    coverage = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    return {"PATH": os.environ["PATH"], **coverage, **(base or {}), **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [TV2DYDX, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(predicate: object, timeout: float = 90.0) -> None:
+    # Generous: a component imports aiogram/web3 (seconds) and, in CI, runs under coverage.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["migrate"],
+        ["web"],
+        ["bot"],
+        ["worker"],
+        ["run"],
+        ["keys"],
+        ["keys", "rotate"],
+        ["doctor"],
+    ],
+)
+def test_help_everywhere(args: list[str]) -> None:
+    result = run([*args, "--help"], bare_env())
+    assert result.returncode == 0
+    assert "usage: tv2dydx" in result.stdout
+
+
+def test_doctor_names_each_missing_setting() -> None:
+    result = run(["doctor"], bare_env(), timeout=30)
+    assert result.returncode != 0
+    for name in REQUIRED:
+        assert f"{name} is not set" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", ["web", "bot", "worker", "migrate"])
+def test_bad_database_url_is_one_line(base_env: dict[str, str], command: str) -> None:
+    env = bare_env(base_env, DATABASE_URL="mysql://root:hunter2@db/x")
+    result = run([command], env, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "DATABASE_URL is invalid" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["web", "worker", "migrate"])
+def test_unreachable_database_is_one_line(base_env: dict[str, str], command: str) -> None:
+    env = bare_env(base_env, DATABASE_URL="postgresql://u:pw@127.0.0.1:1/x")
+    result = run([command], env, timeout=30)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tv2dydx:")]
+    assert len(lines) == 1, result.stderr
+    assert "PostgreSQL" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_web_serves_health_and_stops_on_sigterm(base_env: dict[str, str]) -> None:
+    port = free_port()
+    env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
+    with process(["web"], env) as proc:
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_worker_runs_and_reports_health(base_env: dict[str, str]) -> None:
+    env = bare_env(base_env)
+    assert run(["worker", "--check"], env).returncode == 1
+    with process(["worker"], env) as proc:
+        wait_for(lambda: proc.poll() is None and run(["worker", "--check"], env).returncode == 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    assert run(["worker", "--check"], env).returncode == 1
+
+
+def test_keys_generate_prints_a_valid_entry() -> None:
+    result = run(["keys", "generate"], bare_env())
+    assert result.returncode == 0
+    ring = Keyring.parse(result.stdout.strip())
+    assert len(ring.key_ids) == 1
+
+
+async def test_keys_rotate_reseals_every_credential(
+    base_env: dict[str, str], live_sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    import asyncio
+
+    old_entry, new_entry = base_env["ENCRYPTION_KEYS"], generate_key_entry()
+    old = Keyring.parse(old_entry)
+    async with live_sessionmaker() as session:
+        for n in range(5):
+            user = User(telegram_id=1000 + n)
+            session.add(user)
+            await session.flush()
+            sealed = old.encrypt(f"key-{n}".encode(), associated_data(CREDENTIAL_PURPOSE, user.id))
+            session.add(
+                Credential(
+                    user_id=user.id,
+                    owner_address=f"dydx1owner{n}",
+                    key_address=f"dydx1key{n}",
+                    authenticator_id=n,
+                    key_id=sealed.key_id,
+                    ciphertext=sealed.blob,
+                )
+            )
+        await session.commit()
+
+    env = bare_env(base_env, ENCRYPTION_KEYS=f"{new_entry},{old_entry}")
+    result = await asyncio.to_thread(run, ["keys", "rotate", "--batch-size", "2"], env)
+    assert result.returncode == 0, result.stderr
+    assert "re-encrypted 5 credential(s)" in result.stdout
+
+    new = Keyring.parse(new_entry)
+    from sqlalchemy import select
+
+    from core.security.crypto import Sealed
+
+    async with live_sessionmaker() as session:
+        rows = (await session.scalars(select(Credential).order_by(Credential.id))).all()
+        assert {row.key_id for row in rows} == {new.primary_id}
+        for n, row in enumerate(rows):
+            aad = associated_data(CREDENTIAL_PURPOSE, row.user_id)
+            assert new.decrypt(Sealed(row.key_id, row.ciphertext), aad) == f"key-{n}".encode()
+
+    again = await asyncio.to_thread(run, ["keys", "rotate"], env)
+    assert "re-encrypted 0 credential(s)" in again.stdout
+    missing_old = await asyncio.to_thread(
+        run, ["keys", "rotate"], {**env, "ENCRYPTION_KEYS": generate_key_entry()}
+    )
+    assert missing_old.returncode == 1
+    assert "put every old key back" in missing_old.stderr

@@ -1,0 +1,141 @@
+"""The service as real processes: ``tv2dydx run`` and the worker, against the doubles."""
+# Spawning the product as real processes from async tests is the point of this module.
+# ruff: noqa: ASYNC109, ASYNC220
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.models import Notification, User
+from tests.doubles.telegram import TelegramDouble
+from tests.e2e.test_cli import TV2DYDX, bare_env, free_port, run
+
+
+async def _wait(predicate: object, timeout: float = 90.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await asyncio.to_thread(predicate):  # type: ignore[arg-type]
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def _stop(proc: subprocess.Popen[str]) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(proc.wait, 30)
+
+
+async def test_run_serves_web_bot_and_worker_then_stops_cleanly(
+    base_env: dict[str, str],
+    telegram_double: TelegramDouble,
+    telegram_env: dict[str, str],
+    dydx_env: dict[str, str],
+    live_sessionmaker: async_sessionmaker[AsyncSession],  # the bot commits: clean up after
+) -> None:
+    port = free_port()
+    env = bare_env(
+        {**base_env, **telegram_env, **dydx_env, "WEB_HOST": "127.0.0.1", "WEB_PORT": str(port)}
+    )
+    proc = subprocess.Popen(
+        [TV2DYDX, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        await _wait(lambda: _healthy(port))
+        user = telegram_double.user(first_name="Grace")
+        await user.send("/start")
+        reply = await user.next_message(timeout=90)
+        assert "welcome to tv2dydx" in (reply.text or "")
+        check = await asyncio.to_thread(run, ["worker", "--check"], env)
+        assert check.returncode == 0, check.stderr
+        assert proc.poll() is None
+    finally:
+        code = await _stop(proc)
+    assert code == 0
+    assert not _healthy(port)
+
+
+async def test_run_stops_the_others_and_fails_when_one_dies(
+    base_env: dict[str, str], telegram_double: TelegramDouble, dydx_env: dict[str, str]
+) -> None:
+    port = free_port()
+    env = bare_env(
+        {
+            **base_env,
+            **dydx_env,
+            "TELEGRAM_API_BASE": telegram_double.base_url,
+            # A token the Bot API does not know: the bot process exits at start.
+            "BOT_TOKEN": "987654321:unknown-token-unknown-token-unknown-00",
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(port),
+        }
+    )
+    proc = subprocess.Popen(
+        [TV2DYDX, "run", "--no-migrate"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        code = await asyncio.to_thread(proc.wait, 60)
+    finally:
+        await _stop(proc)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code != 0
+    assert "Telegram rejected BOT_TOKEN" in stderr
+    assert "bot exited with code 1; stopped the others" in stderr
+    assert not _healthy(port)
+    check = await asyncio.to_thread(run, ["worker", "--check"], env)
+    assert check.returncode == 1
+
+
+async def test_worker_process_drains_the_outbox_into_telegram(
+    base_env: dict[str, str],
+    telegram_double: TelegramDouble,
+    telegram_env: dict[str, str],
+    live_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    user = telegram_double.user(first_name="Heidi", started=True)
+    async with live_sessionmaker() as session:
+        row = User(telegram_id=user.id)
+        session.add(row)
+        await session.flush()
+        session.add(
+            Notification(
+                user_id=row.id, chat_id=user.chat_id, kind="test", text="Your order filled"
+            )
+        )
+        await session.commit()
+    env = bare_env({**base_env, **telegram_env})
+    proc = subprocess.Popen(
+        [TV2DYDX, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        message = await user.next_message(timeout=90)
+        assert message.text == "Your order filled"
+    finally:
+        assert await _stop(proc) == 0
+    events = [
+        json.loads(line)
+        for line in (proc.stdout.read() if proc.stdout else "").splitlines()
+        if line.startswith("{")
+    ]
+    delivered = [e for e in events if e.get("event") == "notifications_delivered"]
+    assert delivered
+    assert delivered[0]["sent"] == 1
+    assert delivered[0]["job_id"]  # every job's lines carry its id

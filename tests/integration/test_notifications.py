@@ -1,0 +1,133 @@
+"""The notifications outbox, delivered through the real aiogram to the Telegram double."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+
+import pytest
+from aiogram import Bot
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.adapters.telegram import TelegramSender, create_bot
+from core.db.base import utcnow
+from core.db.models import Notification
+from core.db.uow import UnitOfWork
+from core.domain.states import NotificationState
+from core.runtime.config import Settings
+from core.services.notifications import NotificationService, backoff
+from tests.doubles.telegram import PNG_SIGNATURE, TelegramDouble
+
+PNG = (
+    PNG_SIGNATURE
+    + bytes.fromhex("0000000d49484452000000010000000108060000001f15c489")
+    + bytes.fromhex("0000000d4944415478da63f8cfc0f01f0005000201a0b1d3a2")
+    + bytes.fromhex("0000000049454e44ae426082")
+)
+
+
+@pytest.fixture
+async def bot(
+    make_settings: Callable[..., Settings], telegram_env: dict[str, str]
+) -> AsyncIterator[Bot]:
+    bot = create_bot(make_settings(**telegram_env))
+    yield bot
+    await bot.session.close()
+
+
+async def _enqueue(
+    sessionmaker: async_sessionmaker[AsyncSession], chat_id: int, text: str, **kw: object
+) -> bool:
+    async with UnitOfWork(sessionmaker) as uow:
+        added = await uow.notifications.enqueue(chat_id=chat_id, kind="test", text=text, **kw)  # type: ignore[arg-type]
+        await uow.commit()
+        return added
+
+
+async def _states(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Notification]:
+    async with sessionmaker() as session:
+        return list((await session.scalars(select(Notification).order_by(Notification.id))).all())
+
+
+async def test_messages_and_photos_are_delivered_once(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Carol", started=True)
+    assert await _enqueue(sessionmaker, user.chat_id, "Filled <b>BTC-USD</b>", dedupe_key="a")
+    assert not await _enqueue(sessionmaker, user.chat_id, "Filled again", dedupe_key="a")
+    assert await _enqueue(sessionmaker, user.chat_id, "P&amp;L chart", attachment=PNG)
+
+    service = NotificationService(sessionmaker)
+    report = await service.deliver_due(TelegramSender(bot))
+    assert (report.sent, report.retried, report.failed) == (2, 0, 0)
+    text = await user.next_message()
+    assert text.text == "Filled BTC-USD"
+    photo = await user.next_message()
+    assert photo.caption == "P&L chart"
+    assert photo.photo_bytes is not None
+    assert photo.photo_bytes.startswith(PNG_SIGNATURE)
+    assert all(n.state == NotificationState.SENT for n in await _states(sessionmaker))
+    assert (await service.deliver_due(TelegramSender(bot))).sent == 0
+
+
+async def test_an_outage_is_retried_later_and_nothing_is_lost(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Dan", started=True)
+    await _enqueue(sessionmaker, user.chat_id, "one")
+    await _enqueue(sessionmaker, user.chat_id, "two")
+    service = NotificationService(sessionmaker)
+
+    telegram_double.set_down(True)
+    report = await service.deliver_due(TelegramSender(bot))
+    assert (report.sent, report.retried) == (0, 1)
+    first, _second = await _states(sessionmaker)
+    assert first.state == NotificationState.PENDING
+    assert first.attempts == 1
+    assert first.next_attempt_at > utcnow()
+    assert "unavailable" in (first.last_error or "")
+
+    telegram_double.set_down(False)
+    # Not due yet: nothing is sent before the back-off expires...
+    later = await service.deliver_due(TelegramSender(bot))
+    assert later.sent == 1  # "two" was never tried, so it is due now
+    async with sessionmaker() as session:
+        row = await session.get(Notification, first.id)
+        assert row is not None
+        row.next_attempt_at = utcnow() - timedelta(seconds=1)
+        await session.commit()
+    assert (await service.deliver_due(TelegramSender(bot))).sent == 1
+    texts = sorted(m.text for m in user.bot_messages)
+    assert texts == ["one", "two"]
+
+
+async def test_flood_control_respects_retry_after(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Eve", started=True)
+    await _enqueue(sessionmaker, user.chat_id, "hello")
+    telegram_double.flood(1, retry_after=30)
+    report = await NotificationService(sessionmaker).deliver_due(TelegramSender(bot))
+    assert report.retried == 1
+    (row,) = await _states(sessionmaker)
+    assert row.next_attempt_at - utcnow() > timedelta(seconds=25)
+
+
+async def test_a_chat_that_cannot_receive_fails_permanently(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    stranger = telegram_double.user(first_name="Never Started")  # never wrote to the bot
+    ok = telegram_double.user(first_name="Frank", started=True)
+    await _enqueue(sessionmaker, stranger.chat_id, "you cannot get this")
+    await _enqueue(sessionmaker, ok.chat_id, "you can")
+    report = await NotificationService(sessionmaker).deliver_due(TelegramSender(bot))
+    assert (report.sent, report.failed) == (1, 1)
+    failed, sent = await _states(sessionmaker)
+    assert failed.state == NotificationState.FAILED
+    assert sent.state == NotificationState.SENT
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [1, 2, 4]
+    assert backoff(30) == timedelta(seconds=30)
