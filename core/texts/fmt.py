@@ -18,6 +18,12 @@ def number(value: Decimal) -> str:
     return f"{MINUS}{text}" if value < 0 else text
 
 
+def size(value: Decimal) -> str:
+    """A size in base units as the exchange filled it: ``1,234.5``, ``0.001`` (no trailing
+    zeros, never rounded)."""
+    return number(value)
+
+
 def usd(value: Decimal, *, signed: bool = False, whole: bool = False) -> str:
     """Money to the cent: ``$1,234.50``; ``signed`` adds ``+`` to gains (PnL); ``whole``
     leaves out ``.00`` of a round amount (limits: ``$5,000``)."""

@@ -7,30 +7,9 @@ from decimal import Decimal
 from html import escape
 
 from core.domain.states import OrderSide, PositionSide
+from core.texts import fmt
 
 PAPER_TAG = "📝 PAPER · "
-
-
-def usd(value: Decimal, *, signed: bool = False) -> str:
-    """``$1,234.56`` (``+$1.20`` / ``-$1.20`` when ``signed``)."""
-    sign = ""
-    if signed and value > 0:
-        sign = "+"
-    if value < 0:
-        sign = "-"
-    return f"{sign}${abs(value):,.2f}"
-
-
-def price(value: Decimal) -> str:
-    """A price with as many decimals as it carries (at least two), thousands separated."""
-    exponent = value.normalize().as_tuple().exponent
-    places = max(2, -exponent if isinstance(exponent, int) else 2)
-    return f"${value:,.{min(places, 8)}f}"
-
-
-def amount(value: Decimal) -> str:
-    """A base-unit size without trailing zeros."""
-    return f"{value.normalize():f}"
 
 
 def _label(alert_id: int, strategy: str | None) -> str:
@@ -92,24 +71,24 @@ def filled_text(fill: FillSummary) -> str:
     lines = [
         f"{PAPER_TAG if fill.paper else ''}<b>{title}</b>"
         + (f" · {_label(fill.alert_id, fill.strategy)}" if fill.alert_id is not None else ""),
-        f"{verb} <b>{amount(fill.filled_size)}</b> {fill.market} at <b>{price(fill.average_price)}"
-        "</b> (average)",
+        f"{verb} <b>{fmt.size(fill.filled_size)}</b> {fill.market} "
+        f"at <b>{fmt.price(fill.average_price)}</b> (average)",
     ]
     if partial:
-        lines.append(f"Partly filled: {amount(fill.filled_size)} of {amount(fill.size)}.")
-    lines.append(f"Fees: {usd(fill.fee)}")
+        lines.append(f"Partly filled: {fmt.size(fill.filled_size)} of {fmt.size(fill.size)}.")
+    lines.append(f"Fees: {fmt.usd(fill.fee)}")
     if fill.reference_price:
         # Positive slippage = worse than the reference for us.
         direction = 1 if fill.side is OrderSide.BUY else -1
         slip = (fill.average_price - fill.reference_price) / fill.reference_price * 100 * direction
-        lines.append(f"Slippage: {slip:+.3f}% vs {price(fill.reference_price)}")
+        lines.append(f"Slippage: {slip:+.3f}% vs {fmt.price(fill.reference_price)}")
     if fill.realized_pnl is not None:
-        lines.append(f"Realized PnL: <b>{usd(fill.realized_pnl, signed=True)}</b>")
+        lines.append(f"Realized PnL: <b>{fmt.usd(fill.realized_pnl, signed=True)}</b>")
     if fill.position_side is None or fill.position_size == 0:
         lines.append(f"Position: flat on {fill.market}")
     else:
         lines.append(
-            f"Position: {fill.position_side.value} {amount(fill.position_size)} {fill.market}"
+            f"Position: {fill.position_side.value} {fmt.size(fill.position_size)} {fill.market}"
         )
     return "\n".join(lines)
 
@@ -155,8 +134,8 @@ def unfilled_text(
 def paused_for_loss_text(loss: Decimal, limit: Decimal) -> str:
     """Trading was paused by the daily loss limit."""
     return (
-        f"<b>⏸ Trading paused</b>\nToday's realized loss {usd(loss)} reached your daily limit "
-        f"of {usd(limit)}. Alerts are still recorded but not executed. /resume when ready."
+        f"<b>⏸ Trading paused</b>\nToday's realized loss {fmt.usd(loss)} reached your daily limit "
+        f"of {fmt.usd(limit)}. Alerts are still recorded but not executed. /resume when ready."
     )
 
 
@@ -164,9 +143,9 @@ def protection_text(market: str, take: Decimal | None, stop: Decimal | None, *, 
     """Take-profit / stop-loss orders were placed."""
     parts = []
     if take is not None:
-        parts.append(f"take-profit {price(take)}")
+        parts.append(f"take-profit {fmt.price(take)}")
     if stop is not None:
-        parts.append(f"stop-loss {price(stop)}")
+        parts.append(f"stop-loss {fmt.price(stop)}")
     return f"{PAPER_TAG if paper else ''}🛡 {market}: " + " and ".join(parts) + " placed."
 
 

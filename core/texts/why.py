@@ -62,11 +62,11 @@ def _step_line(step: Step, zone: ZoneInfo, width: int) -> str:
 def _order_line(order: OrderSummary) -> str:
     paper = " (paper)" if order.paper else ""
     head = (
-        f"{order.purpose.value.lower()}: {order.side} {fmt.number(order.size)} "
+        f"{order.purpose.value.lower()}: {order.side} {fmt.size(order.size)} "
         f"{escape(order.market)}{paper} — {order.state.value.lower().replace('_', ' ')}"
     )
     if order.filled_size > 0 and order.average_price is not None:
-        head += f", {fmt.number(order.filled_size)} @ {fmt.price(order.average_price)}"
+        head += f", {fmt.size(order.filled_size)} @ {fmt.price(order.average_price)}"
     if order.error and order.state in {OrderState.REJECTED, OrderState.UNKNOWN}:
         head += f" ({escape(order.error)})"
     return head
