@@ -126,7 +126,7 @@ def test_env_example_documents_every_variable_and_loads(
 
     from core.runtime.config import EXPECTED
 
-    example = Path(__file__).resolve().parents[1] / ".env.example"
+    example = Path(__file__).resolve().parents[2] / ".env.example"
     names = {
         line.split("=", 1)[0]
         for line in example.read_text().splitlines()
