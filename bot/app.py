@@ -16,12 +16,13 @@ from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.runtime.config import Settings
 from core.services.account import AccountService
-from core.services.control import ControlService
+from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.exchanges import ExchangeProvider
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
-from core.services.wallet_link import LinkSite, WalletLinkService
+from core.services.wallet_link.service import WalletLinkService
+from core.services.wallet_link.site import LinkSite
 from core.services.webhooks import WebhookService
 from core.texts.common import COMMANDS
 

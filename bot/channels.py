@@ -8,7 +8,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ChatMemberAdministrator
 
-from core.services.control import (
+from core.services.control.notify import (
     ChannelNotFoundError,
     ChannelPostError,
     ChatInfo,

@@ -13,7 +13,8 @@ from core.adapters.telegram_webhook import webhook_path
 from core.db.engine import create_engine, create_sessionmaker
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
-from core.services.wallet_link import LinkSite, WalletLinkService
+from core.services.wallet_link.service import WalletLinkService
+from core.services.wallet_link.site import LinkSite
 from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,

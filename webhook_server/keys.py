@@ -10,7 +10,7 @@ from core.adapters.arq_queue import JobQueue
 from core.runtime.config import Settings
 from core.security.client_ip import SenderPolicy
 from core.services.intake import IntakeService
-from core.services.wallet_link import WalletLinkService
+from core.services.wallet_link.service import WalletLinkService
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

@@ -8,6 +8,7 @@ from typing import Any, TypedDict, cast
 
 import structlog
 from aiogram import Bot
+from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,7 +34,8 @@ class WorkerContext(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionStore
     execution: ExecutionService
-    redis: Any
+    redis: ArqRedis
+    job_id: str
     job_try: int
 
 

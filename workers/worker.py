@@ -29,6 +29,7 @@ from core.adapters.arq_queue import QUEUE_NAME, wake_key
 
 if TYPE_CHECKING:
     from arq.connections import RedisSettings
+    from redis.commands.core import AsyncScript
 
     from core.runtime.config import Settings
 
@@ -69,7 +70,7 @@ class TradingWorker(Worker):
         super().__init__(*args, **kwargs)
         self._idle_poll = idle_poll
         self._wake_key = wake_key(self.queue_name)
-        self._claim_script: Any = None
+        self._claim_script: AsyncScript | None = None
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()

@@ -8,7 +8,7 @@ from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from core.services.control import ControlService, ResumeRefusedError
+from core.services.control.service import ControlService, ResumeRefusedError
 from core.services.users import UserView
 from core.texts import control as texts
 

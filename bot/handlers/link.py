@@ -10,7 +10,8 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards.link import UnlinkCD, UnlinkChoice, confirm_unlink, open_link
 from core.services.users import UserView
-from core.services.wallet_link import AlreadyLinkedError, WalletLinkService
+from core.services.wallet_link.errors import AlreadyLinkedError
+from core.services.wallet_link.service import WalletLinkService
 from core.texts import link as texts
 
 router: Final[Router] = Router(name=__name__)

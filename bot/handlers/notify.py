@@ -9,7 +9,8 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import ChatMemberAdministrator, ChatMemberUpdated, Message
 
 from bot.channels import TelegramChannels
-from core.services.control import ControlService, NotifyRefusedError
+from core.services.control.notify import NotifyRefusedError
+from core.services.control.service import ControlService
 from core.services.users import UserView
 from core.texts import notify as texts
 

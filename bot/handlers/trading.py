@@ -19,7 +19,8 @@ from core.exchange.errors import (
     PermanentExchangeError,
     UnknownOutcomeError,
 )
-from core.services.control import ControlService, parse_market
+from core.services.control.preference_input import parse_market
+from core.services.control.service import ControlService
 from core.services.trading import NothingToCloseError, TradingNotReadyError, TradingService
 from core.services.users import UserView
 from core.texts import trading as texts

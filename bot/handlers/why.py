@@ -8,7 +8,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from core.services.control import ControlService
+from core.services.control.service import ControlService
 from core.services.users import UserView
 from core.texts import why as texts
 

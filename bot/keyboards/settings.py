@@ -9,7 +9,11 @@ from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from core.domain.preferences import Preferences
-from core.services.control import PreferenceField, PreferenceInputError, parse_preference
+from core.services.control.preference_input import (
+    PreferenceField,
+    PreferenceInputError,
+    parse_preference,
+)
 from core.texts import settings as texts
 
 

@@ -24,15 +24,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from core.adapters.arq_queue import JobQueue
-from core.alerts.schema import (
-    MAX_BODY_BYTES,
-    AlertOrder,
-    AlertSchemaError,
-    BodyError,
-    decode_body,
-    dedupe_key,
-    parse_alert,
-)
+from core.alerts.decode import MAX_BODY_BYTES, BodyError, decode_body
+from core.alerts.dedupe import dedupe_key
+from core.alerts.schema import AlertOrder, AlertSchemaError, parse_alert
 from core.db.base import utcnow
 from core.db.repositories.intake import (
     AlertRecord,

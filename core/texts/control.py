@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.domain.compliance import ComplianceStatus
-from core.services.control import Resumed
+from core.services.control.service import Resumed
 
 
 def paused() -> str:

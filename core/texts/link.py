@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core.services.wallet_link import LINK_TTL, WalletView
+from core.services.wallet_link.service import LINK_TTL
+from core.services.wallet_link.views import WalletView
 
 OPEN_BUTTON = "Open the wallet-link page"
 UNLINK_BUTTON = "Unlink"

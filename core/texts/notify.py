@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from core.services.control import NotifyRefusal, NotifyTarget
+from core.services.control.notify import NotifyRefusal, NotifyTarget
 
 _HOW = (
     "To get them in a channel you own:\n"

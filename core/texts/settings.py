@@ -14,7 +14,8 @@ from core.domain.preferences import (
     Preferences,
     SizeKind,
 )
-from core.services.control import ControlStatus, PreferenceField
+from core.services.control.preference_input import PreferenceField
+from core.services.control.service import ControlStatus
 from core.texts import fmt
 
 TYPE_BUTTON = "✏️ Type a value"

@@ -6,7 +6,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from core.domain.states import AlertState, OrderState
-from core.services.control import OrderSummary, Step, Timeline
+from core.services.control.timeline import OrderSummary, Step, Timeline
 from core.texts import fmt
 
 STEP_NAMES = {

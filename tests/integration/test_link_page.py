@@ -29,7 +29,8 @@ from core.db.models import Notification, User, Wallet
 from core.db.uow import UnitOfWork
 from core.runtime.config import Settings
 from core.services.notifications import NotificationService
-from core.services.wallet_link import LinkSite, WalletLinkService
+from core.services.wallet_link.service import WalletLinkService
+from core.services.wallet_link.site import LinkSite
 from tests.doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 

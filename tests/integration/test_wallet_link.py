@@ -32,24 +32,23 @@ from core.db.uow import UnitOfWork
 from core.runtime.config import Settings
 from core.security.crypto import token_hash
 from core.services.notifications import NotificationService
-from core.services.wallet_link import (
-    LINK_TTL,
+from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
     ContractWalletUnsupportedError,
     InvalidInputError,
     InvalidSignatureError,
-    LinkSite,
     LinkUnavailableError,
     MessageExpiredError,
     MessageMismatchError,
     NonceMismatchError,
     RpcUnavailableError,
-    WalletLinkService,
     WrongChainError,
     WrongDomainError,
     WrongUriError,
 )
+from core.services.wallet_link.service import LINK_TTL, WalletLinkService
+from core.services.wallet_link.site import LinkSite
 from tests.conftest import polling_bot
 from tests.doubles.telegram import TelegramDouble
 from tests.doubles.telegram.actors import SimulatedUser

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from core.domain.preferences import FlipMode, SizeKind
-from core.services.control import (
+from core.services.control.preference_input import (
     PreferenceField,
     PreferenceInputError,
-    parse_alert_reference,
     parse_market,
     parse_preference,
 )
+from core.services.control.timeline import parse_alert_reference
 
 F = PreferenceField
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.alerts.schema import MAX_BODY_BYTES
+from core.alerts.decode import MAX_BODY_BYTES
 from core.services.intake import IntakeResult, Verdict
 from webhook_server.keys import INTAKE, SENDER_POLICY
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from core.services.wallet_link import (
+from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
     InvalidInputError,

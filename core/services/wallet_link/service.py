@@ -1,0 +1,331 @@
+"""``WalletLinkService``: issues link tokens, writes the messages to sign, verifies and links."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.adapters.arq_queue import JobQueue
+from core.db.base import utcnow
+from core.db.models import WalletLinkRequest
+from core.db.uow import UnitOfWork
+from core.runtime.logs import get_logger
+from core.security.crypto import constant_time_equals, new_token, token_hash
+from core.services.wallet_link.errors import (
+    AddressTakenError,
+    AlreadyLinkedError,
+    InvalidInputError,
+    LinkUnavailableError,
+    MessageMismatchError,
+    NonceMismatchError,
+    WalletLinkError,
+    WrongChainError,
+)
+from core.services.wallet_link.message import (
+    CLOCK_SKEW,
+    MAX_MESSAGE_CHARS,
+    MESSAGE_TTL,
+    check_site,
+    check_times,
+    checked_address,
+    message_time,
+    parse_message,
+    statement_for,
+    write_message,
+)
+from core.services.wallet_link.signature import check_signature_shape, verify_signature
+from core.services.wallet_link.site import LinkSite
+from core.services.wallet_link.views import IssuedLink, WalletView, linked_notification
+
+LINK_TTL = timedelta(minutes=10)
+TOKEN_BYTES = 24  # 192 bits
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What verification needs from the link request, read before the signature check."""
+
+    request_id: int
+    user_id: int
+    telegram_id: int
+    nonce: str
+
+
+class WalletLinkService:
+    """Issues wallet-link tokens, writes the messages to sign and verifies the signatures.
+
+    Args:
+        sessionmaker: Database sessions.
+        site: The public site and the chain links are made on.
+        queue: Optional job queue, nudged after a link so a worker confirms in the chat at
+            once (the worker's schedule delivers anyway).
+        clock: The current UTC time (tests move it).
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        site: LinkSite,
+        *,
+        queue: JobQueue | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._site = site
+        self._queue = queue
+        self._clock = clock
+        self._log = get_logger(__name__)
+
+    @property
+    def site(self) -> LinkSite:
+        """The public site and the chain links are made on."""
+        return self._site
+
+    # Bot side ---------------------------------------------------------------------------
+
+    async def issue_link(self, user_id: int) -> IssuedLink:
+        """Issue a one-time link, replacing the user's unused ones.
+
+        Raises:
+            AlreadyLinkedError: The user has a wallet; they must /unlink first.
+        """
+        site = self.site
+        now = self._clock()
+        token = new_token(TOKEN_BYTES)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            wallet = await uow.wallets.get_for_user(user_id)
+            if wallet is not None:
+                raise AlreadyLinkedError(WalletView.of(wallet))
+            dropped = await uow.wallets.delete_unused_requests(user_id)
+            request = uow.wallets.add_request(
+                user_id=user_id,
+                token_hash=token_hash(token),
+                issued_at=now,
+                expires_at=now + LINK_TTL,
+            )
+            await uow.session.flush()
+            uow.audit.record("wallet_link_issued", user_id=user_id, link_request_id=request.id)
+            await uow.commit()
+        self._log.info(
+            "wallet_link_issued", user_id=user_id, link_request_id=request.id, replaced=dropped
+        )
+        return IssuedLink(token=token, url=site.link_url(token), expires_at=now + LINK_TTL)
+
+    async def status(self, user_id: int) -> WalletView | None:
+        """The user's linked wallet, if any."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            wallet = await uow.wallets.get_for_user(user_id)
+            return WalletView.of(wallet) if wallet is not None else None
+
+    async def unlink(self, user_id: int, *, address: str | None = None) -> WalletView | None:
+        """Remove the user's wallet link, and nothing else (key, webhook, history stay).
+
+        Args:
+            user_id: The user.
+            address: If given, unlink only if this (any-case) address is the linked one, so
+                an old confirmation button cannot remove a wallet linked since.
+
+        Returns:
+            The wallet that was unlinked, or ``None`` when none (or another) was linked.
+        """
+        async with UnitOfWork(self._sessionmaker) as uow:
+            current = await uow.wallets.get_for_user(user_id)
+            if current is None or (address is not None and current.address != address.lower()):
+                return None
+            wallet = await uow.wallets.delete_for_user(user_id)
+            assert wallet is not None  # read above, in this transaction
+            view = WalletView.of(wallet)
+            uow.audit.record("wallet_unlinked", user_id=user_id, address=wallet.address)
+            await uow.commit()
+        self._log.info("wallet_unlinked", user_id=user_id, address=wallet.address)
+        return view
+
+    # Page side --------------------------------------------------------------------------
+
+    async def check_link(self, token: str) -> None:
+        """Whether the page may be shown for ``token``.
+
+        Raises:
+            LinkUnavailableError: Unknown, used or expired (not said which).
+        """
+        async with UnitOfWork(self._sessionmaker) as uow:
+            await self._usable_request(uow, token, self._clock())
+
+    async def prepare(self, token: str, address: str, chain_id: int) -> str:
+        """Write the EIP-4361 message for the wallet to sign, with a fresh nonce.
+
+        A new call replaces the previous nonce, so only the latest message can be used.
+
+        Args:
+            token: The link token from the page URL.
+            address: The wallet's address (lower-case or EIP-55).
+            chain_id: The chain the wallet is on (``eth_chainId``).
+
+        Returns:
+            The message text, byte for byte what must be signed.
+
+        Raises:
+            InvalidInputError: Malformed address or chain id.
+            WrongChainError: The wallet is on another chain than links are made on.
+            LinkUnavailableError: Unknown, used or expired token.
+            AlreadyLinkedError: The user already has a wallet.
+        """
+        try:
+            return await self._prepare(token, address, chain_id)
+        except WalletLinkError as exc:
+            self._log.info("wallet_link_refused", step="prepare", reason=exc.code)
+            raise
+
+    async def _prepare(self, token: str, address: str, chain_id: int) -> str:
+        site = self.site
+        checksummed = checked_address(address)
+        if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
+            raise InvalidInputError("That is not a chain id.")
+        if chain_id != site.chain_id:
+            raise WrongChainError(
+                f"Your wallet is on chain id {chain_id}. Switch it to {site.chain_name} "
+                f"(chain id {site.chain_id}) and try again."
+            )
+        now = self._clock()
+        async with UnitOfWork(self._sessionmaker) as uow:
+            request = await self._usable_request(uow, token, now)
+            existing = await uow.wallets.get_for_user(request.user_id)
+            if existing is not None:
+                raise AlreadyLinkedError(WalletView.of(existing))
+            user = await uow.users.get(request.user_id)
+            assert user is not None  # the foreign key cascades deletions
+            nonce = secrets.token_hex(16)  # 128 bits, alphanumeric as EIP-4361 requires
+            text = write_message(
+                site,
+                checksummed,
+                statement_for(user),
+                nonce,
+                issued_at=now,
+                expires_at=min(now + MESSAGE_TTL, request.expires_at),
+            )
+            request.nonce = nonce
+            await uow.commit()
+        self._log.info("wallet_link_message_issued", link_request_id=request.id)
+        return text
+
+    async def verify(self, token: str, message: str, signature: str) -> WalletView:
+        """Verify a signed message and link the wallet.
+
+        Checked in this order: sizes and shapes; strict parse; exact domain, URI and chain
+        id; the link is usable and the nonce is its current one; the statement names its
+        user; times; the signer (EIP-191, else ERC-1271 through the RPC). Then, in one
+        transaction: the request is consumed by a conditional UPDATE, the wallet inserted,
+        the audit entry and the bot's confirmation written. A refusal stores nothing.
+
+        Raises:
+            WalletLinkError: A subclass saying why, with a message for the user.
+        """
+        try:
+            return await self._verify(token, message, signature)
+        except WalletLinkError as exc:
+            self._log.info("wallet_link_refused", step="verify", reason=exc.code)
+            raise
+
+    async def _verify(self, token: str, message: str, signature: str) -> WalletView:
+        site = self.site
+        if not isinstance(message, str) or not isinstance(signature, str):
+            raise InvalidInputError("Send the message and the signature as text.")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise InvalidInputError("The message is too long.")
+        check_signature_shape(signature)
+        self._check_token_shape(token)
+        parsed = await asyncio.to_thread(parse_message, message)
+        check_site(parsed, site)
+
+        now = self._clock()
+        session = await self._session_for(token, parsed, now)
+        check_times(parsed, now)
+        await asyncio.to_thread(verify_signature, parsed, signature, site, now)
+
+        address = str(parsed.address).lower()
+        async with UnitOfWork(self._sessionmaker) as uow:
+            if not await uow.wallets.consume_request(
+                session.request_id, nonce=session.nonce, now=now
+            ):
+                # Lost a race with another verification or a newer message.
+                raise self._refusal(await uow.wallets.get_request(token_hash(token)), now)
+            wallet = await uow.wallets.add(
+                user_id=session.user_id, address=address, chain_id=site.chain_id, linked_at=now
+            )
+            if wallet is None:
+                own = await uow.wallets.get_for_user(session.user_id)
+                if own is not None:
+                    raise AlreadyLinkedError(WalletView.of(own))
+                raise AddressTakenError()
+            view = WalletView.of(wallet)
+            uow.audit.record(
+                "wallet_linked",
+                user_id=session.user_id,
+                address=address,
+                chain_id=site.chain_id,
+                link_request_id=session.request_id,
+            )
+            await uow.notifications.enqueue(
+                chat_id=session.telegram_id,
+                user_id=session.user_id,
+                kind="wallet_linked",
+                text=linked_notification(view),
+                dedupe_key=f"wallet_linked:{session.request_id}",
+            )
+            await uow.commit()
+        self._log.info(
+            "wallet_linked", user_id=session.user_id, address=address, chain_id=site.chain_id
+        )
+        if self._queue is not None:
+            await self._queue.nudge_notifications()
+        return view
+
+    # Checks -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_token_shape(token: str) -> None:
+        if not isinstance(token, str) or not _TOKEN_RE.match(token):
+            raise LinkUnavailableError()
+
+    async def _usable_request(
+        self, uow: UnitOfWork, token: str, now: datetime
+    ) -> WalletLinkRequest:
+        self._check_token_shape(token)
+        request = await uow.wallets.get_request(token_hash(token))
+        if request is None or request.used_at is not None or request.expires_at <= now:
+            reason = "unknown" if request is None else "used" if request.used_at else "expired"
+            self._log.info("wallet_link_unavailable", reason=reason)
+            raise LinkUnavailableError()
+        return request
+
+    def _refusal(self, request: WalletLinkRequest | None, now: datetime) -> WalletLinkError:
+        if request is None or request.used_at is not None or request.expires_at <= now:
+            return LinkUnavailableError()
+        return NonceMismatchError()
+
+    async def _session_for(self, token: str, parsed: Any, now: datetime) -> _Session:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            request = await self._usable_request(uow, token, now)
+            if request.nonce is None or not constant_time_equals(str(parsed.nonce), request.nonce):
+                raise NonceMismatchError()
+            user = await uow.users.get(request.user_id)
+            assert user is not None  # the foreign key cascades deletions
+            if parsed.statement != statement_for(user):
+                raise MessageMismatchError()
+            if message_time(parsed.issued_at) < request.issued_at - CLOCK_SKEW:
+                raise MessageMismatchError()
+            return _Session(
+                request_id=request.id,
+                user_id=user.id,
+                telegram_id=user.telegram_id,
+                nonce=request.nonce,
+            )
