@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.domain.states import OrderSide
 from core.exchange.dydx.network import DydxNetwork
-from core.exchange.dydx.quantize import short_term_good_til_block
-from core.exchange.port import OrderKind, OrderRequest, TimeInForce
+from core.exchange.dydx.venue import DydxVenue
+from core.exchange.orders import OrderKind, OrderRequest, TimeInForce
 from core.runtime.config import DydxEndpoints
 from core.runtime.logs import configure_logging
 from tests.doubles.dydx.double import DydxDouble
@@ -61,7 +61,7 @@ async def _run(double: DydxDouble, orders: int) -> tuple[list[float], list[float
         indexer_timeout=2.0,
     )
     await network.warm_up()
-    exchange = network.trader(
+    exchange = DydxVenue(network).trader(
         owner_address=trader.owner_address,
         subaccount_number=trader.subaccount_number,
         authenticator_id=trader.authenticator_id,
@@ -81,7 +81,7 @@ async def _run(double: DydxDouble, orders: int) -> tuple[list[float], list[float
                 price=Decimal("2000"),
                 client_id=client_id,
                 time_in_force=TimeInForce.IOC,
-                good_til_block=short_term_good_til_block(height),
+                good_til_block=exchange.capabilities.short_term_good_til_block(height),
             )
             started = time.perf_counter()
             signed = await exchange.sign_order(request)

@@ -50,8 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.db.engine import create_engine, create_sessionmaker
 from core.db.uow import UnitOfWork
-from core.exchange.dydx.indexer import IndexerClient
-from core.exchange.dydx.node import NodeReader
+from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.runtime.migrate import upgrade
 from core.security.crypto import generate_key_entry
@@ -231,8 +230,7 @@ async def register(maker: Any, settings: Settings, chat_id: int, funded: FundedT
     credentials = CredentialService(
         maker,
         settings.keyring,
-        NodeReader.from_endpoints(settings.dydx),
-        IndexerClient.from_endpoints(settings.dydx),
+        create_key_verifier(settings.dydx),
     )
     try:
         await credentials.add_key(user.id, funded.owner_address, funded.api_private_key_hex)

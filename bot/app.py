@@ -12,13 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
 from core.db.repositories.execution import ExecutionStore
-from core.exchange.dydx.indexer import IndexerClient
-from core.exchange.dydx.node import NodeReader
+from core.exchange.factory import create_exchange_provider, create_key_verifier
+from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.account import AccountService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
-from core.services.exchanges import ExchangeProvider
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link.service import WalletLinkService
@@ -45,12 +44,9 @@ class Services(TypedDict):
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
     """Build every service the handlers use (connections to dYdX open on first use)."""
     credentials = CredentialService(
-        sessionmaker,
-        settings.keyring,
-        NodeReader.from_endpoints(settings.dydx),
-        IndexerClient.from_endpoints(settings.dydx),
+        sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
     )
-    exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
+    exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionStore(settings.database_url.get_secret_value())
     return Services(
         users=UserService(sessionmaker),

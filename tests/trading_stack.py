@@ -19,8 +19,7 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 from core.db.models import Alert, Order, User
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.exchange.dydx.indexer import IndexerClient
-from core.exchange.dydx.node import NodeReader
+from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.webhooks import IssuedWebhook, WebhookService
@@ -120,8 +119,7 @@ async def add_trader(
         credentials = CredentialService(
             maker,
             settings.keyring,
-            NodeReader.from_endpoints(settings.dydx),
-            IndexerClient.from_endpoints(settings.dydx),
+            create_key_verifier(settings.dydx),
         )
         try:
             await credentials.add_key(user_id, funded.owner_address, funded.api_private_key_hex)

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionStore
+from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
-from core.services.exchanges import ExchangeProvider
 from core.services.execution import ExecutionService
 from core.services.notifications import NotificationService
 
@@ -43,14 +43,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Open the database pool and the Telegram session."""
     from core.adapters.telegram import create_bot
     from core.db.engine import create_engine, create_sessionmaker
-    from core.exchange.dydx.indexer import IndexerClient
-    from core.exchange.dydx.node import NodeReader
+    from core.exchange.factory import create_exchange_provider, create_key_verifier
 
     settings: Settings = ctx["settings"]
     engine = create_engine(settings.database_url.get_secret_value())
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings)
-    exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
+    exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionStore(settings.database_url.get_secret_value())
     ctx.update(
         exchanges=exchanges,
@@ -67,10 +66,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         notifications=NotificationService(sessionmaker),
         sender=TelegramSender(bot),
         credentials=CredentialService(
-            sessionmaker,
-            settings.keyring,
-            NodeReader.from_endpoints(settings.dydx),
-            IndexerClient.from_endpoints(settings.dydx),
+            sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
     )
 

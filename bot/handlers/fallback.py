@@ -9,7 +9,7 @@ from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, Message
 
-from core.exchange.dydx.keys import looks_secret
+from core.security.secrets import looks_secret
 from core.services.users import UserView
 from core.texts import common
 from core.texts import start as start_texts

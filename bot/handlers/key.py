@@ -19,8 +19,8 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards import key as keyboards
 from bot.keyboards.key import KeyAction, KeyCD
-from core.exchange.dydx.keys import looks_secret
 from core.exchange.errors import ExchangeUnavailableError
+from core.security.secrets import looks_secret
 from core.services.credentials import CredentialRefusedError, CredentialService, Refusal
 from core.services.users import UserView
 from core.texts import key as texts

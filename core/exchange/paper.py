@@ -43,24 +43,26 @@ from core.db.base import utcnow
 from core.db.models import PaperAccount, PaperFill, PaperOrder, PaperPosition
 from core.db.repositories.paper import LIVE_STATUSES, PaperRepository
 from core.domain.states import OrderSide, PositionSide
-from core.exchange.dydx import quantize
-from core.exchange.errors import (
-    ExchangeError,
-    error_from_chain,
-)
-from core.exchange.port import (
-    Account,
+from core.exchange import grid
+from core.exchange.dydx.constants import CAPABILITIES
+from core.exchange.dydx.errors import error_from_chain
+from core.exchange.errors import ExchangeError
+from core.exchange.orders import (
     CancelResult,
-    Fill,
-    MarketInfo,
-    OpenOrder,
     OrderFlags,
     OrderKind,
     OrderRequest,
     PlaceResult,
-    Position,
     SignedTx,
     TimeInForce,
+)
+from core.exchange.port import (
+    Account,
+    Fill,
+    MarketInfo,
+    OpenOrder,
+    Position,
+    VenueCapabilities,
 )
 from core.runtime.logs import get_logger
 
@@ -442,7 +444,7 @@ class _Book:
         of the limit and oracle ± slippage.
         """
         side = order.side
-        taker = quantize.worst_price(side, info.oracle_price, self.slippage, info)
+        taker = grid.worst_price(side, info.oracle_price, self.slippage, info)
         buy = side is OrderSide.BUY
         if order.kind == OrderKind.MARKET:
             within = taker <= order.price if buy else taker >= order.price
@@ -567,6 +569,11 @@ class PaperExchange:
     def is_paper(self) -> bool:
         """Always True: nothing is ever sent to a node."""
         return True
+
+    @property
+    def capabilities(self) -> VenueCapabilities:
+        """dYdX's capabilities: the paper venue mimics the chain."""
+        return CAPABILITIES
 
     @property
     def owner_address(self) -> str:
@@ -696,7 +703,7 @@ class PaperExchange:
         """Encode an order canonically (deterministic bytes, SHA-256 hash).
 
         Raises:
-            QuantizationError: Size, price or trigger price is not on the market's grid.
+            GridError: Size, price or trigger price is not on the market's grid.
             KeyError: The market is not listed.
             ExchangeUnavailableError: The Indexer could not answer.
         """
@@ -727,10 +734,10 @@ class PaperExchange:
 
     @staticmethod
     def _check_grid(request: OrderRequest, info: MarketInfo) -> None:
-        quantize.size_to_quantums(request.size, info)
-        quantize.price_to_subticks(request.price, info)
+        grid.check_size(request.size, info)
+        grid.check_price(request.price, info)
         if request.trigger_price is not None:
-            quantize.price_to_subticks(request.trigger_price, info)
+            grid.check_price(request.trigger_price, info)
 
     # ------------------------------------------------------------------ writes
 
@@ -738,7 +745,7 @@ class PaperExchange:
         """Sign and broadcast an order (see :meth:`broadcast`).
 
         Raises:
-            QuantizationError: Size or price is not on the market's grid (nothing stored).
+            GridError: Size or price is not on the market's grid (nothing stored).
             PermanentExchangeError: Refused; ``reason`` tells the trader what to change.
             RetryableExchangeError: The short-term expiry block is out of the window.
             ExchangeUnavailableError: The Indexer could not answer.
@@ -775,13 +782,14 @@ class PaperExchange:
             codespace=result.codespace,
             raw_log=result.raw_log,
             tx_bytes=result.tx_bytes,
+            already_placed=result.already_placed,
         )
 
     async def broadcast(self, signed: SignedTx) -> PlaceResult:
         """Execute signed paper bytes (an order or a cancel); nothing leaves the process.
 
         The hash is recomputed from the bytes. Bytes already broadcast answer ``sdk`` 19
-        (:attr:`PlaceResult.already_broadcast`) and change nothing.
+        (:attr:`PlaceResult.already_placed`) and change nothing.
 
         Raises:
             PermanentExchangeError: Unreadable bytes (``sdk`` 2), a reused client id
@@ -789,7 +797,7 @@ class PaperExchange:
                 to reduce (``clob`` 2001), not enough collateral (``clob`` 3007), a post-only
                 order that would trade (``clob`` 2003), an order or cancel of an unknown or
                 finished order, and the chain's expiry and market-status refusals; reasons
-                as :func:`core.exchange.errors.error_from_chain` gives them.
+                as :func:`core.exchange.dydx.errors.error_from_chain` gives them.
             RetryableExchangeError: The short-term expiry block is out of the window.
             ExchangeUnavailableError: The Indexer could not answer.
         """
@@ -816,6 +824,7 @@ class PaperExchange:
                         codespace="sdk",
                         raw_log=_ALREADY_BROADCAST_LOG,
                         tx_bytes=signed.tx_bytes,
+                        already_placed=True,
                     )
                 book = _Book(
                     repo,
@@ -904,12 +913,12 @@ class PaperExchange:
             raise _chain_error("clob", 34, f"paper: market status {info.status}")
         try:
             self._check_grid(request, info)
-        except quantize.QuantizationError as exc:
+        except grid.GridError as exc:
             raise _chain_error("clob", 12, f"paper: {exc.reason}") from None
         if request.good_til_block is not None:
             if request.good_til_block <= height:
                 raise _chain_error("clob", 10, "paper: good_til_block already passed")
-            if request.good_til_block > height + quantize.SHORT_BLOCK_WINDOW:
+            if request.good_til_block > height + CAPABILITIES.short_term_window:
                 raise _chain_error("clob", 11, "paper: good_til_block beyond the window")
         if request.good_til_block_time is not None:
             if request.good_til_block_time <= now:

@@ -1,13 +1,14 @@
-"""The exchange port: what the order-execution layer needs from a perpetuals exchange.
+"""The exchange port: what the order-execution layer needs from a perpetuals venue.
 
-The dYdX v4 adapter implements :class:`Exchange`; tests implement it with doubles. Every
-amount is a :class:`~decimal.Decimal` in human units (base asset for sizes, USD for prices and
-collateral); the adapter converts to the chain's integers (see
-:mod:`core.exchange.dydx.quantize`).
+Venues (the dYdX v4 adapter, the paper venue) implement :class:`Exchange`; tests implement it
+with doubles. Every amount is a :class:`~decimal.Decimal` in human units (base asset for sizes,
+USD for prices and collateral); each venue converts to its own encoding inside its adapter.
+Orders and the venue's answers are in :mod:`core.exchange.orders`, the size and price grid in
+:mod:`core.exchange.grid`.
 
 Errors (:mod:`core.exchange.errors`): reads raise :class:`ExchangeUnavailableError`;
 ``place_order``/``cancel_order`` raise :class:`RetryableExchangeError`,
-:class:`PermanentExchangeError` or :class:`UnknownOutcomeError` (timeout after broadcast).
+:class:`PermanentExchangeError` or :class:`UnknownOutcomeError` (timeout after sending).
 """
 
 from __future__ import annotations
@@ -15,46 +16,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import IntEnum, StrEnum
 from typing import Protocol
 
 from core.domain.states import OrderSide, PositionSide
-
-MAX_CLIENT_ID = 2**32 - 1
-
-
-class OrderKind(StrEnum):
-    """What the order does once it is on the book."""
-
-    MARKET = "MARKET"  # short-term IOC at a worst acceptable price
-    LIMIT = "LIMIT"
-    STOP = "STOP"  # conditional: triggers when the oracle crosses the trigger against us
-    TAKE_PROFIT = "TAKE_PROFIT"  # conditional: triggers when the oracle crosses it in our favour
-
-
-class TimeInForce(StrEnum):
-    """Time in force (the chain's ``TIME_IN_FORCE_UNSPECIFIED`` is good-til-time)."""
-
-    GTT = "GTT"
-    IOC = "IOC"
-    POST_ONLY = "POST_ONLY"
-
-
-class OrderFlags(IntEnum):
-    """The chain's order lifetimes (``OrderId.order_flags``)."""
-
-    SHORT_TERM = 0
-    CONDITIONAL = 32
-    LONG_TERM = 64
+from core.exchange.orders import (
+    CancelResult,
+    OrderFlags,
+    OrderKind,
+    OrderRequest,
+    PlaceResult,
+    SignedTx,
+    TimeInForce,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class MarketInfo:
-    """A perpetual market as the exchange lists it.
+    """A perpetual market as the venue lists it.
 
     Attributes:
         ticker: e.g. ``"ETH-USD"``.
-        clob_pair_id: The chain's CLOB pair id.
         status: ``ACTIVE``, ``PAUSED``, ``CANCEL_ONLY``, ``POST_ONLY``, ``INITIALIZING`` or
             ``FINAL_SETTLEMENT``.
         oracle_price: Current oracle price in USD.
@@ -63,14 +44,9 @@ class MarketInfo:
         min_order_size: Smallest order size (one step on dYdX).
         initial_margin_fraction: Initial margin fraction (1 / max leverage).
         maintenance_margin_fraction: Maintenance margin fraction.
-        atomic_resolution: Base quantums are ``size * 10**-atomic_resolution``.
-        quantum_conversion_exponent: Relates subticks to quote quantums.
-        step_base_quantums: Order quantums are multiples of this.
-        subticks_per_tick: Order subticks are multiples of this.
     """
 
     ticker: str
-    clob_pair_id: int
     status: str
     oracle_price: Decimal
     tick_size: Decimal
@@ -78,10 +54,6 @@ class MarketInfo:
     min_order_size: Decimal
     initial_margin_fraction: Decimal
     maintenance_margin_fraction: Decimal
-    atomic_resolution: int
-    quantum_conversion_exponent: int
-    step_base_quantums: int
-    subticks_per_tick: int
 
     @property
     def is_active(self) -> bool:
@@ -192,152 +164,43 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderRequest:
-    """An order to place, in human units.
-
-    A MARKET order is a short-term IOC order whose ``price`` is the worst acceptable price; a
-    LIMIT order rests (long-term, ``good_til_block_time``) or is short-term
-    (``good_til_block``); STOP and TAKE_PROFIT orders are conditional and need a
-    ``trigger_price`` and a ``good_til_block_time``.
+class VenueCapabilities:
+    """What a venue can do, as data rather than branches (freqtrade's ``_ft_has``).
 
     Attributes:
-        market: Ticker.
-        side: BUY or SELL.
-        size: Size in base units, on the market's step grid.
-        kind: Order kind.
-        price: Limit price, or the worst acceptable price of a MARKET order / triggered
-            market-like conditional order, in USD, on the tick grid.
-        trigger_price: Trigger price of STOP / TAKE_PROFIT orders.
-        reduce_only: Only reduce a position (the chain requires IOC for this).
-        time_in_force: Time in force.
-        client_id: Our uint32 client id.
-        good_til_block: Expiry block (short-term orders).
-        good_til_block_time: Expiry time (stateful orders, tz-aware).
+        short_term_window: Blocks ahead of the current height within which a short-term
+            order's expiry block must lie (the chain accepts
+            ``height < good_til_block <= height + window``).
+        short_term_safety_margin: Blocks kept free at the end of the window: our height may
+            be ahead of the node that checks the order.
 
     Raises:
-        ValueError: The fields contradict each other (checked at construction).
+        ValueError: The margin leaves no block in the window.
     """
 
-    market: str
-    side: OrderSide
-    size: Decimal
-    kind: OrderKind
-    price: Decimal
-    client_id: int
-    trigger_price: Decimal | None = None
-    reduce_only: bool = False
-    time_in_force: TimeInForce = TimeInForce.GTT
-    good_til_block: int | None = None
-    good_til_block_time: datetime | None = None
+    short_term_window: int
+    short_term_safety_margin: int = 0
 
     def __post_init__(self) -> None:
-        if not self.size.is_finite() or self.size <= 0:
-            raise ValueError("order size must be positive")
-        if not self.price.is_finite() or self.price <= 0:
-            raise ValueError("order price must be positive")
-        if not 0 <= self.client_id <= MAX_CLIENT_ID:
-            raise ValueError("client_id must be a uint32")
-        conditional = self.kind in (OrderKind.STOP, OrderKind.TAKE_PROFIT)
-        if conditional != (self.trigger_price is not None):
-            raise ValueError("a trigger price is required by, and only by, STOP/TAKE_PROFIT")
-        if self.trigger_price is not None and self.trigger_price <= 0:
-            raise ValueError("trigger price must be positive")
-        if (self.good_til_block is None) == (self.good_til_block_time is None):
-            raise ValueError("exactly one of good_til_block and good_til_block_time is required")
-        if self.kind is OrderKind.MARKET and (
-            self.time_in_force is not TimeInForce.IOC or self.good_til_block is None
-        ):
-            raise ValueError("a MARKET order is short-term IOC (good_til_block)")
-        if conditional and self.good_til_block_time is None:
-            raise ValueError("STOP/TAKE_PROFIT orders are stateful (good_til_block_time)")
-        if self.reduce_only and self.time_in_force is not TimeInForce.IOC:
-            raise ValueError("reduce-only orders must be IOC")
-        if self.good_til_block_time is not None and self.good_til_block_time.tzinfo is None:
-            raise ValueError("good_til_block_time must be timezone-aware")
+        if not 0 <= self.short_term_safety_margin < self.short_term_window:
+            raise ValueError("the margin must leave at least one block in the window")
 
-    @property
-    def flags(self) -> OrderFlags:
-        """The order lifetime this request maps to."""
-        if self.kind in (OrderKind.STOP, OrderKind.TAKE_PROFIT):
-            return OrderFlags.CONDITIONAL
-        if self.good_til_block is not None:
-            return OrderFlags.SHORT_TERM
-        return OrderFlags.LONG_TERM
+    def short_term_good_til_block(self, height: int) -> int:
+        """The expiry block of a short-term order sent now.
 
+        Going ``window - margin`` blocks ahead tolerates a height we read that is up to
+        ``window - margin - 1`` blocks stale, and a checking node up to ``margin`` blocks
+        behind.
 
-@dataclass(frozen=True, slots=True)
-class SignedTx:
-    """A signed transaction, ready to broadcast (and to re-broadcast byte for byte).
+        Args:
+            height: Last committed block height we know.
 
-    Attributes:
-        tx_bytes: The exact bytes to broadcast (``TxRaw`` on dYdX).
-        tx_hash: Upper-case hex SHA-256 of ``tx_bytes``.
-    """
-
-    tx_bytes: bytes
-    tx_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlaceResult:
-    """The node's answer to a broadcast order (CheckTx).
-
-    Attributes:
-        tx_hash: Transaction hash (upper-case hex).
-        code: ABCI code, 0 when accepted.
-        codespace: ABCI codespace, empty when accepted.
-        raw_log: The chain's raw log.
-        tx_bytes: The exact signed bytes broadcast (re-broadcasting them is idempotent).
-    """
-
-    tx_hash: str
-    code: int
-    codespace: str
-    raw_log: str
-    tx_bytes: bytes
-
-    @property
-    def accepted(self) -> bool:
-        """Whether CheckTx accepted the transaction."""
-        return self.code == 0
-
-    @property
-    def already_broadcast(self) -> bool:
-        """Whether the same bytes were already in the mempool (``sdk`` 19): not a refusal."""
-        return (self.codespace, self.code) == ("sdk", 19)
-
-
-@dataclass(frozen=True, slots=True)
-class CancelResult:
-    """The node's answer to a broadcast cancel (CheckTx).
-
-    Attributes:
-        tx_hash: Transaction hash (upper-case hex).
-        code: ABCI code, 0 when accepted.
-        codespace: ABCI codespace, empty when accepted.
-        raw_log: The chain's raw log.
-        tx_bytes: The exact signed bytes broadcast.
-    """
-
-    tx_hash: str
-    code: int
-    codespace: str
-    raw_log: str
-    tx_bytes: bytes
-
-    @property
-    def accepted(self) -> bool:
-        """Whether CheckTx accepted the transaction."""
-        return self.code == 0
-
-    @property
-    def already_broadcast(self) -> bool:
-        """Whether the same bytes were already in the mempool (``sdk`` 19): not a refusal.
-
-        A short-term cancel signed again with the same expiry has the same bytes (signatures
-        are deterministic), so repeating a cancel can answer this.
+        Raises:
+            ValueError: Negative height.
         """
-        return (self.codespace, self.code) == ("sdk", 19)
+        if height < 0:
+            raise ValueError("the block height cannot be negative")
+        return height + self.short_term_window - self.short_term_safety_margin
 
 
 class Exchange(Protocol):
@@ -351,6 +214,11 @@ class Exchange(Protocol):
     @property
     def is_paper(self) -> bool:
         """Whether orders are simulated (nothing is ever sent to a node)."""
+        ...
+
+    @property
+    def capabilities(self) -> VenueCapabilities:
+        """What the venue can do (short-term order window...)."""
         ...
 
     @property
@@ -434,7 +302,7 @@ class Exchange(Protocol):
         """Build and sign an order without sending it.
 
         Raises:
-            QuantizationError: Size or price is not on the market's grid.
+            GridError: Size or price is not on the market's grid.
             KeyError: The market is not listed.
             ExchangeUnavailableError: Data needed to sign (account number, nonce) is missing.
         """
@@ -461,7 +329,7 @@ class Exchange(Protocol):
         """Send signed bytes; the answer of CheckTx.
 
         Returns:
-            The accepted (or ``already_broadcast``) result.
+            The accepted (or ``already_placed``) result.
 
         Raises:
             RetryableExchangeError: Refused for a transient reason (or the node was not
@@ -475,13 +343,13 @@ class Exchange(Protocol):
         """Sign and broadcast an order.
 
         Returns:
-            The accepted (or ``already_broadcast``) result.
+            The accepted (or ``already_placed``) result.
 
         Raises:
             RetryableExchangeError: Refused for a transient reason; build and send again.
             PermanentExchangeError: Refused; ``reason`` tells the trader what to change.
             UnknownOutcomeError: Broadcast, but no answer: reconcile before doing anything.
-            QuantizationError: Size or price is not on the market's grid (nothing sent).
+            GridError: Size or price is not on the market's grid (nothing sent).
         """
         ...
 

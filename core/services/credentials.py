@@ -15,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,17 +24,8 @@ from core.db.base import utcnow
 from core.db.models import Credential, User
 from core.db.uow import UnitOfWork
 from core.domain.compliance import ComplianceStatus
-from core.exchange.dydx.keys import (
-    KeyCheckError,
-    StoredAuthenticator,
-    address_of,
-    check_not_master,
-    find_trading_authorization,
-    parse_address,
-    parse_private_key,
-    public_key_of,
-)
 from core.exchange.errors import ExchangeUnavailableError
+from core.exchange.keys import KeyCheckError, KeyVerifier
 from core.runtime.logs import get_logger
 from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
 
@@ -75,38 +66,6 @@ class CredentialRefusedError(Exception):
 
 class NoCredentialError(LookupError):
     """The user has no trading key."""
-
-
-class AuthenticatorSource(Protocol):
-    """Reads an account's authenticators from a dYdX node."""
-
-    async def get_authenticators(self, owner: str) -> list[StoredAuthenticator]:
-        """Every authenticator of ``owner``.
-
-        Raises:
-            ExchangeUnavailableError: The node could not answer.
-        """
-        ...
-
-    async def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-class ComplianceScreener(Protocol):
-    """Screens an address with the dYdX Indexer."""
-
-    async def compliance_screen(self, address: str) -> ComplianceStatus:
-        """The compliance status of ``address``.
-
-        Raises:
-            ExchangeUnavailableError: The Indexer could not answer.
-        """
-        ...
-
-    async def close(self) -> None:
-        """Release connections."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,30 +143,26 @@ class CredentialService:
     Args:
         sessionmaker: Database sessions.
         keyring: Encryption keys; the key is sealed under the primary.
-        node: Reads the owner's authenticators.
-        indexer: Screens the owner's address.
+        verifier: Checks addresses and keys against the venue and screens owners
+            (:func:`core.exchange.factory.create_key_verifier`).
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         keyring: Keyring,
-        node: AuthenticatorSource,
-        indexer: ComplianceScreener,
+        verifier: KeyVerifier,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._keyring = keyring
-        self._node = node
-        self._indexer = indexer
+        self._verifier = verifier
         self._log = get_logger(__name__)
 
     async def close(self) -> None:
-        """Close the node and Indexer connections the service owns."""
-        await self._node.close()
-        await self._indexer.close()
+        """Close the venue connections the service owns."""
+        await self._verifier.close()
 
-    @staticmethod
-    def check_owner_address(text: str) -> str:
+    def check_owner_address(self, text: str) -> str:
         """Validate the owner address alone (the conversation's first step).
 
         Returns:
@@ -218,7 +173,7 @@ class CredentialService:
                 ``KEY_INSTEAD_OF_ADDRESS``.
         """
         try:
-            return parse_address(text)
+            return self._verifier.parse_owner_address(text)
         except KeyCheckError as exc:
             raise CredentialRefusedError(Refusal(exc.problem.value)) from None
 
@@ -245,21 +200,16 @@ class CredentialService:
         """
         log = self._log.bind(user_id=user_id)
         try:
-            owner = parse_address(owner_address)
-            # Named so that Sentry's frame variables are blanked by name (bytes have no
-            # recognisable shape for the redactor).
-            private_key = parse_private_key(private_key_text)
-            public_key = public_key_of(private_key)
-            key_address = address_of(public_key)
-            check_not_master(owner, key_address)
-            authorization = find_trading_authorization(
-                await self._node.get_authenticators(owner), public_key
-            )
+            verified = await self._verifier.verify_key(owner_address, private_key_text)
         except KeyCheckError as exc:
             log.info("credential_refused", reason=exc.problem.value)
             raise CredentialRefusedError(Refusal(exc.problem.value)) from None
-        subaccount = authorization.subaccount_number
-        status = await self._indexer.compliance_screen(owner)
+        owner, key_address = verified.owner_address, verified.key_address
+        subaccount = verified.subaccount_number
+        # Named so that Sentry's frame variables are blanked by name (bytes have no
+        # recognisable shape for the redactor).
+        private_key = verified.private_key
+        status = await self._verifier.compliance_screen(owner)
         now = utcnow()
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
@@ -280,7 +230,7 @@ class CredentialService:
             credential.owner_address = owner
             credential.subaccount_number = subaccount
             credential.key_address = key_address
-            credential.authenticator_id = authorization.authenticator_id
+            credential.authenticator_id = verified.authenticator_id
             credential.key_id = sealed.key_id
             credential.ciphertext = sealed.blob
             credential.created_at = now  # "added on" is the date of this key, not the row
@@ -289,7 +239,7 @@ class CredentialService:
             details: dict[str, Any] = {
                 "owner_address": owner,
                 "key_address": key_address,
-                "authenticator_id": authorization.authenticator_id,
+                "authenticator_id": verified.authenticator_id,
                 "subaccount_number": subaccount,
                 "compliance": status.value,
             }
@@ -378,7 +328,7 @@ class CredentialService:
             for credential_id, user_id, owner in batch:
                 after_id = credential_id
                 try:
-                    status = await self._indexer.compliance_screen(owner)
+                    status = await self._verifier.compliance_screen(owner)
                 except ExchangeUnavailableError:
                     failed += 1
                     consecutive += 1

@@ -37,28 +37,19 @@ from core.db.uow import UnitOfWork
 from core.domain.compliance import ComplianceStatus
 from core.domain.preferences import Preferences
 from core.domain.states import AlertState, OrderPurpose, OrderSide, OrderState, PositionSide
-from core.exchange.dydx.quantize import QuantizationError, short_term_good_til_block, worst_price
 from core.exchange.errors import (
     ExchangeError,
     ExchangeUnavailableError,
+    OrderAlreadyKnownError,
     PermanentExchangeError,
     RetryableExchangeError,
     UnknownOutcomeError,
 )
-from core.exchange.port import (
-    Account,
-    Exchange,
-    Fill,
-    OpenOrder,
-    OrderFlags,
-    OrderKind,
-    OrderRequest,
-    Position,
-    SignedTx,
-    TimeInForce,
-)
+from core.exchange.grid import GridError, worst_price
+from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, SignedTx, TimeInForce
+from core.exchange.port import Account, Exchange, Fill, OpenOrder, Position
+from core.exchange.provider import ExchangeProvider, StoredKey, TradingNotReadyError
 from core.runtime.logs import get_logger
-from core.services.exchanges import ExchangeProvider, StoredKey, TradingNotReadyError
 from core.services.planning import (
     NothingToDoError,
     OrderPlan,
@@ -82,18 +73,6 @@ INDEXER_LAG_BLOCKS = 3
 PROTECTION_LIFETIME = timedelta(days=28)
 #: Worst price of a triggered protective order, as a multiple of the trader's slippage.
 PROTECTION_SLIPPAGE_FACTOR = 3
-#: Chain answers to a re-broadcast meaning "this order id already exists or existed".
-_ALREADY_KNOWN = frozenset(
-    {
-        ("clob", 20),
-        ("clob", 24),
-        ("clob", 7),
-        ("clob", 3005),
-        ("clob", 3008),
-        ("clob", 3009),
-        ("clob", 2004),
-    }
-)
 #: Indexer statuses after which an order can no longer fill.
 _DONE_STATUSES = frozenset({"FILLED", "CANCELED"})
 
@@ -319,7 +298,7 @@ class ExecutionService:
             return await self._plan_and_place(
                 alert_id, ctx, alert, credential=credential, picked_up=picked_up
             )
-        except QuantizationError as exc:
+        except GridError as exc:
             # Nothing was committed: the alert fails with the reason instead of hanging.
             await self._fail_alert(alert_id, ctx, alert.market, exc.reason)
             return Outcome.FAILED
@@ -452,7 +431,9 @@ class ExecutionService:
             trigger_price=trigger_price,
             reduce_only=plan.reduce_only,
             time_in_force=plan.time_in_force,
-            good_til_block=short_term_good_til_block(height) if short_term else None,
+            good_til_block=(
+                exchange.capabilities.short_term_good_til_block(height) if short_term else None
+            ),
             good_til_block_time=None if short_term else plan.good_til_block_time,
         )
         signed = await exchange.sign_order(request)
@@ -632,15 +613,15 @@ class ExecutionService:
         sent_at = utcnow()
         try:
             result = await exchange.broadcast(signed)
+        except OrderAlreadyKnownError:
+            # The venue knows this order id: it was placed after all.
+            await self._transition(
+                order.id,
+                (OrderState.SUBMITTING, OrderState.UNKNOWN),
+                state=OrderState.SUBMITTED,
+            )
+            return False
         except PermanentExchangeError as exc:
-            if (exc.codespace, exc.code) in _ALREADY_KNOWN:
-                # The chain knows this order id: it was placed after all.
-                await self._transition(
-                    order.id,
-                    (OrderState.SUBMITTING, OrderState.UNKNOWN),
-                    state=OrderState.SUBMITTED,
-                )
-                return False
             await self._reject(order.id, exc, sent_at)
             return True
         except UnknownOutcomeError:
@@ -649,7 +630,7 @@ class ExecutionService:
         except RetryableExchangeError as exc:
             self._log.warning("order_rebroadcast_retry", order_id=order.id, reason=str(exc))
             return False
-        self._log.info("order_rebroadcast", order_id=order.id, already=result.already_broadcast)
+        self._log.info("order_rebroadcast", order_id=order.id, already=result.already_placed)
         await self._transition(
             order.id,
             (OrderState.SUBMITTING, OrderState.UNKNOWN),
@@ -969,7 +950,7 @@ class ExecutionService:
         try:
             market = await exchange.market(order.market)
             take, stop = protective_prices(request, order.side, order.average_price, market)
-        except (KeyError, QuantizationError, ExchangeError) as exc:
+        except (KeyError, GridError, ExchangeError) as exc:
             self._log.warning("protection_not_priced", order_id=order_id, error=str(exc))
             return
         exit_side = OrderSide.SELL if order.side is OrderSide.BUY else OrderSide.BUY
@@ -1009,7 +990,7 @@ class ExecutionService:
                     trigger_price=trigger,
                     parent_order_id=order.id,
                 )
-            except (QuantizationError, ExchangeError) as exc:
+            except (GridError, ExchangeError) as exc:
                 self._log.warning("protection_not_signed", order_id=order_id, error=str(exc))
                 continue
             await self._first_broadcast(exchange, child_id, signed)

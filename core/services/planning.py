@@ -28,13 +28,9 @@ from core.alerts.schema import Action, AlertOrder, OrderType, TargetPosition
 from core.domain.compliance import ComplianceStatus
 from core.domain.preferences import MAX_SLIPPAGE_PCT, FlipMode, Preferences, SizeKind
 from core.domain.states import OrderPurpose, OrderSide, PositionSide
-from core.exchange.dydx.quantize import (
-    QuantizationError,
-    round_price_to_tick,
-    round_size_down,
-    worst_price,
-)
-from core.exchange.port import Account, MarketInfo, OrderKind, Position, TimeInForce
+from core.exchange.grid import GridError, round_price_to_tick, round_size_down, worst_price
+from core.exchange.orders import OrderKind, TimeInForce
+from core.exchange.port import Account, MarketInfo, Position
 
 HUNDRED = Decimal(100)
 #: Resting limit orders live this long on the book unless filled or cancelled.
@@ -199,7 +195,7 @@ def plan_order(
 
     try:
         sized = round_size_down(_requested_size(alert, prefs, market, account), market)
-    except QuantizationError:
+    except GridError:
         sized = Decimal(0)  # below one step: refused just below, with the market's minimum
     if against:
         if wants_other_side:
@@ -348,7 +344,7 @@ def _finish(
                 good_til_block_time=now + LIMIT_ORDER_LIFETIME if resting else None,
             )
         price = worst_price(side, oracle, _slippage(alert, prefs), market)
-    except QuantizationError as exc:
+    except GridError as exc:
         raise PlanRefusedError(RefusalKind.SIZE, exc.reason) from None
     return OrderPlan(
         market=market.ticker,

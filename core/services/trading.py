@@ -12,11 +12,11 @@ from core.db.repositories.execution import ExecutionStore
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import OrderSide, OrderState
-from core.exchange.dydx.quantize import short_term_good_til_block
 from core.exchange.errors import ExchangeError, PermanentExchangeError
-from core.exchange.port import Account, Exchange, OpenOrder, OrderFlags, Position
+from core.exchange.orders import OrderFlags
+from core.exchange.port import Account, Exchange, OpenOrder, Position
+from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
-from core.services.exchanges import ExchangeProvider, TradingNotReadyError
 from core.services.execution import ExecutionService
 
 __all__ = [
@@ -189,7 +189,9 @@ class TradingService:
                     order.client_id,
                     order.flags,
                     good_til_block=(
-                        short_term_good_til_block(await exchange.block_height())
+                        exchange.capabilities.short_term_good_til_block(
+                            await exchange.block_height()
+                        )
                         if short_term
                         else None
                     ),

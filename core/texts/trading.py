@@ -5,7 +5,8 @@ from __future__ import annotations
 from html import escape
 
 from core.domain.states import OrderSide, OrderState
-from core.exchange.port import Account, OpenOrder, OrderKind, Position
+from core.exchange.orders import OrderKind
+from core.exchange.port import Account, OpenOrder, Position
 from core.services.trading import CloseResult, PanicReport
 from core.texts import fmt
 

@@ -17,13 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.db.models import User
 from core.domain.preferences import Preferences
 from core.domain.states import OrderSide
-from core.exchange.dydx.indexer import IndexerClient
-from core.exchange.dydx.node import NodeReader
-from core.exchange.dydx.quantize import short_term_good_til_block
-from core.exchange.port import Exchange, OrderKind, OrderRequest, TimeInForce
+from core.exchange.factory import create_exchange_provider, create_key_verifier
+from core.exchange.orders import OrderKind, OrderRequest, TimeInForce
+from core.exchange.port import Exchange
+from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
-from core.services.exchanges import ExchangeProvider
 from tests.conftest import polling_bot
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
@@ -76,8 +75,7 @@ async def _with_key(
     credentials = CredentialService(
         maker,
         settings.keyring,
-        NodeReader.from_endpoints(settings.dydx),
-        IndexerClient.from_endpoints(settings.dydx),
+        create_key_verifier(settings.dydx),
     )
     try:
         await credentials.add_key(user_id, trader.owner_address, trader.api_private_key_hex)
@@ -89,7 +87,7 @@ async def _with_key(
 async def _exchange(
     maker: Maker, settings: Settings, user_id: int, *, paper: bool = False
 ) -> tuple[ExchangeProvider, Exchange]:
-    provider = ExchangeProvider.from_settings(maker, settings)
+    provider = create_exchange_provider(maker, settings)
     prefs = Preferences(paper=paper)
     return provider, await provider.for_user(user_id, prefs)
 
@@ -106,7 +104,7 @@ async def _open_position(exchange: Exchange, size: str, client_id: int) -> None:
             price=Decimal(3100),
             client_id=client_id,
             time_in_force=TimeInForce.IOC,
-            good_til_block=short_term_good_til_block(height),
+            good_til_block=exchange.capabilities.short_term_good_til_block(height),
         )
     )
 

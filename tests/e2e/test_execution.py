@@ -17,8 +17,8 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 from core.db.models import Fill, Notification
 from core.db.repositories.execution import ExecutionStore
 from core.domain.states import AlertState, OrderPurpose, OrderState
+from core.exchange.factory import create_exchange_provider
 from core.runtime.config import Settings
-from core.services.exchanges import ExchangeProvider
 from core.services.execution import ExecutionService
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
@@ -400,7 +400,7 @@ async def test_an_alert_no_run_finished_is_expired_by_the_reconciliation(
 ) -> None:
     me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
     answer = await post_alert(web, me, size="0.1")  # no worker: nobody runs it
-    exchanges = ExchangeProvider.from_settings(live_sessionmaker, settings)
+    exchanges = create_exchange_provider(live_sessionmaker, settings)
     store = ExecutionStore(settings.database_url.get_secret_value())
     try:
         service = ExecutionService(

@@ -149,8 +149,7 @@ async def test_a_sentry_event_from_inside_the_key_flow_carries_no_key(
     import sentry_sdk
     from sentry_sdk.utils import event_from_exception
 
-    from core.exchange.dydx.indexer import IndexerClient
-    from core.exchange.dydx.node import NodeReader
+    from core.exchange.factory import create_key_verifier
     from core.runtime.logs import init_sentry
     from core.services.credentials import CredentialService
 
@@ -158,8 +157,7 @@ async def test_a_sentry_event_from_inside_the_key_flow_carries_no_key(
     service = CredentialService(
         sessionmaker,
         settings.keyring,
-        NodeReader.from_endpoints(settings.dydx),
-        IndexerClient.from_endpoints(settings.dydx),
+        create_key_verifier(settings.dydx),
     )
     key = funded_trader.api_private_key_hex
     try:

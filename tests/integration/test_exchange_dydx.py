@@ -26,30 +26,23 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder, MsgPlaceOrder
 
 from core.domain.states import OrderSide, PositionSide
 from core.exchange.dydx.adapter import MIN_TIMESTAMP_NONCE, DydxExchange
-from core.exchange.dydx.indexer import IndexerClient, indexer_order_id
+from core.exchange.dydx.constants import CAPABILITIES
+from core.exchange.dydx.errors import NOT_ENOUGH_COLLATERAL
+from core.exchange.dydx.indexer import IndexerClient
+from core.exchange.dydx.market import DydxMarket
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import NodeReader
-from core.exchange.dydx.quantize import (
-    SizeBelowStepError,
-    SizeOffStepError,
-    short_term_good_til_block,
-    worst_price,
-)
+from core.exchange.dydx.parsing import indexer_order_id
+from core.exchange.dydx.venue import DydxVenue
 from core.exchange.errors import (
-    NOT_ENOUGH_COLLATERAL,
     ExchangeUnavailableError,
     PermanentExchangeError,
     RetryableExchangeError,
     UnknownOutcomeError,
 )
-from core.exchange.port import (
-    Exchange,
-    MarketInfo,
-    OrderFlags,
-    OrderKind,
-    OrderRequest,
-    TimeInForce,
-)
+from core.exchange.grid import SizeBelowStepError, SizeOffStepError, worst_price
+from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, TimeInForce
+from core.exchange.port import Exchange, MarketInfo
 from core.runtime.config import DydxEndpoints
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
@@ -113,7 +106,7 @@ def make_exchange(
         "nonces": nonces,
     }
     arguments.update(overrides)
-    return network.trader(**arguments)
+    return DydxVenue(network).trader(**arguments)
 
 
 @pytest.fixture
@@ -142,7 +135,7 @@ async def market_buy(
         client_id=client_id,
         reduce_only=reduce_only,
         time_in_force=TimeInForce.IOC,
-        good_til_block=short_term_good_til_block(height),
+        good_til_block=exchange.capabilities.short_term_good_til_block(height),
     )
 
 
@@ -182,7 +175,6 @@ async def test_markets_are_parsed_exactly_in_decimal(network: DydxNetwork) -> No
     eth = markets["ETH-USD"]
     assert eth == MarketInfo(
         ticker="ETH-USD",
-        clob_pair_id=1,
         status="ACTIVE",
         oracle_price=Decimal("3000"),
         tick_size=Decimal("0.1"),
@@ -190,11 +182,16 @@ async def test_markets_are_parsed_exactly_in_decimal(network: DydxNetwork) -> No
         min_order_size=Decimal("0.001"),
         initial_margin_fraction=Decimal("0.02"),
         maintenance_margin_fraction=Decimal("0.012"),
+    )
+    assert (await network.indexer.dydx_markets())["ETH-USD"] == DydxMarket(
+        info=eth,
+        clob_pair_id=1,
         atomic_resolution=-9,
         quantum_conversion_exponent=-9,
         step_base_quantums=1_000_000,
         subticks_per_tick=100_000,
     )
+    assert (await network.market_metadata("ETH-USD")).clob_pair_id == 1
     for market in markets.values():
         for value in (market.oracle_price, market.tick_size, market.step_size):
             assert type(value) is Decimal
@@ -214,6 +211,14 @@ async def test_market_oracle_price_is_at_most_a_second_old(
     assert (await exchange.markets())["ETH-USD"].oracle_price == Decimal("3123.4")
     with pytest.raises(KeyError):
         await exchange.market("NOPE-USD")
+
+
+def test_the_adapter_declares_dydx_capabilities(
+    exchange: DydxExchange, network: DydxNetwork
+) -> None:
+    assert exchange.capabilities is CAPABILITIES is DydxVenue(network).capabilities
+    assert CAPABILITIES.short_term_window == 40
+    assert CAPABILITIES.short_term_good_til_block(100) == 130
 
 
 def test_indexer_order_id_is_the_indexers() -> None:
@@ -263,7 +268,7 @@ async def test_market_buy_end_to_end(
     assert node.broadcasts == []  # signing sends nothing
 
     result = await exchange.broadcast(signed)
-    assert (result.accepted, result.already_broadcast) == (True, False)
+    assert (result.accepted, result.already_placed) == (True, False)
     assert (result.tx_hash, result.tx_bytes) == (signed.tx_hash, signed.tx_bytes)
 
     (record,) = node.broadcasts
@@ -316,7 +321,7 @@ async def test_market_buy_end_to_end(
 
     # The very same bytes again: the node's mempool cache knows them; still one order.
     again = await exchange.broadcast(signed)
-    assert (again.already_broadcast, again.accepted, again.tx_hash) == (True, False, result.tx_hash)
+    assert (again.already_placed, again.accepted, again.tx_hash) == (True, False, result.tx_hash)
     assert [r.code for r in node.broadcasts] == [0, 19]
     assert len(await dydx_double.acall(lambda: list(dydx_double.state.orders))) == 1
     assert len(await exchange.fills()) == 1
@@ -383,7 +388,7 @@ async def test_a_hang_past_the_deadline_is_an_unknown_outcome(
     found = await exchange.find_order("ETH-USD", 21, OrderFlags.SHORT_TERM)
     assert found is not None
     assert found.status == "FILLED"
-    assert (await exchange.broadcast(signed)).already_broadcast
+    assert (await exchange.broadcast(signed)).already_placed
 
     # A node that gives up before processing: the same bytes are then accepted.
     second = await exchange.sign_order(await market_buy(exchange, 22))
@@ -601,7 +606,7 @@ async def test_short_term_cancel(dydx_double: DydxDouble, exchange: DydxExchange
         kind=OrderKind.LIMIT,
         price=Decimal("2000"),
         client_id=70,
-        good_til_block=short_term_good_til_block(height),
+        good_til_block=exchange.capabilities.short_term_good_til_block(height),
     )
     assert (await exchange.place_order(resting)).accepted
     result = await exchange.cancel_order(
@@ -614,7 +619,7 @@ async def test_short_term_cancel(dydx_double: DydxDouble, exchange: DydxExchange
     again = await exchange.cancel_order(
         "ETH-USD", 70, OrderFlags.SHORT_TERM, good_til_block=resting.good_til_block
     )
-    assert (again.already_broadcast, again.tx_bytes) == (True, result.tx_bytes)
+    assert (again.already_placed, again.tx_bytes) == (True, result.tx_bytes)
     assert (await exchange.sign_order(resting)).tx_bytes == dydx_double.node.broadcasts[0].tx_bytes
 
 

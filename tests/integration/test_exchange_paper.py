@@ -23,19 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.db.models import PaperFill, PaperOrder
 from core.db.uow import UnitOfWork
 from core.domain.states import OrderSide, PositionSide
-from core.exchange.dydx import quantize
+from core.exchange import grid
+from core.exchange.dydx.errors import error_from_chain
 from core.exchange.dydx.indexer import IndexerClient
-from core.exchange.errors import PermanentExchangeError, error_from_chain
+from core.exchange.errors import PermanentExchangeError
+from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, SignedTx, TimeInForce
 from core.exchange.paper import PaperExchange
-from core.exchange.port import (
-    Account,
-    Exchange,
-    OrderFlags,
-    OrderKind,
-    OrderRequest,
-    SignedTx,
-    TimeInForce,
-)
+from core.exchange.port import Account, Exchange
 from tests.doubles.dydx.double import DydxDouble
 
 Maker = async_sessionmaker[AsyncSession]
@@ -98,11 +92,11 @@ async def _market(
         side=side,
         size=D(size),
         kind=OrderKind.MARKET,
-        price=worst or quantize.worst_price(side, info.oracle_price, D("0.01"), info),
+        price=worst or grid.worst_price(side, info.oracle_price, D("0.01"), info),
         client_id=client_id,
         reduce_only=reduce_only,
         time_in_force=TimeInForce.IOC,
-        good_til_block=quantize.short_term_good_til_block(height),
+        good_til_block=paper.capabilities.short_term_good_til_block(height),
     )
 
 
@@ -159,7 +153,7 @@ async def test_market_buy_fills_at_oracle_plus_slippage_with_fee(paper: PaperExc
     request = await _market(paper, BUY, "1", client_id=1)
     result = await paper.place_order(request)
     assert result.accepted
-    assert not result.already_broadcast
+    assert not result.already_placed
 
     [fill] = await paper.fills()
     assert (fill.market, fill.side, fill.size, fill.price) == (ETH, BUY, D("1"), D("3001.5"))
@@ -306,12 +300,12 @@ async def test_rebroadcasting_the_same_bytes_is_idempotent(
     assert first.accepted
     assert first.tx_bytes == signed.tx_bytes
     again = await paper.broadcast(signed)
-    assert again.already_broadcast
+    assert again.already_placed
     assert not again.accepted
     assert (again.codespace, again.code, again.tx_hash) == ("sdk", 19, signed.tx_hash)
     # A new instance (a restarted worker) deduplicates too.
     restarted = PaperExchange(live_sessionmaker, paper.user_id, indexer)
-    assert (await restarted.broadcast(signed)).already_broadcast
+    assert (await restarted.broadcast(signed)).already_placed
 
     assert len(await paper.fills()) == 1
     assert (await paper.account()).equity == D("9996.99925")
@@ -481,11 +475,11 @@ async def test_garbage_and_foreign_bytes_are_refused(
 
 async def test_sizes_and_prices_must_be_on_the_grid(paper: PaperExchange) -> None:
     request = await _market(paper, BUY, "1", client_id=1)
-    with pytest.raises(quantize.SizeBelowStepError):
+    with pytest.raises(grid.SizeBelowStepError):
         await paper.sign_order(replace(request, size=D("0.0005")))
-    with pytest.raises(quantize.SizeOffStepError):
+    with pytest.raises(grid.SizeOffStepError):
         await paper.sign_order(replace(request, size=D("1.0005")))
-    with pytest.raises(quantize.PriceOffTickError):
+    with pytest.raises(grid.PriceOffTickError):
         await paper.sign_order(replace(request, price=D("3030.05")))
     with pytest.raises(KeyError):
         await paper.sign_order(replace(request, market="DOGE-USD"))

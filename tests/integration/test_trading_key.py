@@ -21,8 +21,11 @@ from core.exchange.dydx import keys
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.exchange.errors import ExchangeUnavailableError
+from core.exchange.factory import create_key_verifier
+from core.exchange.keys import KeyCheckError, KeyProblem
 from core.runtime.config import Settings
 from core.security.crypto import DecryptionError
+from core.security.secrets import looks_secret
 from core.services.credentials import (
     CredentialRefusedError,
     CredentialService,
@@ -72,8 +75,7 @@ async def service(
     credentials = CredentialService(
         sessionmaker,
         settings.keyring,
-        NodeReader.from_endpoints(settings.dydx, timeout=2.0),
-        IndexerClient.from_endpoints(settings.dydx, timeout=2.0),
+        create_key_verifier(settings.dydx, node_timeout=2.0, indexer_timeout=2.0),
     )
     yield credentials
     await credentials.close()
@@ -315,7 +317,7 @@ async def test_a_mnemonic_is_refused_as_key_and_as_address(
     ):
         assert await _refused(service, sessionmaker, user_id, owner, key_text) is Refusal.MNEMONIC
     with pytest.raises(CredentialRefusedError) as raised:
-        CredentialService.check_owner_address(MNEMONIC)
+        service.check_owner_address(MNEMONIC)
     assert raised.value.reason is Refusal.MNEMONIC
 
 
@@ -469,7 +471,7 @@ async def test_an_address_with_a_broken_checksum_is_refused(
     )
     assert refused is Refusal.MALFORMED_ADDRESS
     # Upper case is the same bech32 address; it is stored in its canonical form.
-    assert CredentialService.check_owner_address(f"  {owner.upper()} ") == owner
+    assert service.check_owner_address(f"  {owner.upper()} ") == owner
 
 
 @pytest.mark.parametrize(
@@ -659,9 +661,9 @@ def test_an_authenticator_the_chain_cannot_initialise_is_ignored() -> None:
         1, "AllOf", composite(sig(key), ("SubaccountFilter", b"zero"))
     )
     single = keys.StoredAuthenticator(2, "AnyOf", composite(sig(key)))
-    with pytest.raises(keys.KeyCheckError) as raised:
+    with pytest.raises(KeyCheckError) as raised:
         keys.find_trading_authorization([broken, single], key.public_key)
-    assert raised.value.problem is keys.KeyProblem.NO_AUTHENTICATOR
+    assert raised.value.problem is KeyProblem.NO_AUTHENTICATOR
     good = keys.StoredAuthenticator(3, "AllOf", web_app_trading_key_config(key.public_key))
     assert (
         keys.find_trading_authorization([broken, single, good], key.public_key).authenticator_id
@@ -671,12 +673,12 @@ def test_an_authenticator_the_chain_cannot_initialise_is_ignored() -> None:
 
 def test_secret_shapes_are_recognised() -> None:
     hex_key = new_key().private_key_hex
-    assert keys.looks_secret(hex_key)
-    assert keys.looks_secret(f"my key is 0x{hex_key} thanks")
-    assert keys.looks_secret(MNEMONIC)
-    assert keys.looks_secret(MNEMONIC.replace("access", "acess"))  # one typo
-    assert not keys.looks_secret("dydx1abcdef please help me find where the address is shown")
-    assert not keys.looks_secret(" ".join(MNEMONIC.split()[:11]))
+    assert looks_secret(hex_key)
+    assert looks_secret(f"my key is 0x{hex_key} thanks")
+    assert looks_secret(MNEMONIC)
+    assert looks_secret(MNEMONIC.replace("access", "acess"))  # one typo
+    assert not looks_secret("dydx1abcdef please help me find where the address is shown")
+    assert not looks_secret(" ".join(MNEMONIC.split()[:11]))
 
 
 async def test_the_compliance_cron_job_screens_users_due_once_a_day(

@@ -11,7 +11,8 @@ from core.alerts.schema import Action, AlertOrder, OrderType, TargetPosition
 from core.domain.compliance import ComplianceStatus
 from core.domain.preferences import FlipMode, Preferences, SizeKind
 from core.domain.states import OrderPurpose, OrderSide, PositionSide
-from core.exchange.port import Account, MarketInfo, OrderKind, Position, TimeInForce
+from core.exchange.orders import OrderKind, TimeInForce
+from core.exchange.port import Account, MarketInfo, Position
 from core.services.planning import (
     NothingToDoError,
     PlanRefusedError,
@@ -23,7 +24,6 @@ from core.services.planning import (
 D = Decimal
 ETH = MarketInfo(
     ticker="ETH-USD",
-    clob_pair_id=1,
     status="ACTIVE",
     oracle_price=D("3000"),
     tick_size=D("0.1"),
@@ -31,10 +31,6 @@ ETH = MarketInfo(
     min_order_size=D("0.001"),
     initial_margin_fraction=D("0.02"),
     maintenance_margin_fraction=D("0.012"),
-    atomic_resolution=-9,
-    quantum_conversion_exponent=-9,
-    step_base_quantums=1_000_000,
-    subticks_per_tick=100_000,
 )
 RICH = Account(equity=D("10000"), free_collateral=D("10000"))
 

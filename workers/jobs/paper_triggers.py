@@ -17,10 +17,10 @@ async def paper_triggers(ctx: WorkerContext) -> int:
         How many paper fills were made.
     """
     sessionmaker = ctx["sessionmaker"]
-    network = ctx["exchanges"].network
+    venue = ctx["exchanges"].venue
     made = 0
     for user_id in await PaperExchange.users_with_live_orders(sessionmaker):
-        fills = await PaperExchange(sessionmaker, user_id, network).check_triggers()
+        fills = await PaperExchange(sessionmaker, user_id, venue).check_triggers()
         made += len(fills)
     if made:
         log.info("paper_orders_matched", fills=made)

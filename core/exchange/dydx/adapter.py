@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from coincurve import PrivateKey
 from dydx_v4_client.key_pair import KeyPair  # type: ignore[import-untyped]
@@ -37,29 +37,25 @@ from v4_proto.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
 from core.domain.states import OrderSide
-from core.exchange.dydx.indexer import LIVE_ORDER_STATUSES, indexer_order_id
+from core.exchange.dydx.constants import CAPABILITIES
+from core.exchange.dydx.errors import error_from_chain, is_already_placed
+from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import BroadcastAnswer, tx_hash
+from core.exchange.dydx.parsing import LIVE_ORDER_STATUSES, indexer_order_id
 from core.exchange.dydx.quantize import price_to_subticks, size_to_quantums
-from core.exchange.errors import ALREADY_BROADCAST, error_from_chain
-from core.exchange.port import (
+from core.exchange.orders import (
     MAX_CLIENT_ID,
-    Account,
     CancelResult,
-    Fill,
-    MarketInfo,
-    OpenOrder,
     OrderFlags,
     OrderKind,
     OrderRequest,
     PlaceResult,
-    Position,
     SignedTx,
     TimeInForce,
 )
+from core.exchange.port import Account, Fill, MarketInfo, OpenOrder, Position, VenueCapabilities
+from core.exchange.venue import NonceSource
 from core.runtime.logs import get_logger
-
-if TYPE_CHECKING:
-    from core.exchange.dydx.network import DydxNetwork
 
 #: A sequence at or above this is a timestamp nonce in milliseconds (``x/accountplus``).
 MIN_TIMESTAMP_NONCE = 2**40
@@ -82,16 +78,6 @@ _CONDITIONS = {
 }
 
 
-class NonceSource(Protocol):
-    """Timestamp nonces for the stateful transactions of an owner account."""
-
-    async def next_nonce(self, owner_address: str) -> int:
-        """A fresh nonce: about now in unix milliseconds, >= 2**40, strictly above every nonce
-        given before for this owner (across processes and restarts).
-        """
-        ...
-
-
 def _unix_seconds(moment: datetime) -> int:
     """``good_til_block_time`` (a fixed32 of unix seconds) of a tz-aware time."""
     if moment.tzinfo is None:
@@ -105,7 +91,7 @@ def _unix_seconds(moment: datetime) -> int:
 class DydxExchange:
     """The :class:`~core.exchange.port.Exchange` port on dYdX v4 for one trader.
 
-    Build it with :meth:`DydxNetwork.trader <core.exchange.dydx.network.DydxNetwork.trader>`.
+    Build it with :meth:`DydxVenue.trader <core.exchange.dydx.venue.DydxVenue.trader>`.
     The API key lives only in this object's memory; it never appears in ``repr``, logs or
     errors.
 
@@ -169,6 +155,11 @@ class DydxExchange:
     def is_paper(self) -> bool:
         """Always False: orders go to the chain."""
         return False
+
+    @property
+    def capabilities(self) -> VenueCapabilities:
+        """dYdX v4's capabilities (the short-term order window)."""
+        return CAPABILITIES
 
     @property
     def owner_address(self) -> str:
@@ -319,7 +310,7 @@ class DydxExchange:
         below one step is refused, never enlarged).
 
         Raises:
-            QuantizationError: Size, price or trigger price is not on the market's grid.
+            GridError: Size, price or trigger price is not on the market's grid.
             KeyError: The market is not listed.
             ExchangeUnavailableError: The account number or market could not be read.
             ValueError: ``good_til_block_time`` is out of range.
@@ -419,7 +410,7 @@ class DydxExchange:
             codespace=answer.codespace,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        if answer.code != 0 and (answer.codespace, answer.code) != ALREADY_BROADCAST:
+        if answer.code != 0 and not is_already_placed(answer.codespace, answer.code):
             error = error_from_chain(answer.codespace, answer.code, answer.raw_log)
             if error is not None:
                 raise error
@@ -428,7 +419,7 @@ class DydxExchange:
     async def broadcast(self, signed: SignedTx) -> PlaceResult:
         """Send signed bytes (``BROADCAST_MODE_SYNC``); CheckTx's answer.
 
-        Re-sending the same bytes is safe: the node answers ``sdk`` 19 (``already_broadcast``).
+        Re-sending the same bytes is safe: the node answers ``sdk`` 19 (``already_placed``).
 
         Raises:
             RetryableExchangeError: Refused for a transient reason, or the node was not reached
@@ -443,6 +434,7 @@ class DydxExchange:
             codespace=answer.codespace,
             raw_log=answer.raw_log,
             tx_bytes=signed.tx_bytes,
+            already_placed=is_already_placed(answer.codespace, answer.code),
         )
 
     async def place_order(self, request: OrderRequest) -> PlaceResult:
@@ -452,7 +444,7 @@ class DydxExchange:
             RetryableExchangeError: Refused for a transient reason; build and send again.
             PermanentExchangeError: Refused; ``reason`` tells the trader what to change.
             UnknownOutcomeError: Broadcast, but no answer: reconcile before doing anything.
-            QuantizationError: Size or price is not on the market's grid (nothing sent).
+            GridError: Size or price is not on the market's grid (nothing sent).
         """
         return await self.broadcast(await self.sign_order(request))
 
@@ -486,4 +478,5 @@ class DydxExchange:
             codespace=answer.codespace,
             raw_log=answer.raw_log,
             tx_bytes=signed.tx_bytes,
+            already_placed=is_already_placed(answer.codespace, answer.code),
         )

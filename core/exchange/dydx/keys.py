@@ -24,13 +24,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from functools import lru_cache
-from importlib import resources
 
 import bech32
 from coincurve import PrivateKey
 from Crypto.Hash import RIPEMD160
+
+from core.exchange.keys import KeyCheckError, KeyProblem
+from core.security.secrets import contains_private_key, looks_like_mnemonic
 
 BECH32_PREFIX = "dydx"
 ADDRESS_BYTES = 20  # secp256k1 accounts; 32-byte addresses belong to modules, not people
@@ -50,37 +50,7 @@ ALL_OF = "AllOf"
 ANY_OF = "AnyOf"
 
 _HEX_KEY_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-_HEX_KEY_SEARCH_RE = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9a-fA-F]{64}(?![0-9A-Za-z])")
-_WORD_RE = re.compile(r"[a-z]+")
-_MNEMONIC_MIN_WORDS = 12
-_MNEMONIC_MAX_WORDS = 25  # 24 words plus a slip, or a 25th "passphrase" word
 _MAX_TREE_DEPTH = 16  # the chain caps a config at 1 KiB, so real trees are shallow
-
-
-class KeyProblem(StrEnum):
-    """Why an owner address or trading key is refused."""
-
-    MALFORMED_ADDRESS = "MALFORMED_ADDRESS"  # not a dydx1… bech32 account address
-    KEY_INSTEAD_OF_ADDRESS = "KEY_INSTEAD_OF_ADDRESS"  # a private key where the address goes
-    MNEMONIC = "MNEMONIC"  # a seed phrase: never accepted, whatever the step
-    MALFORMED_KEY = "MALFORMED_KEY"  # not 64 hexadecimal characters
-    INVALID_KEY = "INVALID_KEY"  # 64 hex, but not a secp256k1 private key
-    MASTER_KEY = "MASTER_KEY"  # the key of the owner account itself
-    NO_AUTHENTICATOR = "NO_AUTHENTICATOR"  # the owner never authorised this key
-    TOO_BROAD = "TOO_BROAD"  # the key could also move funds
-    CANNOT_TRADE = "CANNOT_TRADE"  # the key is authorised, but not to place orders
-
-
-class KeyCheckError(ValueError):
-    """An address, key or authorisation is refused.
-
-    Attributes:
-        problem: What is wrong, for the edge to explain in plain words.
-    """
-
-    def __init__(self, problem: KeyProblem) -> None:
-        super().__init__(problem.value)  # never the offending input
-        self.problem = problem
 
 
 # --- addresses and keys -----------------------------------------------------------------------
@@ -156,36 +126,6 @@ def check_not_master(owner_address: str, key_address: str) -> None:
     """
     if owner_address == key_address:
         raise KeyCheckError(KeyProblem.MASTER_KEY)
-
-
-@lru_cache(maxsize=1)
-def _bip39_words() -> frozenset[str]:
-    # bip_utils (a dependency of dydx-v4-client) ships the official English wordlist.
-    wordlist = resources.files("bip_utils.bip.bip39").joinpath("wordlist", "english.txt")
-    return frozenset(wordlist.read_text().split())
-
-
-def looks_like_mnemonic(text: str) -> bool:
-    """Whether ``text`` looks like a BIP39 seed phrase.
-
-    Deliberately a little loose (numbering, punctuation and one mistyped word are ignored):
-    a phrase must be recognised to be deleted from the chat and refused.
-    """
-    words = _WORD_RE.findall(text.lower())
-    if not _MNEMONIC_MIN_WORDS <= len(words) <= _MNEMONIC_MAX_WORDS:
-        return False
-    known = _bip39_words()
-    return sum(word not in known for word in words) <= 1
-
-
-def contains_private_key(text: str) -> bool:
-    """Whether ``text`` contains something shaped like a private key (64 hex characters)."""
-    return _HEX_KEY_SEARCH_RE.search(text) is not None
-
-
-def looks_secret(text: str) -> bool:
-    """Whether ``text`` carries something that must not stay in a chat or reach a log."""
-    return contains_private_key(text) or looks_like_mnemonic(text)
 
 
 # --- authenticators ---------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from core.exchange.dydx.adapter import DydxExchange, NonceSource
 from core.exchange.dydx.indexer import DEFAULT_TIMEOUT as INDEXER_TIMEOUT
 from core.exchange.dydx.indexer import IndexerClient
+from core.exchange.dydx.market import DydxMarket
 from core.exchange.dydx.node import DEFAULT_BROADCAST_TIMEOUT, NodeReader
 from core.exchange.dydx.node import DEFAULT_TIMEOUT as NODE_TIMEOUT
 from core.exchange.port import MarketInfo
@@ -35,7 +35,8 @@ HEIGHT_MAX_AGE = 1.0
 
 
 class DydxNetwork:
-    """The dYdX v4 network as one process sees it; build traders with :meth:`trader`.
+    """The dYdX v4 network as one process sees it; traders are built on it by
+    :class:`~core.exchange.dydx.venue.DydxVenue`.
 
     Create it inside the running event loop (its channel, session and cache tasks belong to
     it) and :meth:`close` it on shutdown.
@@ -65,7 +66,7 @@ class DydxNetwork:
         self._oracle_max_age = oracle_max_age
         self._metadata_max_age = max(metadata_max_age, oracle_max_age)
         self._height_max_age = height_max_age
-        self._markets: dict[str, tuple[MarketInfo, float]] = {}
+        self._markets: dict[str, tuple[DydxMarket, float]] = {}
         self._all_markets_at: float | None = None
         self._height: tuple[int, float] | None = None
         self._account_numbers: dict[str, int] = {}
@@ -88,9 +89,7 @@ class DydxNetwork:
 
         Example:
             >>> network = DydxNetwork.from_endpoints(settings.dydx)  # doctest: +SKIP
-            >>> exchange = network.trader(  # doctest: +SKIP
-            ...     owner_address=owner, subaccount_number=0, authenticator_id=auth_id,
-            ...     private_key=key_bytes, nonces=nonce_source)
+            >>> venue = DydxVenue(network)  # doctest: +SKIP
         """
         return cls(
             node=NodeReader.from_endpoints(
@@ -101,36 +100,6 @@ class DydxNetwork:
             oracle_max_age=oracle_max_age,
             metadata_max_age=metadata_max_age,
             height_max_age=height_max_age,
-        )
-
-    def trader(
-        self,
-        *,
-        owner_address: str,
-        subaccount_number: int,
-        authenticator_id: int,
-        private_key: bytes,
-        nonces: NonceSource,
-    ) -> DydxExchange:
-        """The exchange port bound to one trader's subaccount and API trading key.
-
-        Args:
-            owner_address: The subaccount owner (``dydx1…``).
-            subaccount_number: The trading subaccount.
-            authenticator_id: The owner's authenticator that authorises the API key.
-            private_key: The API key's 32 private key bytes (kept in memory only).
-            nonces: Timestamp nonces for stateful orders.
-
-        Raises:
-            ValueError: The key is not a valid secp256k1 private key.
-        """
-        return DydxExchange(
-            self,
-            owner_address=owner_address,
-            subaccount_number=subaccount_number,
-            authenticator_id=authenticator_id,
-            private_key=private_key,
-            nonces=nonces,
         )
 
     async def warm_up(self) -> None:
@@ -186,10 +155,10 @@ class DydxNetwork:
         """
         cached = self._markets.get(ticker)
         if cached is not None and time.monotonic() - cached[1] <= self._oracle_max_age:
-            return cached[0]
-        return await self._once(("market", ticker), lambda: self._fetch_market(ticker))
+            return cached[0].info
+        return (await self._once(("market", ticker), lambda: self._fetch_market(ticker))).info
 
-    async def market_metadata(self, ticker: str) -> MarketInfo:
+    async def market_metadata(self, ticker: str) -> DydxMarket:
         """A market whose grid (clob pair, tick, step) is at most ``metadata_max_age`` old;
         its oracle price may be as old (use :meth:`market` for prices).
 
@@ -202,10 +171,10 @@ class DydxNetwork:
             return cached[0]
         return await self._once(("market", ticker), lambda: self._fetch_market(ticker))
 
-    async def _fetch_market(self, ticker: str) -> MarketInfo:
+    async def _fetch_market(self, ticker: str) -> DydxMarket:
         asked_at = time.monotonic()  # the price is at least as old as the question
         try:
-            market = await self.indexer.market(ticker)
+            market = await self.indexer.dydx_market(ticker)
         except KeyError:
             self._markets.pop(ticker, None)
             raise
@@ -220,15 +189,15 @@ class DydxNetwork:
         """
         fetched_at = self._all_markets_at
         if fetched_at is not None and time.monotonic() - fetched_at <= self._oracle_max_age:
-            return {ticker: market for ticker, (market, _) in self._markets.items()}
+            return {ticker: market.info for ticker, (market, _) in self._markets.items()}
         return await self._once("markets", self._fetch_markets)
 
     async def _fetch_markets(self) -> dict[str, MarketInfo]:
         asked_at = time.monotonic()
-        markets = await self.indexer.markets()
+        markets = await self.indexer.dydx_markets()
         self._markets = {ticker: (market, asked_at) for ticker, market in markets.items()}
         self._all_markets_at = asked_at
-        return dict(markets)
+        return {ticker: market.info for ticker, market in markets.items()}
 
     # ---------------------------------------------------------------- chain
 

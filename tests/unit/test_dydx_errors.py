@@ -1,23 +1,16 @@
-"""The chain's (codespace, code, raw_log) mapped to typed exchange errors."""
+"""The dYdX chain's (codespace, code, raw_log) mapped onto the venue-neutral error tree."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-
 import pytest
 
-from core.domain.states import OrderSide
+from core.exchange.dydx.errors import ALREADY_KNOWN, error_from_chain, is_already_placed
 from core.exchange.errors import (
-    AlreadyBroadcastError,
-    ExchangeError,
-    ExchangeUnavailableError,
+    AlreadyPlacedError,
+    OrderAlreadyKnownError,
     PermanentExchangeError,
     RetryableExchangeError,
-    UnknownOutcomeError,
-    error_from_chain,
 )
-from core.exchange.port import OrderFlags, OrderKind, OrderRequest, PlaceResult, TimeInForce
 from tests.doubles.dydx.state import (
     ERR_BLOCK_RATE_LIMIT_EXCEEDED,
     ERR_INVALID_REPLACEMENT,
@@ -101,12 +94,35 @@ def test_key_without_permission_for_the_market() -> None:
 
 def test_tx_already_in_mempool_is_a_distinct_outcome() -> None:
     error = error_from_chain("sdk", 19, "")
-    assert isinstance(error, AlreadyBroadcastError)
+    assert isinstance(error, AlreadyPlacedError)
     assert not isinstance(error, PermanentExchangeError | RetryableExchangeError)
     assert not error.retryable
-    result = PlaceResult(tx_hash="AB", code=19, codespace="sdk", raw_log="", tx_bytes=b"x")
-    assert result.already_broadcast
-    assert not result.accepted
+    assert (error.codespace, error.code) == ("sdk", 19)
+    assert is_already_placed("sdk", 19)
+    assert not is_already_placed("clob", 19)
+    assert not is_already_placed("", 0)
+
+
+@pytest.mark.parametrize(
+    ("codespace", "code"),
+    [("clob", 20), ("clob", 24), ("clob", 7), ("clob", 3005), ("clob", 3008), ("clob", 3009),
+     ("clob", 2004)],
+)  # fmt: skip
+def test_an_order_id_the_chain_knows_is_already_known(codespace: str, code: int) -> None:
+    error = error_from_chain(codespace, code, "")
+    assert isinstance(error, OrderAlreadyKnownError)
+    assert isinstance(error, PermanentExchangeError)  # still a refusal of the new send
+    assert not error.retryable
+    assert (error.codespace, error.code) == (codespace, code)
+    assert "error" not in error.reason  # the same plain words as before
+
+
+def test_only_the_already_known_codes_are_already_known() -> None:
+    assert len(ALREADY_KNOWN) == 7
+    for codespace, code in [("clob", 2), ("clob", 3006), ("clob", 3007), ("sdk", 4)]:
+        error = error_from_chain(codespace, code, "")
+        assert isinstance(error, PermanentExchangeError)
+        assert not isinstance(error, OrderAlreadyKnownError)
 
 
 def test_unknown_code_is_permanent_and_undercollateralized_is_recognised() -> None:
@@ -118,60 +134,3 @@ def test_unknown_code_is_permanent_and_undercollateralized_is_recognised() -> No
     collateral = error_from_chain("clob", 4242, "result (NewlyUndercollateralized)")
     assert isinstance(collateral, PermanentExchangeError)
     assert "not enough free collateral" in collateral.reason
-
-
-def test_error_tree() -> None:
-    timeout = UnknownOutcomeError(tx_hash="ABCD")
-    assert isinstance(timeout, ExchangeError)
-    assert not timeout.retryable
-    assert timeout.tx_hash == "ABCD"
-    assert "may or may not exist" in str(timeout)
-    assert ExchangeUnavailableError("x").retryable
-    assert issubclass(RetryableExchangeError, ExchangeError)
-    assert issubclass(PermanentExchangeError, ExchangeError)
-
-
-# --------------------------------------------------------------------- port DTO validation
-
-_GTBT = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def test_order_request_flags() -> None:
-    market = OrderRequest(
-        market="ETH-USD", side=OrderSide.BUY, size=Decimal("0.01"), kind=OrderKind.MARKET,
-        price=Decimal(3150), client_id=1, time_in_force=TimeInForce.IOC, good_til_block=1030,
-    )  # fmt: skip
-    assert market.flags is OrderFlags.SHORT_TERM
-    stop = OrderRequest(
-        market="ETH-USD", side=OrderSide.SELL, size=Decimal("0.01"), kind=OrderKind.STOP,
-        price=Decimal(2700), trigger_price=Decimal(2800), client_id=2, reduce_only=True,
-        time_in_force=TimeInForce.IOC, good_til_block_time=_GTBT,
-    )  # fmt: skip
-    assert stop.flags is OrderFlags.CONDITIONAL
-    limit = OrderRequest(
-        market="ETH-USD", side=OrderSide.BUY, size=Decimal("0.01"), kind=OrderKind.LIMIT,
-        price=Decimal(2900), client_id=3, good_til_block_time=_GTBT,
-    )  # fmt: skip
-    assert limit.flags is OrderFlags.LONG_TERM
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"size": Decimal(0)}, "size must be positive"),
-        ({"client_id": 2**32}, "uint32"),
-        ({"trigger_price": Decimal(1)}, "trigger price is required"),  # LIMIT has no trigger
-        ({"good_til_block": 5}, "exactly one of"),
-        ({"reduce_only": True}, "must be IOC"),
-        ({"good_til_block_time": datetime(2030, 1, 1)}, "timezone-aware"),
-    ],
-)
-def test_order_request_refuses_contradictions(changes: dict[str, object], message: str) -> None:
-    fields: dict[str, object] = {
-        "market": "ETH-USD", "side": OrderSide.BUY, "size": Decimal("0.01"),
-        "kind": OrderKind.LIMIT, "price": Decimal(2900), "client_id": 3,
-        "good_til_block_time": _GTBT,
-    }  # fmt: skip
-    fields.update(changes)
-    with pytest.raises(ValueError, match=message):
-        OrderRequest(**fields)  # type: ignore[arg-type]

@@ -1,15 +1,16 @@
-"""Which exchange a trader's orders go to: dYdX with their API trading key, or the paper venue.
+"""Which exchange a trader's orders go to: the live venue with their API trading key, or the
+paper venue.
 
-One :class:`ExchangeProvider` per process holds the shared dYdX connections (gRPC channel,
-Indexer session, market and height caches); a per-trader exchange is cheap to build for each
-job. The API key is decrypted into the exchange object only, and lives as long as the job.
+One :class:`ExchangeProvider` per process holds the shared venue connections (on dYdX: gRPC
+channel, Indexer session, market and height caches); a per-trader exchange is cheap to build
+for each job. The API key is decrypted into the exchange object only, and lives as long as the
+job. :func:`core.exchange.factory.create_exchange_provider` builds the configured one.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -17,9 +18,9 @@ from core.db.models import Credential
 from core.db.repositories.execution import LoadedAlert
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.exchange.dydx.network import DydxNetwork
 from core.exchange.paper import PaperExchange
 from core.exchange.port import Exchange
+from core.exchange.venue import Venue
 from core.security.crypto import (
     CREDENTIAL_PURPOSE,
     DecryptionError,
@@ -27,9 +28,6 @@ from core.security.crypto import (
     Sealed,
     associated_data,
 )
-
-if TYPE_CHECKING:
-    from core.runtime.config import Settings
 
 
 class TradingNotReadyError(Exception):
@@ -109,39 +107,32 @@ class ExchangeProvider:
     Args:
         sessionmaker: Database sessions (credentials, paper venue, nonces).
         keyring: Decrypts API trading keys.
-        network: Shared dYdX connections.
+        venue: The live venue's shared connections (also the paper venue's market data).
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         keyring: Keyring,
-        network: DydxNetwork,
+        venue: Venue,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._keyring = keyring
-        self.network = network
+        self.venue = venue
         self._nonces = PgNonces(sessionmaker)
-
-    @classmethod
-    def from_settings(
-        cls, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-    ) -> ExchangeProvider:
-        """A provider for the configured dYdX network."""
-        return cls(sessionmaker, settings.keyring, DydxNetwork.from_endpoints(settings.dydx))
 
     async def close(self) -> None:
         """Close the shared connections."""
-        await self.network.close()
+        await self.venue.close()
 
     async def for_user(self, user_id: int, prefs: Preferences) -> Exchange:
-        """The exchange for a trader: paper when their preferences say so, else dYdX.
+        """The exchange for a trader: paper when their preferences say so, else the live venue.
 
         Raises:
             TradingNotReadyError: No key stored, or it cannot be decrypted.
         """
         if prefs.paper:
-            return PaperExchange(self._sessionmaker, user_id, self.network)
+            return PaperExchange(self._sessionmaker, user_id, self.venue)
         async with UnitOfWork(self._sessionmaker) as uow:
             credential = await uow.credentials.get_for_user(user_id)
             key = StoredKey.of(credential) if credential is not None else None
@@ -156,7 +147,7 @@ class ExchangeProvider:
             TradingNotReadyError: No key stored, or it cannot be decrypted.
         """
         if prefs.paper:
-            return PaperExchange(self._sessionmaker, user_id, self.network)
+            return PaperExchange(self._sessionmaker, user_id, self.venue)
         if credential is None:
             raise TradingNotReadyError(NO_KEY)
         sealed = Sealed(credential.key_id, credential.ciphertext)
@@ -168,7 +159,7 @@ class ExchangeProvider:
             )
         except DecryptionError:
             raise TradingNotReadyError(KEY_UNREADABLE) from None
-        return self.network.trader(
+        return self.venue.trader(
             owner_address=owner,
             subaccount_number=subaccount,
             authenticator_id=authenticator_id,

@@ -1,4 +1,5 @@
-"""Exact Decimal conversions between human amounts and dYdX v4 quantums and subticks."""
+"""Exact Decimal conversions between human amounts and dYdX v4 quantums and subticks, and
+the venue-neutral grid on the double's markets."""
 
 from __future__ import annotations
 
@@ -12,25 +13,28 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
 from core.domain.states import OrderSide
+from core.exchange.dydx.constants import CAPABILITIES, SHORT_BLOCK_WINDOW
+from core.exchange.dydx.errors import error_from_chain
+from core.exchange.dydx.market import DydxMarket
 from core.exchange.dydx.quantize import (
-    SHORT_BLOCK_WINDOW,
-    PriceOffTickError,
-    QuantizationError,
-    SizeBelowStepError,
-    SizeOffStepError,
     price_to_subticks,
     quantums_to_size,
-    round_price_to_tick,
-    round_size_down,
-    short_term_good_til_block,
     size_to_quantums,
     step_size,
     subticks_to_price,
     tick_size,
+)
+from core.exchange.errors import PermanentExchangeError, RetryableExchangeError
+from core.exchange.grid import (
+    GridError,
+    PriceOffTickError,
+    SizeBelowStepError,
+    SizeOffStepError,
+    round_price_to_tick,
+    round_size_down,
     worst_price,
 )
-from core.exchange.errors import PermanentExchangeError, RetryableExchangeError, error_from_chain
-from core.exchange.port import MarketInfo
+from core.exchange.port import MarketInfo, VenueCapabilities
 from tests.doubles.dydx.keys import new_key
 from tests.doubles.dydx.state import (
     ORDER_FLAG_LONG_TERM,
@@ -50,11 +54,10 @@ BTC, ETH, SOL = MARKETS["BTC-USD"], MARKETS["ETH-USD"], MARKETS["SOL-USD"]
 any_market = st.sampled_from(list(MARKETS.values()))
 
 
-def _reference_eth() -> MarketInfo:
+def _reference_eth() -> DydxMarket:
     """ETH-USD as the reference describes it (−9, −9, step 1e6, spt 1e5)."""
-    return MarketInfo(
+    info = MarketInfo(
         ticker="ETH-USD",
-        clob_pair_id=1,
         status="ACTIVE",
         oracle_price=Decimal(3000),
         tick_size=Decimal("0.1"),
@@ -62,6 +65,10 @@ def _reference_eth() -> MarketInfo:
         min_order_size=Decimal("0.001"),
         initial_margin_fraction=Decimal("0.02"),
         maintenance_margin_fraction=Decimal("0.012"),
+    )
+    return DydxMarket(
+        info=info,
+        clob_pair_id=1,
         atomic_resolution=-9,
         quantum_conversion_exponent=-9,
         step_base_quantums=1_000_000,
@@ -79,7 +86,7 @@ def test_reference_example_eth() -> None:
     assert quantums_to_size(10_000_000, eth) == Decimal("0.01")
     assert subticks_to_price(3_000_500_000, eth) == Decimal("3000.5")
     assert tick_size(eth) == eth.tick_size
-    assert step_size(eth) == eth.step_size == eth.min_order_size
+    assert step_size(eth) == eth.step_size == eth.info.min_order_size
 
 
 @pytest.mark.parametrize(
@@ -159,9 +166,9 @@ def test_floats_and_non_finite_values_are_refused() -> None:
         size_to_quantums(0.01, ETH)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         price_to_subticks(3000.5, ETH)  # type: ignore[arg-type]
-    with pytest.raises(QuantizationError):
+    with pytest.raises(GridError):
         size_to_quantums(Decimal("NaN"), ETH)
-    with pytest.raises(QuantizationError):
+    with pytest.raises(GridError):
         price_to_subticks(Decimal("Infinity"), ETH)
 
 
@@ -170,7 +177,7 @@ def test_round_price_to_tick() -> None:
     assert round_price_to_tick(Decimal("3000.55"), ETH, up=False) == Decimal("3000.5")
     assert round_price_to_tick(Decimal("3000.5"), ETH, up=True) == Decimal("3000.5")
     assert round_price_to_tick(Decimal("0.001"), ETH, up=False) == Decimal("0.1")  # ≥ 1 tick
-    with pytest.raises(QuantizationError):
+    with pytest.raises(GridError):
         round_price_to_tick(Decimal(0), ETH, up=True)
 
 
@@ -182,20 +189,21 @@ def test_worst_price_examples() -> None:
     assert worst_price(OrderSide.SELL, Decimal("135.07"), Decimal("0.013"), SOL) == Decimal(
         "133.31"
     )
-    with pytest.raises(QuantizationError):
+    with pytest.raises(GridError):
         worst_price(OrderSide.SELL, Decimal(3000), Decimal(1), ETH)
-    with pytest.raises(QuantizationError):
+    with pytest.raises(GridError):
         worst_price(OrderSide.BUY, Decimal(3000), Decimal("-0.01"), ETH)
 
 
 def test_short_term_good_til_block() -> None:
     assert SHORT_BLOCK_WINDOW == DOUBLE_SHORT_BLOCK_WINDOW == 40
-    assert short_term_good_til_block(1000) == 1030
-    assert short_term_good_til_block(1000, window=20, margin=5) == 1015
+    assert CAPABILITIES.short_term_window == SHORT_BLOCK_WINDOW
+    assert CAPABILITIES.short_term_good_til_block(1000) == 1030
+    assert VenueCapabilities(20, 5).short_term_good_til_block(1000) == 1015
     with pytest.raises(ValueError, match="margin"):
-        short_term_good_til_block(1000, margin=40)
+        VenueCapabilities(short_term_window=40, short_term_safety_margin=40)
     with pytest.raises(ValueError, match="negative"):
-        short_term_good_til_block(-1)
+        CAPABILITIES.short_term_good_til_block(-1)
 
 
 # ------------------------------------------------------------------ properties
@@ -279,7 +287,7 @@ def _order(
         time_in_force=TIF_IOC if short_term_height is not None else TIF_UNSPECIFIED,
     )
     if short_term_height is not None:
-        order.good_til_block = short_term_good_til_block(short_term_height)
+        order.good_til_block = CAPABILITIES.short_term_good_til_block(short_term_height)
     if good_til_block_time is not None:
         order.good_til_block_time = good_til_block_time
     return order

@@ -1,0 +1,57 @@
+"""The venue factory: the one place outside :mod:`core.exchange.dydx` that knows dYdX.
+
+Composition roots (the bot, the worker, tests, benches) build the configured venue's pieces
+here; everything else sees only the venue-neutral port (:class:`~core.exchange.venue.Venue`,
+:class:`~core.exchange.provider.ExchangeProvider`, :class:`~core.exchange.keys.KeyVerifier`).
+Nothing connects until first use.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.exchange.dydx.indexer import DEFAULT_TIMEOUT as INDEXER_TIMEOUT
+from core.exchange.dydx.indexer import IndexerClient
+from core.exchange.dydx.network import DydxNetwork
+from core.exchange.dydx.node import DEFAULT_TIMEOUT as NODE_TIMEOUT
+from core.exchange.dydx.node import NodeReader
+from core.exchange.dydx.venue import DydxVenue
+from core.exchange.dydx.verifier import DydxKeyVerifier
+from core.exchange.keys import KeyVerifier
+from core.exchange.provider import ExchangeProvider
+from core.exchange.venue import Venue
+from core.runtime.config import DydxEndpoints, Settings
+
+
+def create_venue(endpoints: DydxEndpoints) -> Venue:
+    """The configured venue (dYdX v4): shared node channel, Indexer session and caches.
+
+    Create it inside the running event loop and close it on shutdown.
+    """
+    return DydxVenue(DydxNetwork.from_endpoints(endpoints))
+
+
+def create_exchange_provider(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> ExchangeProvider:
+    """The exchange provider for the configured venue."""
+    return ExchangeProvider(sessionmaker, settings.keyring, create_venue(settings.dydx))
+
+
+def create_key_verifier(
+    endpoints: DydxEndpoints,
+    *,
+    node_timeout: float = NODE_TIMEOUT,
+    indexer_timeout: float = INDEXER_TIMEOUT,
+) -> KeyVerifier:
+    """Checks addresses and trading keys against the configured venue, and screens owners.
+
+    Args:
+        endpoints: The venue's endpoints (``settings.dydx``).
+        node_timeout: Seconds allowed per node call.
+        indexer_timeout: Seconds allowed per Indexer call.
+    """
+    return DydxKeyVerifier(
+        NodeReader.from_endpoints(endpoints, timeout=node_timeout),
+        IndexerClient.from_endpoints(endpoints, timeout=indexer_timeout),
+    )
