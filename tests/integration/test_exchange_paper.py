@@ -26,7 +26,7 @@ from core.domain.states import OrderSide, PositionSide
 from core.exchange.dydx import quantize
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.errors import PermanentExchangeError, error_from_chain
-from core.exchange.paper import PaperExchange
+from core.exchange.paper.venue import PaperExchange
 from core.exchange.port import (
     Account,
     Exchange,
