@@ -17,6 +17,7 @@ from core.db.repositories.orders import (
     OrderRepository,
     PositionRepository,
 )
+from core.db.repositories.paper import PaperRepository
 from core.db.repositories.users import UserRepository
 from core.db.repositories.wallets import WalletRepository
 from core.db.repositories.webhooks import WebhookRepository
@@ -46,6 +47,7 @@ class UnitOfWork:
     fills: FillRepository
     positions: PositionRepository
     nonces: NonceRepository
+    paper: PaperRepository
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -63,6 +65,7 @@ class UnitOfWork:
         self.fills = FillRepository(self.session)
         self.positions = PositionRepository(self.session)
         self.nonces = NonceRepository(self.session)
+        self.paper = PaperRepository(self.session)
         return self
 
     async def __aexit__(

@@ -18,7 +18,7 @@ from core.db.models import Credential
 from core.db.repositories.execution import LoadedAlert
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.exchange.paper import PaperExchange
+from core.exchange.paper.venue import PaperExchange
 from core.exchange.port import Exchange
 from core.exchange.venue import Venue
 from core.security.crypto import (

@@ -28,7 +28,7 @@ from core.exchange.dydx.errors import error_from_chain
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.errors import PermanentExchangeError
 from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, SignedTx, TimeInForce
-from core.exchange.paper import PaperExchange
+from core.exchange.paper.venue import PaperExchange
 from core.exchange.port import Account, Exchange
 from tests.doubles.dydx.double import DydxDouble
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from core.exchange.paper import PaperExchange
+from core.exchange.paper.venue import PaperExchange
 from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
