@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, Message
 from bot.keyboards.link import UnlinkCD, UnlinkChoice, confirm_unlink, open_link
 from core.services.users import UserView
 from core.services.wallet_link.errors import AlreadyLinkedError
-from core.services.wallet_link.service import WalletLinkService
+from core.services.wallet_link.service import LINK_TTL, WalletLinkService
 from core.texts import link as texts
 
 router: Final[Router] = Router(name=__name__)
@@ -26,7 +26,7 @@ async def link(message: Message, user: UserView, wallet_link: WalletLinkService)
     except AlreadyLinkedError as exc:
         await message.answer(texts.already_linked(exc.wallet))
         return
-    await message.answer(texts.link_issued(), reply_markup=open_link(issued.url))
+    await message.answer(texts.link_issued(LINK_TTL), reply_markup=open_link(issued.url))
 
 
 @router.message(Command("unlink"))

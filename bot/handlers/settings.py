@@ -14,7 +14,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.keyboards import settings as keyboards
 from bot.keyboards.settings import SettingsAction, SettingsCD
-from core.services.control.preference_input import PreferenceField, PreferenceInputError
+from core.domain.preferences import PreferenceField
+from core.services.control.preference_input import PreferenceInputError
 from core.services.control.service import ControlService
 from core.services.users import UserView
 from core.texts import settings as texts

@@ -8,12 +8,8 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from core.domain.preferences import Preferences
-from core.services.control.preference_input import (
-    PreferenceField,
-    PreferenceInputError,
-    parse_preference,
-)
+from core.domain.preferences import PreferenceField, Preferences
+from core.services.control.preference_input import PreferenceInputError, parse_preference
 from core.texts import settings as texts
 
 

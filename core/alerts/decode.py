@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from core.texts import alerts as texts
+
 # TradingView cancels after 3 s and its messages are a few hundred bytes.
 MAX_BODY_BYTES = 4096
 
@@ -54,15 +56,15 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise BodyError("body is not UTF-8 text") from None
+        raise BodyError(texts.BODY_NOT_UTF8) from None
     if not text.strip():
-        raise BodyError("body is empty")
+        raise BodyError(texts.BODY_EMPTY)
     try:
         value = json.loads(text, parse_float=Decimal, parse_constant=_no_constants)
     except (ValueError, RecursionError):
-        raise BodyError("body is not valid JSON") from None
+        raise BodyError(texts.BODY_NOT_JSON) from None
     if not isinstance(value, dict):
-        raise BodyError("body must be a JSON object")
+        raise BodyError(texts.BODY_NOT_OBJECT)
     return value
 
 
@@ -84,10 +86,10 @@ def parse_decimal(
         ValueError: With a short description of the problem.
     """
     if isinstance(value, bool):
-        raise FieldError("must be a number")
+        raise FieldError(texts.NOT_A_NUMBER)
     if isinstance(value, int):
         if abs(value) > 10**15:
-            raise FieldError(f"must be at most {maximum}")
+            raise FieldError(texts.at_most(maximum))
         number = Decimal(value)
     elif isinstance(value, Decimal):
         number = value
@@ -96,26 +98,26 @@ def parse_decimal(
     elif isinstance(value, str):
         text = value.strip()
         if len(text) > MAX_NUMBER_CHARS or not _NUMBER_RE.match(text):
-            raise FieldError("must be a number")
+            raise FieldError(texts.NOT_A_NUMBER)
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise FieldError("must be a number") from None
+            raise FieldError(texts.NOT_A_NUMBER) from None
     else:
-        raise FieldError("must be a number")
+        raise FieldError(texts.NOT_A_NUMBER)
     if not number.is_finite():
-        raise FieldError("must be a finite number")
+        raise FieldError(texts.NOT_FINITE)
     if number < 0:
-        raise FieldError("must not be negative")
+        raise FieldError(texts.NEGATIVE)
     if number == 0 and not allow_zero:
-        raise FieldError("must be greater than zero")
+        raise FieldError(texts.NOT_POSITIVE)
     if minimum is not None and number < minimum:
-        raise FieldError(f"must be at least {minimum}")
+        raise FieldError(texts.at_least(minimum))
     if number > maximum:
-        raise FieldError(f"must be at most {maximum}")
+        raise FieldError(texts.at_most(maximum))
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_DECIMAL_PLACES:
-        raise FieldError(f"has more than {MAX_DECIMAL_PLACES} decimal places")
+        raise FieldError(texts.too_many_decimals(MAX_DECIMAL_PLACES))
     return number
 
 
@@ -130,7 +132,7 @@ def normalise_market(raw: Any) -> str:
         ValueError: The symbol has no recognisable USD-quoted base.
     """
     if not isinstance(raw, str):
-        raise FieldError("must be a symbol like BTC-USD")
+        raise FieldError(texts.NOT_A_SYMBOL)
     text = raw.strip().upper()
     if ":" in text:  # exchange prefix of TradingView's {{exchange}}:{{ticker}}
         text = text.rsplit(":", 1)[1]
@@ -142,14 +144,14 @@ def normalise_market(raw: Any) -> str:
     if pair is not None:
         base, quote = pair.groups()
         if quote not in _QUOTES:
-            raise FieldError("must be quoted in USD (like BTC-USD)")
+            raise FieldError(texts.NOT_USD_QUOTED)
     else:
         joined = _JOINED_RE.match(text)
         if joined is None:
-            raise FieldError("must be a symbol like BTC-USD")
+            raise FieldError(texts.NOT_A_SYMBOL)
         base = joined.group(1)
     if not _BASE_RE.match(base):
-        raise FieldError("must be a symbol like BTC-USD")
+        raise FieldError(texts.NOT_A_SYMBOL)
     return f"{base}-USD"
 
 
@@ -160,26 +162,26 @@ def parse_time(value: Any) -> datetime:
         ValueError: Not a time, or outside the years 2000-2100.
     """
     if isinstance(value, bool):
-        raise FieldError("must be a time like 2024-05-01T12:00:00Z")
+        raise FieldError(texts.NOT_A_TIME)
     if isinstance(value, int | Decimal):
         seconds = Decimal(value)
         if not seconds.is_finite() or seconds < 0:
-            raise FieldError("must be a time like 2024-05-01T12:00:00Z")
+            raise FieldError(texts.NOT_A_TIME)
         if seconds > _EPOCH_MS_THRESHOLD:
             seconds /= 1000
         if seconds > Decimal(4_102_444_800):  # 2100-01-01
-            raise FieldError("must be a time between 2000 and 2100")
+            raise FieldError(texts.TIME_OUT_OF_RANGE)
         moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=float(seconds))
     elif isinstance(value, str) and len(value) <= 40:
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise FieldError("must be a time like 2024-05-01T12:00:00Z") from None
+            raise FieldError(texts.NOT_A_TIME) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         moment = moment.astimezone(UTC)
     else:
-        raise FieldError("must be a time like 2024-05-01T12:00:00Z")
+        raise FieldError(texts.NOT_A_TIME)
     if not _MIN_YEAR <= moment.year < _MAX_YEAR:
-        raise FieldError("must be a time between 2000 and 2100")
+        raise FieldError(texts.TIME_OUT_OF_RANGE)
     return moment

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.alerts.decode import FieldError, normalise_market, parse_decimal, parse_time
+from core.texts import alerts as texts
 
 MAX_ALERT_ID_CHARS = 128
 MAX_STRATEGY_CHARS = 64
@@ -147,25 +148,25 @@ class AlertOrder:
 
 def _label(value: Any, limit: int) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise FieldError("must be text")
+        raise FieldError(texts.NOT_TEXT)
     text = str(value).strip()
     if not text:
-        raise FieldError("must not be empty")
+        raise FieldError(texts.EMPTY)
     if len(text) > limit:
-        raise FieldError(f"must be at most {limit} characters")
+        raise FieldError(texts.too_long(limit))
     if not text.isprintable():
-        raise FieldError("must not contain control characters")
+        raise FieldError(texts.CONTROL_CHARACTERS)
     return text
 
 
 def _choice(value: Any, enum_cls: type[StrEnum]) -> Any:
     options = ", ".join(member.value for member in enum_cls)
     if not isinstance(value, str):
-        raise FieldError(f"must be one of {options}")
+        raise FieldError(texts.one_of(options))
     try:
         return enum_cls(value.strip().lower())
     except ValueError:
-        raise FieldError(f"must be one of {options}") from None
+        raise FieldError(texts.one_of(options)) from None
 
 
 def _boolean(value: Any) -> bool:
@@ -173,7 +174,7 @@ def _boolean(value: Any) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
         return value.strip().lower() == "true"
-    raise FieldError("must be true or false")
+    raise FieldError(texts.NOT_BOOLEAN)
 
 
 # The schema -------------------------------------------------------------------------------
@@ -238,13 +239,13 @@ def _native_view(
         if key not in KNOWN_FIELDS:
             # The name is echoed back and stored: keep it short and printable.
             name = key[:64] if key[:64].isprintable() else ascii(key[:64])[1:-1]
-            errors[name] = "unknown field"
+            errors[name] = texts.UNKNOWN_FIELD
             continue
         if key in _TAC_IGNORED or key == "passphrase":
             continue
         native = _TAC_ALIASES.get(key, key)
         if native in values:
-            errors[key] = f"give either {native} or {key}, not both"
+            errors[key] = texts.either_not_both(native, key)
             continue
         values[native] = value
         if key == "sizeByLeverage":
@@ -270,7 +271,7 @@ def parse_alert(body: Mapping[str, Any]) -> AlertOrder:
     parsed: dict[str, Any] = {}
     values = _native_view(body, errors, parsed)
     if values.pop("_leverage", False) and "size_pct" in body:
-        errors["sizeByLeverage"] = "give either size_pct or sizeByLeverage, not both"
+        errors["sizeByLeverage"] = texts.LEVERAGE_AND_PCT
 
     def field(name: str, parse: Any, *args: Any, **kwargs: Any) -> None:
         if name not in values or values[name] is None or values[name] == "":
@@ -281,11 +282,11 @@ def parse_alert(body: Mapping[str, Any]) -> AlertOrder:
             errors[name] = str(exc)
 
     if values.get("market") in (None, ""):
-        errors["market"] = "is required"
+        errors["market"] = texts.REQUIRED
     else:
         field("market", normalise_market)
     if values.get("action") in (None, ""):
-        errors["action"] = "is required (buy, sell or close)"
+        errors["action"] = texts.ACTION_REQUIRED
     else:
         field("action", _choice, Action)
     field("position", _choice, TargetPosition)
@@ -302,21 +303,21 @@ def parse_alert(body: Mapping[str, Any]) -> AlertOrder:
     sizing = [name for name in _SIZING if name in parsed]
     if len(sizing) > 1:
         for name in sizing:
-            errors[name] = "give only one of size, size_usd, size_pct"
+            errors[name] = texts.ONE_SIZING
     elif (
         not sizing
         and action in (Action.BUY, Action.SELL)
         and position is not TargetPosition.FLAT
         and not any(name in errors for name in _SIZING)
     ):
-        errors["size"] = "is required: give one of size, size_usd, size_pct"
+        errors["size"] = texts.SIZING_REQUIRED
     if action is Action.CLOSE and position in (TargetPosition.LONG, TargetPosition.SHORT):
-        errors["position"] = "must be flat (or absent) when action is close"
+        errors["position"] = texts.CLOSE_NOT_FLAT
     if parsed.get("order_type") is OrderType.LIMIT and "price" not in parsed:
-        errors.setdefault("price", "is required for a limit order")
+        errors.setdefault("price", texts.LIMIT_PRICE_REQUIRED)
     for pct, absolute in (("tp_pct", "tp_price"), ("sl_pct", "sl_price")):
         if pct in parsed and absolute in parsed:
-            errors[absolute] = f"give only one of {pct}, {absolute}"
+            errors[absolute] = texts.only_one_of(pct, absolute)
     if errors:
         raise AlertSchemaError(errors)
     return AlertOrder(**parsed)

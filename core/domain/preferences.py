@@ -36,6 +36,21 @@ class FlipMode(StrEnum):
     REDUCE = "reduce"  # only reduce / close; never open the other side on one alert
 
 
+class PreferenceField(StrEnum):
+    """A preference /settings edits (short values: they travel in callback data)."""
+
+    SIZE = "size"
+    SLIPPAGE = "slip"
+    LEVERAGE = "lev"
+    NOTIONAL = "notional"
+    POSITIONS = "positions"
+    LOSS_LIMIT = "loss"
+    MARKETS = "markets"
+    FLIP = "flip"
+    PAPER = "paper"
+    TIMEZONE = "tz"
+
+
 class Preferences(BaseModel):
     """A trader's preferences with their defaults.
 

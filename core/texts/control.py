@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.domain.compliance import ComplianceStatus
-from core.services.control.service import Resumed
+
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.control.service import Resumed
 
 
 def paused() -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
-from core.services.control.notify import NotifyRefusal, NotifyTarget
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.control.notify import NotifyRefusal, NotifyTarget
 
 _HOW = (
     "To get them in a channel you own:\n"
@@ -54,29 +56,30 @@ def cleared(was_set: bool) -> str:
     return "Trade notifications already come to this chat."
 
 
-_REFUSALS = {
-    NotifyRefusal.BAD_REFERENCE: (
+# Keyed by the values of ``NotifyRefusal`` (a StrEnum), which texts do not import.
+_REFUSALS: dict[str, str] = {
+    "bad_reference": (
         "That doesn't look like a channel. Send /notify @channelname, or the channel's id "
         "(it starts with -100)."
     ),
-    NotifyRefusal.NOT_FOUND: (
+    "not_found": (
         "I can't see that channel. If it is private, add me as an administrator with "
         "“Post messages” first, then send /notify again with its id (-100…)."
     ),
-    NotifyRefusal.NOT_A_CHANNEL: "{title} is not a channel: notifications go to channels only.",
-    NotifyRefusal.BOT_NOT_ADMIN: (
+    "not_a_channel": "{title} is not a channel: notifications go to channels only.",
+    "bot_not_admin": (
         "I'm not an administrator of {title}. Add me as an administrator with "
         "“Post messages”, then send /notify again."
     ),
-    NotifyRefusal.BOT_CANNOT_POST: (
+    "bot_cannot_post": (
         "I'm an administrator of {title} but may not post. Turn on “Post messages” for me "
         "in the channel's administrators, then send /notify again."
     ),
-    NotifyRefusal.NOT_OWNER: (
+    "not_owner": (
         "Only the owner of {title} can send its notifications there, and Telegram says "
         "that's not you."
     ),
-    NotifyRefusal.POST_FAILED: (
+    "post_failed": (
         "Telegram refused my test message in {title}. Check that I may post there, then "
         "send /notify again."
     ),

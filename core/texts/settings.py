@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from html import escape
+from typing import TYPE_CHECKING
 
 from core.domain.preferences import (
     MAX_LEVERAGE,
@@ -11,12 +13,14 @@ from core.domain.preferences import (
     MAX_OPEN_POSITIONS,
     MAX_SLIPPAGE_PCT,
     FlipMode,
+    PreferenceField,
     Preferences,
     SizeKind,
 )
-from core.services.control.preference_input import PreferenceField
-from core.services.control.service import ControlStatus
 from core.texts import fmt
+
+if TYPE_CHECKING:  # the view type only: texts do not import the services at run time
+    from core.services.control.service import ControlStatus
 
 TYPE_BUTTON = "✏️ Type a value"
 BACK_BUTTON = "« Back"
@@ -218,3 +222,83 @@ def expired() -> str:
 def saved_toast() -> str:
     """The short pop-up after a button changed a value."""
     return "Saved"
+
+
+# Refused preference values (``PreferenceInputError``): the field's name, then what is accepted.
+
+#: How a refusal names each preference.
+INPUT_LABELS: dict[PreferenceField, str] = {
+    PreferenceField.SIZE: "Default size",
+    PreferenceField.SLIPPAGE: "Slippage",
+    PreferenceField.LEVERAGE: "Leverage cap",
+    PreferenceField.NOTIONAL: "Max notional",
+    PreferenceField.POSITIONS: "Max open positions",
+    PreferenceField.LOSS_LIMIT: "Daily loss limit",
+    PreferenceField.MARKETS: "Allowed markets",
+    PreferenceField.FLIP: "Flip behaviour",
+    PreferenceField.PAPER: "Paper mode",
+    PreferenceField.TIMEZONE: "Timezone",
+}
+_INPUT_EXAMPLES: dict[PreferenceField, str] = {
+    PreferenceField.SIZE: "$100, 5% or 0.01 ETH",
+    PreferenceField.SLIPPAGE: "0.5",
+    PreferenceField.LEVERAGE: "3",
+    PreferenceField.NOTIONAL: "2500",
+    PreferenceField.LOSS_LIMIT: "200, or off",
+    PreferenceField.POSITIONS: "5",
+}
+#: Units after a bound in :func:`input_out_of_bounds`.
+UNIT_EQUITY_PCT = "% of equity"
+UNIT_USD = " USD"
+UNIT_PCT = "%"
+UNIT_LEVERAGE = "x"
+
+INPUT_TOO_LONG = "That is too long for a setting."
+MARKETS_EMPTY = "Allowed markets: send tickers like BTC-USD ETH-USD, or all."
+TIMEZONE_OFFSET_RANGE = "Timezone: UTC offsets go from -12 to +14."
+TIMEZONE_UNKNOWN = (
+    "Timezone: send a name like Europe/Berlin or America/New_York, or an offset like UTC+2."
+)
+FLIP_REFUSED = "Flip behaviour: flip or reduce."
+PAPER_REFUSED = "Paper mode: on or off."
+
+
+def input_not_a_number(field: PreferenceField) -> str:
+    """A value that is not a plain number."""
+    example = _INPUT_EXAMPLES.get(field, "10")
+    return f"{INPUT_LABELS[field]}: send a number, e.g. {example}."
+
+
+def input_too_precise(field: PreferenceField, places: int) -> str:
+    """A number with too many decimal places."""
+    return f"{INPUT_LABELS[field]}: at most {places} decimal places."
+
+
+def input_too_large(field: PreferenceField) -> str:
+    """A number with more digits than a ``Decimal`` holds."""
+    return f"{INPUT_LABELS[field]}: that number is too large."
+
+
+def input_out_of_bounds(field: PreferenceField, maximum: Decimal, unit: str = "") -> str:
+    """A number at or below zero or above the cap."""
+    return f"{INPUT_LABELS[field]} must be above 0 and at most {fmt.number(maximum)}{unit}."
+
+
+def input_unrecognised(field: PreferenceField) -> str:
+    """A value of no accepted shape, answered with an example."""
+    return f"{INPUT_LABELS[field]}: send e.g. {_INPUT_EXAMPLES[field]}."
+
+
+def markets_too_many(limit: int) -> str:
+    """More allowed markets than the cap."""
+    return f"Allowed markets: at most {limit} markets."
+
+
+def market_unknown(shown: str) -> str:
+    """One of the allowed markets is not a market ticker."""
+    return f"Allowed markets: {shown} is not a market like BTC-USD."
+
+
+def positions_refused(maximum: int) -> str:
+    """Max open positions outside 1..``maximum``."""
+    return f"Max open positions: send a whole number from 1 to {maximum}."

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 from core.domain.compliance import Declaration
-from core.services.users import SetupStatus
+
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.users import SetupStatus
 
 
 def welcome(first_name: str | None, *, returning: bool) -> str:

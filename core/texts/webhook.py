@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 from core.domain.states import AlertState
-from core.services.webhooks import AlertView, IssuedWebhook, WebhookStatus
+
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.webhooks import AlertView, IssuedWebhook, WebhookStatus
 
 ROTATE_BUTTON = "🔄 New URL and passphrase"
 REVOKE_BUTTON = "⛔ Revoke the webhook"

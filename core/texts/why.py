@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from core.domain.states import AlertState, OrderState
-from core.services.control.timeline import OrderSummary, Step, Timeline
 from core.texts import fmt
+
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.control.timeline import OrderSummary, Step, Timeline
 
 STEP_NAMES = {
     "received": "received",

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from core.domain.preferences import FlipMode, SizeKind
+from core.domain.preferences import FlipMode, PreferenceField, SizeKind
 from core.services.control.preference_input import (
-    PreferenceField,
     PreferenceInputError,
     parse_market,
     parse_preference,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
 from typing import Any
 from zoneinfo import available_timezones
 
@@ -19,8 +18,11 @@ from core.domain.preferences import (
     MAX_OPEN_POSITIONS,
     MAX_SLIPPAGE_PCT,
     FlipMode,
+    PreferenceField,
     SizeKind,
 )
+from core.texts import settings as texts
+from core.texts.settings import UNIT_EQUITY_PCT, UNIT_LEVERAGE, UNIT_PCT, UNIT_USD
 
 MAX_SIZE_PCT = Decimal(1000)  # 10x equity, as an alert's size_pct; leverage caps bind first
 MAX_ALLOWED_MARKETS = 40
@@ -34,46 +36,31 @@ _BARE_BASE_RE = re.compile(r"^[A-Za-z0-9]{1,20}$")
 _OFF_WORDS = frozenset({"off", "none", "no", "no limit", "unlimited", "-"})
 
 
-class PreferenceField(StrEnum):
-    """A preference /settings edits (short values: they travel in callback data)."""
-
-    SIZE = "size"
-    SLIPPAGE = "slip"
-    LEVERAGE = "lev"
-    NOTIONAL = "notional"
-    POSITIONS = "positions"
-    LOSS_LIMIT = "loss"
-    MARKETS = "markets"
-    FLIP = "flip"
-    PAPER = "paper"
-    TIMEZONE = "tz"
-
-
 class PreferenceInputError(ValueError):
     """A preference value was refused; ``str(exc)`` says what is accepted."""
 
 
-def _decimal(text: str, what: str) -> Decimal:
+def _decimal(text: str, field: PreferenceField) -> Decimal:
     """A plain positive-looking number, with ``,`` thousands separators and a ``k`` suffix."""
     cleaned = text.strip().lower().replace(",", "").replace("_", "").replace(" ", "")
     factor = Decimal(1)
     if cleaned.endswith("k"):
         cleaned, factor = cleaned[:-1], Decimal(1000)
     if not _NUMBER_RE.match(cleaned):
-        raise PreferenceInputError(f"{what}: send a number, e.g. {_EXAMPLES.get(what, '10')}.")
+        raise PreferenceInputError(texts.input_not_a_number(field))
     if len(cleaned.partition(".")[2]) > MAX_DECIMALS:
-        raise PreferenceInputError(f"{what}: at most {MAX_DECIMALS} decimal places.")
+        raise PreferenceInputError(texts.input_too_precise(field, MAX_DECIMALS))
     try:
         value = Decimal(cleaned) * factor
         # 2.5k is 2500, not 2500.0 (normalize() alone would store 1E+3)
         return value.quantize(Decimal(1)) if value == value.to_integral() else value.normalize()
     except InvalidOperation:  # more digits than Decimal's context holds
-        raise PreferenceInputError(f"{what}: that number is too large.") from None
+        raise PreferenceInputError(texts.input_too_large(field)) from None
 
 
-def _bounded(value: Decimal, what: str, maximum: Decimal, unit: str = "") -> Decimal:
+def _bounded(value: Decimal, field: PreferenceField, maximum: Decimal, unit: str = "") -> Decimal:
     if value <= 0 or value > maximum:
-        raise PreferenceInputError(f"{what} must be above 0 and at most {maximum:,f}{unit}.")
+        raise PreferenceInputError(texts.input_out_of_bounds(field, maximum, unit))
     return value
 
 
@@ -85,27 +72,17 @@ def _strip(text: str, *suffixes: str) -> str:
     return cleaned
 
 
-_EXAMPLES = {
-    "Default size": "$100, 5% or 0.01 ETH",
-    "Slippage": "0.5",
-    "Leverage cap": "3",
-    "Max notional": "2500",
-    "Daily loss limit": "200, or off",
-    "Max open positions": "5",
-}
-
-
 def _size(text: str) -> dict[str, Any]:
-    what = "Default size"
+    what = PreferenceField.SIZE
     match = _SIZE_RE.match(text.strip().lower())
     if match is None:
-        raise PreferenceInputError(f"{what}: send e.g. {_EXAMPLES[what]}.")
+        raise PreferenceInputError(texts.input_unrecognised(what))
     dollar, amount, unit = match.groups()
     if unit == "%" and not dollar:
-        pct = _bounded(_decimal(amount, what), what, MAX_SIZE_PCT, "% of equity")
+        pct = _bounded(_decimal(amount, what), what, MAX_SIZE_PCT, UNIT_EQUITY_PCT)
         return {"default_size_kind": SizeKind.PCT, "default_size_value": pct}
     if dollar or unit in {"", "$", "usd", "usdc"}:
-        usd = _bounded(_decimal(amount, what), what, MAX_NOTIONAL_USD, " USD")
+        usd = _bounded(_decimal(amount, what), what, MAX_NOTIONAL_USD, UNIT_USD)
         return {"default_size_kind": SizeKind.USD, "default_size_value": usd}
     # "0.01 eth", "0.01 units": base units of whatever market the alert trades
     base = _bounded(_decimal(amount, what), what, MAX_NOTIONAL_USD)
@@ -130,18 +107,16 @@ def _markets(text: str) -> dict[str, Any]:
         return {"allowed_markets": ()}
     tickers = [part for part in re.split(r"[\s,;]+", cleaned) if part]
     if not tickers:
-        raise PreferenceInputError("Allowed markets: send tickers like BTC-USD ETH-USD, or all.")
+        raise PreferenceInputError(texts.MARKETS_EMPTY)
     if len(tickers) > MAX_ALLOWED_MARKETS:
-        raise PreferenceInputError(f"Allowed markets: at most {MAX_ALLOWED_MARKETS} markets.")
+        raise PreferenceInputError(texts.markets_too_many(MAX_ALLOWED_MARKETS))
     markets = []
     for ticker in tickers:
         try:
             markets.append(parse_market(ticker))
         except ValueError:
             shown = ticker[:32]
-            raise PreferenceInputError(
-                f"Allowed markets: {shown} is not a market like BTC-USD."
-            ) from None
+            raise PreferenceInputError(texts.market_unknown(shown)) from None
     return {"allowed_markets": tuple(markets)}
 
 
@@ -153,16 +128,14 @@ def _timezone(text: str) -> dict[str, Any]:
     if offset is not None:
         sign, hours = offset.groups()
         if int(hours) > 14:
-            raise PreferenceInputError("Timezone: UTC offsets go from -12 to +14.")
+            raise PreferenceInputError(texts.TIMEZONE_OFFSET_RANGE)
         # The IANA Etc/GMT zones have POSIX signs: UTC+2 is Etc/GMT-2.
         posix = "-" if sign == "+" else "+"
         return {"timezone": "UTC" if int(hours) == 0 else f"Etc/GMT{posix}{int(hours)}"}
     by_lower = {zone.lower(): zone for zone in available_timezones()}
     zone = by_lower.get(cleaned.lower())
     if zone is None:
-        raise PreferenceInputError(
-            "Timezone: send a name like Europe/Berlin or America/New_York, or an offset like UTC+2."
-        )
+        raise PreferenceInputError(texts.TIMEZONE_UNKNOWN)
     return {"timezone": zone}
 
 
@@ -177,30 +150,28 @@ def parse_preference(field: PreferenceField, text: str) -> dict[str, Any]:
         PreferenceInputError: The text is not a valid value (the message says what is).
     """
     if len(text) > MAX_INPUT_CHARS:
-        raise PreferenceInputError("That is too long for a setting.")
+        raise PreferenceInputError(texts.INPUT_TOO_LONG)
     lowered = text.strip().lower()
     if field is PreferenceField.SIZE:
         return _size(text)
     if field is PreferenceField.SLIPPAGE:
-        value = _decimal(_strip(text, "%"), "Slippage")
-        return {"slippage_pct": _bounded(value, "Slippage", MAX_SLIPPAGE_PCT, "%")}
+        value = _decimal(_strip(text, "%"), field)
+        return {"slippage_pct": _bounded(value, field, MAX_SLIPPAGE_PCT, UNIT_PCT)}
     if field is PreferenceField.LEVERAGE:
-        value = _decimal(_strip(text, "x"), "Leverage cap")
-        return {"max_leverage": _bounded(value, "Leverage cap", MAX_LEVERAGE, "x")}
+        value = _decimal(_strip(text, "x"), field)
+        return {"max_leverage": _bounded(value, field, MAX_LEVERAGE, UNIT_LEVERAGE)}
     if field is PreferenceField.NOTIONAL:
-        value = _decimal(_strip(text, "usdc", "usd", "$").lstrip("$"), "Max notional")
-        return {"max_notional_usd": _bounded(value, "Max notional", MAX_NOTIONAL_USD, " USD")}
+        value = _decimal(_strip(text, "usdc", "usd", "$").lstrip("$"), field)
+        return {"max_notional_usd": _bounded(value, field, MAX_NOTIONAL_USD, UNIT_USD)}
     if field is PreferenceField.POSITIONS:
         if not lowered.isdigit() or not 1 <= int(lowered) <= MAX_OPEN_POSITIONS:
-            raise PreferenceInputError(
-                f"Max open positions: send a whole number from 1 to {MAX_OPEN_POSITIONS}."
-            )
+            raise PreferenceInputError(texts.positions_refused(MAX_OPEN_POSITIONS))
         return {"max_open_positions": int(lowered)}
     if field is PreferenceField.LOSS_LIMIT:
         if lowered in _OFF_WORDS:
             return {"daily_loss_limit_usd": None}
-        value = _decimal(_strip(text, "usdc", "usd", "$").lstrip("$"), "Daily loss limit")
-        limit = _bounded(value, "Daily loss limit", MAX_NOTIONAL_USD, " USD")
+        value = _decimal(_strip(text, "usdc", "usd", "$").lstrip("$"), field)
+        limit = _bounded(value, field, MAX_NOTIONAL_USD, UNIT_USD)
         return {"daily_loss_limit_usd": limit}
     if field is PreferenceField.MARKETS:
         return _markets(text)
@@ -208,11 +179,11 @@ def parse_preference(field: PreferenceField, text: str) -> dict[str, Any]:
         try:
             return {"flip": FlipMode(lowered)}
         except ValueError:
-            raise PreferenceInputError("Flip behaviour: flip or reduce.") from None
+            raise PreferenceInputError(texts.FLIP_REFUSED) from None
     if field is PreferenceField.PAPER:
         if lowered in {"on", "paper", "true", "yes"}:
             return {"paper": True}
         if lowered in {"off", "live", "false", "no"}:
             return {"paper": False}
-        raise PreferenceInputError("Paper mode: on or off.")
+        raise PreferenceInputError(texts.PAPER_REFUSED)
     return _timezone(text)

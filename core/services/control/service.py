@@ -11,7 +11,7 @@ from core.db.models import User
 from core.db.repositories.control import ControlRepository
 from core.db.uow import UnitOfWork
 from core.domain.compliance import ComplianceStatus
-from core.domain.preferences import Preferences
+from core.domain.preferences import PreferenceField, Preferences
 from core.runtime.logs import get_logger
 from core.services.control.notify import (
     CHANNEL_LOST_NOTICE,
@@ -22,7 +22,6 @@ from core.services.control.notify import (
     check_channel,
 )
 from core.services.control.preference_input import (
-    PreferenceField,
     PreferenceInputError,
     parse_preference,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from core.services.wallet_link.views import WalletView
+from core.texts import link as texts
 
 
 class WalletLinkError(Exception):
@@ -15,7 +16,7 @@ class WalletLinkError(Exception):
     """
 
     code: ClassVar[str] = "refused"
-    default_message: ClassVar[str] = "The wallet could not be linked."
+    default_message: ClassVar[str] = texts.REFUSED
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.default_message)
@@ -36,10 +37,7 @@ class LinkUnavailableError(WalletLinkError):
     """The token is unknown, used or expired. Deliberately one error for all three."""
 
     code = "link_unavailable"
-    default_message = (
-        "This link is no longer valid: a link works once, for 10 minutes. "
-        "Send /link to the bot for a new one."
-    )
+    default_message = texts.LINK_UNAVAILABLE
 
 
 class AlreadyLinkedError(WalletLinkError):
@@ -50,7 +48,7 @@ class AlreadyLinkedError(WalletLinkError):
     """
 
     code = "already_linked"
-    default_message = "You already have a linked wallet: send /unlink to the bot first."
+    default_message = texts.HAS_WALLET
 
     def __init__(self, wallet: WalletView) -> None:
         super().__init__()
@@ -61,7 +59,7 @@ class AddressTakenError(WalletLinkError):
     """The address is linked to another Telegram account."""
 
     code = "address_taken"
-    default_message = "This wallet is linked to another Telegram account."
+    default_message = texts.ADDRESS_TAKEN
 
 
 class WrongDomainError(WalletLinkError):
@@ -86,51 +84,39 @@ class NonceMismatchError(WalletLinkError):
     """The message's nonce is not the one this link holds now (replaced, reused, foreign)."""
 
     code = "nonce_mismatch"
-    default_message = (
-        "This message was not issued for this link, or a newer one replaced it. "
-        "Reload the page and sign again."
-    )
+    default_message = texts.NONCE_MISMATCH
 
 
 class MessageMismatchError(WalletLinkError):
     """A field we always write a certain way differs (statement, times, extra fields)."""
 
     code = "message_mismatch"
-    default_message = (
-        "This message is not the one this server issued. Reload the page and sign again."
-    )
+    default_message = texts.MESSAGE_MISMATCH
 
 
 class MessageExpiredError(WalletLinkError):
     """The signed message is past its expiration time."""
 
     code = "message_expired"
-    default_message = "This message has expired. Reload the page and sign again."
+    default_message = texts.MESSAGE_EXPIRED
 
 
 class InvalidSignatureError(WalletLinkError):
     """The signature is not the address's."""
 
     code = "invalid_signature"
-    default_message = "The signature does not match the wallet address in the message."
+    default_message = texts.INVALID_SIGNATURE
 
 
 class ContractWalletUnsupportedError(WalletLinkError):
     """The signer did not recover and no RPC is configured to ask a contract wallet."""
 
     code = "contract_wallet_needs_rpc"
-    default_message = (
-        "The signature does not match the address in the message. If this is a contract "
-        "wallet (a Safe or another smart account), the server needs ETHEREUM_RPC_URL set "
-        "to verify it: ask the operator, or link an ordinary wallet."
-    )
+    default_message = texts.CONTRACT_WALLET_NEEDS_RPC
 
 
 class RpcUnavailableError(WalletLinkError):
     """The Ethereum RPC needed for a contract wallet failed or is on another chain."""
 
     code = "rpc_unavailable"
-    default_message = (
-        "Could not check this contract wallet with the server's Ethereum RPC. "
-        "Try again in a minute."
-    )
+    default_message = texts.RPC_UNAVAILABLE

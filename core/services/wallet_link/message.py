@@ -22,6 +22,7 @@ from core.services.wallet_link.errors import (
     WrongUriError,
 )
 from core.services.wallet_link.site import LinkSite
+from core.texts import link as texts
 
 # A signed message lives shorter than its link: opening the page late must not leave a
 # long-lived signature around.
@@ -39,11 +40,7 @@ def statement_for(user: User) -> str:
     Only characters the EIP-4361 statement grammar allows; usernames are ``[A-Za-z0-9_]``.
     """
     username = user.username if user.username and _USERNAME_RE.match(user.username) else None
-    who = f"@{username} (id {user.telegram_id})" if username else f"id {user.telegram_id}"
-    return (
-        f"Link this wallet to Telegram user {who} on tv2dydx. "
-        "This signature costs nothing and grants no access to funds."
-    )
+    return texts.signing_statement(username, user.telegram_id)
 
 
 def _iso(moment: datetime) -> Any:
@@ -58,11 +55,11 @@ def message_time(value: Any) -> datetime:
 def checked_address(address: str) -> str:
     """The EIP-55 form of a lower-case or correctly checksummed address."""
     if not _ADDRESS_RE.match(address):
-        raise InvalidInputError("That is not an Ethereum address (0x and 40 hex digits).")
+        raise InvalidInputError(texts.NOT_AN_ADDRESS)
     digits = address[2:]
     mixed = digits != digits.lower() and digits != digits.upper()
     if mixed and not is_checksum_address(address):
-        raise InvalidInputError("This address has a wrong checksum (EIP-55); copy it again.")
+        raise InvalidInputError(texts.BAD_CHECKSUM)
     return str(to_checksum_address(address))
 
 
@@ -71,9 +68,9 @@ def parse_message(message: str) -> Any:
     try:
         parsed = siwe.SiweMessage.from_message(message, abnf=True)
     except Exception:  # the grammar and pydantic raise many kinds; all mean "malformed"
-        raise InvalidInputError("This is not a valid sign-in message (EIP-4361).") from None
+        raise InvalidInputError(texts.NOT_A_SIWE_MESSAGE) from None
     if parsed.prepare_message() != message:
-        raise InvalidInputError("This is not a valid sign-in message (EIP-4361).")
+        raise InvalidInputError(texts.NOT_A_SIWE_MESSAGE)
     return parsed
 
 
@@ -120,19 +117,12 @@ def check_site(parsed: Any, site: LinkSite) -> None:
     """
     if parsed.domain != site.domain or parsed.scheme is not None:
         named = f"{parsed.scheme}://{parsed.domain}" if parsed.scheme else parsed.domain
-        raise WrongDomainError(
-            f"This message was made for {named}, not for {site.domain}. "
-            "Never sign a message for another site."
-        )
+        raise WrongDomainError(texts.wrong_domain(named, site.domain))
     if str(parsed.uri) != site.uri:
-        raise WrongUriError(
-            f"This message names {parsed.uri}, not {site.uri}. "
-            "Never sign a message for another site."
-        )
+        raise WrongUriError(texts.wrong_uri(str(parsed.uri), site.uri))
     if parsed.chain_id != site.chain_id:
         raise WrongChainError(
-            f"This message is for chain id {parsed.chain_id}; this server links wallets "
-            f"on {site.chain_name} (chain id {site.chain_id})."
+            texts.message_on_wrong_chain(parsed.chain_id, site.chain_name, site.chain_id)
         )
     if not is_checksum_address(parsed.address):
         raise MessageMismatchError()

@@ -42,7 +42,8 @@ from core.services.wallet_link.message import (
 )
 from core.services.wallet_link.signature import check_signature_shape, verify_signature
 from core.services.wallet_link.site import LinkSite
-from core.services.wallet_link.views import IssuedLink, WalletView, linked_notification
+from core.services.wallet_link.views import IssuedLink, WalletView
+from core.texts import link as texts
 
 LINK_TTL = timedelta(minutes=10)
 TOKEN_BYTES = 24  # 192 bits
@@ -189,11 +190,10 @@ class WalletLinkService:
         site = self.site
         checksummed = checked_address(address)
         if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
-            raise InvalidInputError("That is not a chain id.")
+            raise InvalidInputError(texts.NOT_A_CHAIN_ID)
         if chain_id != site.chain_id:
             raise WrongChainError(
-                f"Your wallet is on chain id {chain_id}. Switch it to {site.chain_name} "
-                f"(chain id {site.chain_id}) and try again."
+                texts.wallet_on_wrong_chain(chain_id, site.chain_name, site.chain_id)
             )
         now = self._clock()
         async with UnitOfWork(self._sessionmaker) as uow:
@@ -238,9 +238,9 @@ class WalletLinkService:
     async def _verify(self, token: str, message: str, signature: str) -> WalletView:
         site = self.site
         if not isinstance(message, str) or not isinstance(signature, str):
-            raise InvalidInputError("Send the message and the signature as text.")
+            raise InvalidInputError(texts.NOT_TEXT)
         if len(message) > MAX_MESSAGE_CHARS:
-            raise InvalidInputError("The message is too long.")
+            raise InvalidInputError(texts.MESSAGE_TOO_LONG)
         check_signature_shape(signature)
         self._check_token_shape(token)
         parsed = await asyncio.to_thread(parse_message, message)
@@ -278,7 +278,7 @@ class WalletLinkService:
                 chat_id=session.telegram_id,
                 user_id=session.user_id,
                 kind="wallet_linked",
-                text=linked_notification(view),
+                text=texts.linked(view),
                 dedupe_key=f"wallet_linked:{session.request_id}",
             )
             await uow.commit()

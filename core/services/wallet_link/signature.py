@@ -18,6 +18,7 @@ from core.services.wallet_link.errors import (
     RpcUnavailableError,
 )
 from core.services.wallet_link.site import LinkSite
+from core.texts import link as texts
 
 RPC_TIMEOUT_SECONDS = 10
 # ERC-1271 and ERC-6492 signatures have no fixed length; 8 KiB is far above real ones.
@@ -33,7 +34,7 @@ def check_signature_shape(signature: str) -> None:
         InvalidInputError: It is not shaped like a signature.
     """
     if not _SIGNATURE_RE.match(signature):
-        raise InvalidInputError("That is not a signature (0x and hex digits).")
+        raise InvalidInputError(texts.NOT_A_SIGNATURE)
 
 
 def verify_signature(parsed: Any, signature: str, site: LinkSite, now: datetime) -> None:
@@ -65,10 +66,7 @@ def verify_signature(parsed: Any, signature: str, site: LinkSite, now: datetime)
         raise InvalidSignatureError() from None
     except siwe.ChainIdMismatch:
         # The message's chain id was checked before: this is the RPC's chain.
-        raise RpcUnavailableError(
-            "The server's Ethereum RPC is on another chain, so contract wallets cannot be "
-            "checked. Ask the operator to fix ETHEREUM_RPC_URL, or link an ordinary wallet."
-        ) from None
+        raise RpcUnavailableError(texts.RPC_WRONG_CHAIN) from None
     except siwe.ExpiredMessage:
         raise MessageExpiredError() from None
     except siwe.VerificationError:

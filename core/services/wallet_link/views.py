@@ -47,12 +47,3 @@ class IssuedLink:
     token: str
     url: str
     expires_at: datetime
-
-
-def linked_notification(wallet: WalletView) -> str:
-    """The bot's confirmation in the chat (HTML)."""
-    return (
-        f"✅ Wallet <code>{wallet.address}</code> is now linked to this Telegram account.\n\n"
-        "If you did not do this, send /unlink at once.\n"
-        "Next step: add your dYdX API trading key with /key."
-    )
