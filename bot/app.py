@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
-from core.db.repositories.execution import ExecutionStore
+from core.db.repositories.execution import ExecutionRepository
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.node import NodeReader
 from core.runtime.config import Settings
@@ -19,11 +19,15 @@ from core.services.account import AccountService
 from core.services.control import ControlService
 from core.services.credentials import CredentialService
 from core.services.exchanges import ExchangeProvider
+from core.services.execution.pipeline import ExecutionService
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link import LinkSite, WalletLinkService
 from core.services.webhooks import WebhookService
 from core.texts.common import COMMANDS
+
+#: How long ``/close`` and ``/panic`` wait for an order's outcome before answering.
+MANUAL_SETTLE_TIMEOUT = 10.0
 
 
 class Services(TypedDict):
@@ -37,7 +41,7 @@ class Services(TypedDict):
     webhooks: WebhookService
     control: ControlService
     exchanges: ExchangeProvider
-    execution_store: ExecutionStore
+    execution_store: ExecutionRepository
     trading: TradingService
 
 
@@ -50,7 +54,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         IndexerClient.from_endpoints(settings.dydx),
     )
     exchanges = ExchangeProvider.from_settings(sessionmaker, settings)
-    store = ExecutionStore(settings.database_url.get_secret_value())
+    store = ExecutionRepository(settings.database_url.get_secret_value())
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -64,8 +68,14 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         trading=TradingService(
             sessionmaker,
             exchanges,
-            store,
-            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+            # A manual close waits less for its outcome than an alert's job: the chat waits.
+            ExecutionService(
+                sessionmaker,
+                exchanges,
+                store,
+                max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+                settle_timeout=MANUAL_SETTLE_TIMEOUT,
+            ),
         ),
     )
 

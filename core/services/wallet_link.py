@@ -24,13 +24,13 @@ from eth_utils.address import is_checksum_address, to_checksum_address
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import HTTPProvider
 
-from core.adapters.arq_queue import JobQueue
 from core.db.base import utcnow
 from core.db.models import User, Wallet, WalletLinkRequest
 from core.db.uow import UnitOfWork
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
 from core.security.crypto import constant_time_equals, new_token, token_hash
+from core.services.jobs import JobQueue
 
 LINK_TTL = timedelta(minutes=10)
 # A signed message lives shorter than its link: opening the page late must not leave a
