@@ -11,19 +11,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
-from core.db.repositories.execution import ExecutionStore
+from core.db.repositories.execution import ExecutionRepository
 from core.exchange.factory import create_exchange_provider, create_key_verifier
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.account import AccountService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
+from core.services.execution.pipeline import ExecutionService
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link.service import WalletLinkService
 from core.services.wallet_link.site import LinkSite
 from core.services.webhooks import WebhookService
 from core.texts.common import COMMANDS
+
+#: How long ``/close`` and ``/panic`` wait for an order's outcome before answering.
+MANUAL_SETTLE_TIMEOUT = 10.0
 
 
 class Services(TypedDict):
@@ -37,7 +41,7 @@ class Services(TypedDict):
     webhooks: WebhookService
     control: ControlService
     exchanges: ExchangeProvider
-    execution_store: ExecutionStore
+    execution_store: ExecutionRepository
     trading: TradingService
 
 
@@ -47,7 +51,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
     )
     exchanges = create_exchange_provider(sessionmaker, settings)
-    store = ExecutionStore(settings.database_url.get_secret_value())
+    store = ExecutionRepository(settings.database_url.get_secret_value())
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -61,8 +65,14 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         trading=TradingService(
             sessionmaker,
             exchanges,
-            store,
-            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+            # A manual close waits less for its outcome than an alert's job: the chat waits.
+            ExecutionService(
+                sessionmaker,
+                exchanges,
+                store,
+                max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+                settle_timeout=MANUAL_SETTLE_TIMEOUT,
+            ),
         ),
     )
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.adapters.arq_queue import JobQueue
+from core.adapters.arq_queue import ArqJobQueue
 from core.adapters.telegram_webhook import webhook_path
 from core.db.engine import create_engine, create_sessionmaker
 from core.runtime.config import Settings
@@ -49,9 +49,9 @@ async def _wallet_link(app: web.Application) -> AsyncIterator[None]:
     # After _resources (it needs the sessionmaker). Without Redis the server still starts:
     # the worker's schedule delivers the link confirmation a few seconds later instead.
     settings = app[SETTINGS]
-    queue: JobQueue | None = None
+    queue: ArqJobQueue | None = None
     try:
-        queue = await JobQueue.connect(settings.redis_url.get_secret_value())
+        queue = await ArqJobQueue.connect(settings.redis_url.get_secret_value())
         app[JOB_QUEUE] = queue
     except (OSError, RedisError, TimeoutError) as exc:
         get_logger(__name__).warning("job_queue_unavailable", error=str(exc))

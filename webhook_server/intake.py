@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from arq import ArqRedis
 
-from core.adapters.arq_queue import JobQueue
-from core.db.repositories.intake import IntakeStore
+from core.adapters.arq_queue import ArqJobQueue
+from core.db.repositories.intake import IntakeRepository
 from core.security.client_ip import SenderPolicy
 from core.security.ratelimit import Limit, RateLimiter
 from core.services.intake import IntakeLimits, IntakeService
@@ -29,10 +29,10 @@ async def intake_context(app: web.Application) -> AsyncIterator[None]:
     """
     settings = app[SETTINGS]
     app[SENDER_POLICY] = SenderPolicy(settings.webhook_allowlist, settings.trusted_proxy_networks)
-    store = await IntakeStore.connect(
+    store = await IntakeRepository.connect(
         settings.database_url.get_secret_value(), max_size=INTAKE_POOL_SIZE
     )
-    queue = JobQueue(
+    queue = ArqJobQueue(
         ArqRedis.from_url(
             settings.redis_url.get_secret_value(), socket_connect_timeout=1, socket_timeout=1
         )

@@ -6,7 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import JobQueue
+from core.adapters.arq_queue import ArqJobQueue
 from core.runtime.config import Settings
 from core.security.client_ip import SenderPolicy
 from core.services.intake import IntakeService
@@ -17,7 +17,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONMAKER = web.AppKey("sessionmaker", async_sessionmaker[AsyncSession])
 REDIS = web.AppKey("redis", Redis)
 # Set only while Redis answered at start-up: nudging workers is best effort.
-JOB_QUEUE = web.AppKey("job_queue", JobQueue)
+JOB_QUEUE = web.AppKey("job_queue", ArqJobQueue)
 WALLET_LINK = web.AppKey("wallet_link", WalletLinkService)
 INTAKE = web.AppKey("intake", IntakeService)
 SENDER_POLICY = web.AppKey("sender_policy", SenderPolicy)

@@ -13,11 +13,11 @@ from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.adapters.telegram import TelegramSender
-from core.db.repositories.execution import ExecutionStore
+from core.db.repositories.execution import ExecutionRepository
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
-from core.services.execution import ExecutionService
+from core.services.execution.pipeline import ExecutionService
 from core.services.notifications import NotificationService
 
 
@@ -32,7 +32,7 @@ class WorkerContext(TypedDict):
     sender: TelegramSender
     credentials: CredentialService
     exchanges: ExchangeProvider
-    execution_store: ExecutionStore
+    execution_store: ExecutionRepository
     execution: ExecutionService
     redis: ArqRedis
     job_id: str
@@ -50,7 +50,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     sessionmaker = create_sessionmaker(engine)
     bot = create_bot(settings)
     exchanges = create_exchange_provider(sessionmaker, settings)
-    store = ExecutionStore(settings.database_url.get_secret_value())
+    store = ExecutionRepository(settings.database_url.get_secret_value())
     ctx.update(
         exchanges=exchanges,
         execution_store=store,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from arq import cron, func
 
-from core.services.intake import EXECUTE_ALERT
+from core.services.jobs import EXECUTE_ALERT
 from workers.context import bind_job_context, job, shutdown, startup
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert

@@ -2,10 +2,11 @@
 
 Two changes to how arq picks jobs up; how it runs, retries and records them is arq's own:
 
-* **Woken, not only polling.** Whoever queues alert jobs (:class:`core.adapters.arq_queue.JobQueue`)
-  pushes a token onto ``{queue}:wake`` in the same script; between polls the worker waits
-  on that list (``BLPOP``) instead of sleeping, so a job starts within a round trip of its
-  enqueue rather than up to a poll interval later, and an idle worker polls every
+* **Woken, not only polling.** Whoever queues alert jobs
+  (:class:`core.adapters.arq_queue.ArqJobQueue`) pushes a token onto ``{queue}:wake`` in the
+  same script; between polls the worker waits on that list (``BLPOP``) instead of sleeping,
+  so a job starts within a round trip of its enqueue rather than up to a poll interval
+  later, and an idle worker polls every
   :data:`IDLE_POLL_SECONDS` instead of every few milliseconds. Jobs queued without a token
   (arq's own ``enqueue_job``, crons, retries) are found by that poll, as before.
 * **One claim per batch.** arq claims each job with WATCH, EXISTS, ZSCORE and MULTI/EXEC:

@@ -1,5 +1,6 @@
-"""Job queue port over arq. Redis is transport only: every job's truth is in PostgreSQL,
-so a lost enqueue is repaired by a sweeper, never by the caller."""
+"""The job queue over arq (:class:`core.services.jobs.JobQueue`). Redis is transport only:
+every job's truth is in PostgreSQL, so a lost enqueue is repaired by a sweeper, never by the
+caller."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 
 from core.runtime.logs import get_logger
+from core.services.jobs import DELIVER_NOTIFICATIONS
 
 QUEUE_NAME = "arq:queue"  # arq's default
-DELIVER_NOTIFICATIONS = "deliver_notifications"
 
 # Wake tokens kept at most: each only makes a worker poll once more, so a few suffice
 # while no worker runs, and the list never grows.
@@ -67,8 +68,9 @@ return added
 """
 
 
-class JobQueue:
-    """Enqueues arq jobs by name. Arguments must never carry secrets (they are pickled)."""
+class ArqJobQueue:
+    """Enqueues arq jobs by name (satisfies :class:`core.services.jobs.JobQueue`).
+    Arguments must never carry secrets (they are pickled)."""
 
     def __init__(self, redis: ArqRedis) -> None:
         self._redis = redis
@@ -77,7 +79,7 @@ class JobQueue:
         self._log = get_logger(__name__)
 
     @classmethod
-    async def connect(cls, redis_url: str) -> JobQueue:
+    async def connect(cls, redis_url: str) -> ArqJobQueue:
         """Open a pool to ``redis_url``."""
         settings = RedisSettings.from_dsn(redis_url)
         settings.conn_timeout = 2

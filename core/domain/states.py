@@ -1,8 +1,17 @@
-"""Domain vocabulary shared by every layer: states, sides and purposes."""
+"""Domain vocabulary shared by every layer: states, sides and purposes.
+
+The alert and order state machines are defined here, once: :data:`ALERT_TRANSITIONS` and
+:data:`ORDER_TRANSITIONS` list every allowed move. The repositories' transition functions
+and the hot path's SQL derive their allowed-from states from these tables
+(:func:`sources_of`), so a state can only ever move forward.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
+from types import MappingProxyType
+from typing import TypeVar
 
 
 class AlertState(StrEnum):
@@ -71,3 +80,104 @@ class NotificationState(StrEnum):
     PENDING = "PENDING"
     SENT = "SENT"
     FAILED = "FAILED"  # gave up after the retry budget; kept for inspection
+
+
+_FINAL_ALERT_STATES = frozenset(
+    {
+        AlertState.REJECTED,
+        AlertState.EXECUTED,
+        AlertState.SKIPPED,
+        AlertState.EXPIRED,
+        AlertState.FAILED,
+    }
+)
+
+#: Every allowed move of an alert. An alert is born ACCEPTED (or REJECTED, final at once);
+#: a worker picks it up (PROCESSING) or it is finished straight away (skipped, expired...).
+ALERT_TRANSITIONS: Mapping[AlertState, frozenset[AlertState]] = MappingProxyType(
+    {
+        AlertState.ACCEPTED: frozenset({AlertState.PROCESSING} | _FINAL_ALERT_STATES)
+        - {AlertState.REJECTED},
+        AlertState.PROCESSING: _FINAL_ALERT_STATES - {AlertState.REJECTED},
+        **{state: frozenset[AlertState]() for state in _FINAL_ALERT_STATES},
+    }
+)
+
+#: Every allowed move of an order. An open order may end in any final state; on the way it
+#: only moves forward: SUBMITTING → UNKNOWN → SUBMITTED → PARTIALLY_FILLED.
+ORDER_TRANSITIONS: Mapping[OrderState, frozenset[OrderState]] = MappingProxyType(
+    {
+        OrderState.RECEIVED: frozenset({OrderState.SUBMITTING}) | _FINAL_ORDER_STATES,
+        OrderState.SUBMITTING: frozenset(
+            {OrderState.UNKNOWN, OrderState.SUBMITTED, OrderState.PARTIALLY_FILLED}
+        )
+        | _FINAL_ORDER_STATES,
+        OrderState.UNKNOWN: frozenset({OrderState.SUBMITTED, OrderState.PARTIALLY_FILLED})
+        | _FINAL_ORDER_STATES,
+        OrderState.SUBMITTED: frozenset({OrderState.PARTIALLY_FILLED}) | _FINAL_ORDER_STATES,
+        OrderState.PARTIALLY_FILLED: _FINAL_ORDER_STATES,
+        **{state: frozenset[OrderState]() for state in _FINAL_ORDER_STATES},
+    }
+)
+
+#: The state a new alert is written in when accepted, and when refused at intake.
+ALERT_INITIAL_STATES = frozenset({AlertState.ACCEPTED, AlertState.REJECTED})
+#: The state a new order is committed in (before anything leaves the process).
+ORDER_INITIAL_STATE = OrderState.SUBMITTING
+
+_State = TypeVar("_State", AlertState, OrderState)
+
+
+class IllegalTransitionError(ValueError):
+    """A state change the state machine does not allow.
+
+    Attributes:
+        current: The state the alert or order is in.
+        target: The state asked for.
+    """
+
+    def __init__(self, current: AlertState | OrderState, target: AlertState | OrderState) -> None:
+        kind = type(target).__name__
+        super().__init__(f"{kind} cannot move from {current.value} to {target.value}")
+        self.current = current
+        self.target = target
+
+
+def _table(state: _State) -> Mapping[_State, frozenset[_State]]:
+    if isinstance(state, OrderState):
+        return ORDER_TRANSITIONS
+    return ALERT_TRANSITIONS
+
+
+def can_transition(current: _State, target: _State) -> bool:
+    """Whether the state machine allows ``current`` → ``target`` (never a self-move)."""
+    return target in _table(current)[current]
+
+
+def check_transition(current: _State, target: _State) -> None:
+    """Refuse a move the state machine does not allow.
+
+    Raises:
+        IllegalTransitionError: ``current`` → ``target`` is not in the table.
+    """
+    if not can_transition(current, target):
+        raise IllegalTransitionError(current, target)
+
+
+def sources_of(target: _State) -> frozenset[_State]:
+    """Every state from which ``target`` may be reached (empty for an initial state)."""
+    table = _table(target)
+    return frozenset(state for state, targets in table.items() if target in targets)
+
+
+def open_states(states: Iterable[_State]) -> frozenset[_State]:
+    """The states among ``states`` that are not final (some move is still allowed)."""
+    return frozenset(state for state in states if _table(state)[state])
+
+
+#: Orders whose outcome may still change.
+OPEN_ORDER_STATES: frozenset[OrderState] = open_states(OrderState)
+#: Alerts no run has finished yet.
+OPEN_ALERT_STATES: frozenset[AlertState] = open_states(AlertState)
+#: Open orders nothing has filled yet: those that may still take a first fill.
+UNFILLED_ORDER_STATES: frozenset[OrderState] = sources_of(OrderState.PARTIALLY_FILLED)

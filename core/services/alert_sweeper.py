@@ -14,11 +14,10 @@ from datetime import timedelta
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import JobQueue
 from core.db.base import utcnow
 from core.db.uow import UnitOfWork
 from core.runtime.logs import get_logger
-from core.services.intake import EXECUTE_ALERT, job_id_for
+from core.services.jobs import EXECUTE_ALERT, JobQueue, alert_job_id
 
 # Intake enqueues within half a second of committing: leave it that long and more.
 DEFAULT_GRACE = timedelta(seconds=5)
@@ -60,7 +59,7 @@ class AlertSweeper:
             ids = await uow.alerts.lock_unqueued(utcnow() - grace, limit)
             for alert_id in ids:
                 try:
-                    await queue.enqueue(EXECUTE_ALERT, alert_id, job_id=job_id_for(alert_id))
+                    await queue.enqueue(EXECUTE_ALERT, alert_id, job_id=alert_job_id(alert_id))
                 except (RedisError, OSError, TimeoutError) as exc:
                     self._log.warning("alert_sweep_enqueue_failed", error=type(exc).__name__)
                     failed = True
@@ -88,7 +87,7 @@ class AlertSweeper:
             return 0
         try:
             added = await queue.enqueue_many(
-                EXECUTE_ALERT, [(job_id_for(alert_id), alert_id) for alert_id in ids]
+                EXECUTE_ALERT, [(alert_job_id(alert_id), alert_id) for alert_id in ids]
             )
         except (RedisError, OSError, TimeoutError) as exc:
             self._log.warning("alert_requeue_failed", error=type(exc).__name__)

@@ -23,14 +23,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from core.adapters.arq_queue import JobQueue
 from core.alerts.decode import MAX_BODY_BYTES, BodyError, decode_body
 from core.alerts.dedupe import dedupe_key
 from core.alerts.schema import AlertOrder, AlertSchemaError, parse_alert
 from core.db.base import utcnow
 from core.db.repositories.intake import (
     AlertRecord,
-    IntakeStore,
+    IntakeRepository,
     Notice,
     StoreUnavailableError,
     WebhookOwner,
@@ -40,8 +39,8 @@ from core.runtime.logs import get_logger
 from core.security.client_ip import IPAddress
 from core.security.crypto import constant_time_equals, token_hash
 from core.security.ratelimit import Limit, RateLimiter
+from core.services.jobs import EXECUTE_ALERT, JobQueue, alert_job_id
 
-EXECUTE_ALERT = "execute_alert"
 NOTICE_KIND = "alert_rejected"
 NOTICE_WINDOW_SECONDS = 300
 MAX_REASON_CHARS = 500
@@ -49,11 +48,6 @@ ENQUEUE_TIMEOUT_SECONDS = 0.5
 
 # new_token(24) gives 32 URL-safe characters; anything else cannot be a token of ours.
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-
-
-def job_id_for(alert_id: int) -> str:
-    """The arq job id of an alert's execution: one job per alert, whoever enqueues it."""
-    return f"alert:{alert_id}"
 
 
 class Verdict(StrEnum):
@@ -127,7 +121,7 @@ class IntakeService:
 
     def __init__(
         self,
-        store: IntakeStore,
+        store: IntakeRepository,
         *,
         queue: JobQueue | None,
         limiter: RateLimiter | None,
@@ -278,7 +272,7 @@ class IntakeService:
         if self._queue is None:  # checked by _enqueue; kept for the type checker
             raise RedisError("no job queue")
         return await self._queue.enqueue_many(
-            EXECUTE_ALERT, [(job_id_for(alert_id), alert_id) for alert_id in alert_ids]
+            EXECUTE_ALERT, [(alert_job_id(alert_id), alert_id) for alert_id in alert_ids]
         )
 
     async def _refuse(

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db.repositories.execution import ExecutionStore
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import OrderSide, OrderState
@@ -17,7 +15,7 @@ from core.exchange.orders import OrderFlags
 from core.exchange.port import Account, Exchange, OpenOrder, Position
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
-from core.services.execution import ExecutionService
+from core.services.execution.pipeline import ExecutionService
 
 __all__ = [
     "CloseResult",
@@ -88,24 +86,18 @@ class TradingService:
     Args:
         sessionmaker: Database sessions.
         exchanges: Builds each trader's exchange.
-        store: The order path's SQL (client ids, order inserts).
-        max_lag: ``ALERT_MAX_LAG_SECONDS`` (only used by the shared execution machinery).
+        execution: The execution pipeline a manual close runs through, like an alert's order.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         exchanges: ExchangeProvider,
-        store: ExecutionStore,
-        *,
-        max_lag: timedelta = timedelta(seconds=60),
-        settle_timeout: float = 10.0,
+        execution: ExecutionService,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
-        self._execution = ExecutionService(
-            sessionmaker, exchanges, store, max_lag=max_lag, settle_timeout=settle_timeout
-        )
+        self._execution = execution
         self._log = get_logger(__name__)
 
     async def _open(self, user_id: int) -> tuple[Exchange, Preferences]:

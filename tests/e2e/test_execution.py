@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 
 from core.db.models import Fill, Notification
-from core.db.repositories.execution import ExecutionStore
+from core.db.repositories.execution import ExecutionRepository
 from core.domain.states import AlertState, OrderPurpose, OrderState
 from core.exchange.factory import create_exchange_provider
 from core.runtime.config import Settings
-from core.services.execution import ExecutionService
+from core.services.execution.pipeline import ExecutionService
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.trading_stack import (
@@ -116,7 +116,7 @@ async def test_an_alert_becomes_one_order_a_fill_and_a_message(
     assert ledger.accepted_at is not None
     assert ledger.signed_at <= ledger.submitted_at <= ledger.accepted_at
     # The acceptance mark is optimistic: a late one never moves a final order back.
-    store = ExecutionStore(settings.database_url.get_secret_value())
+    store = ExecutionRepository(settings.database_url.get_secret_value())
     try:
         late = datetime.now(UTC)
         assert not await store.mark_submitted(
@@ -401,7 +401,7 @@ async def test_an_alert_no_run_finished_is_expired_by_the_reconciliation(
     me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
     answer = await post_alert(web, me, size="0.1")  # no worker: nobody runs it
     exchanges = create_exchange_provider(live_sessionmaker, settings)
-    store = ExecutionStore(settings.database_url.get_secret_value())
+    store = ExecutionRepository(settings.database_url.get_secret_value())
     try:
         service = ExecutionService(
             live_sessionmaker, exchanges, store, max_lag=timedelta(seconds=60)

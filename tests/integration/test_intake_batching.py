@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import QUEUE_NAME, JobQueue
+from core.adapters.arq_queue import QUEUE_NAME, ArqJobQueue
 from core.db.base import utcnow
 from core.db.models import Alert
 from core.db.uow import UnitOfWork
@@ -28,7 +28,7 @@ from core.runtime.batching import MicroBatcher
 from core.runtime.config import Settings
 from core.runtime.logs import configure_logging
 from core.security.ratelimit import Limit, RateLimiter
-from core.services.intake import EXECUTE_ALERT, job_id_for
+from core.services.jobs import EXECUTE_ALERT, alert_job_id
 from core.services.webhooks import IssuedWebhook, WebhookService
 from webhook_server.access_log import IntakeAccessLogger
 from webhook_server.app import create_app
@@ -133,18 +133,18 @@ async def test_concurrent_checks_of_one_bucket_are_charged_one_after_another(red
 async def test_enqueue_many_queues_what_enqueue_would_and_skips_known_ids(
     redis: Redis, redis_url: str
 ) -> None:
-    queue = JobQueue(ArqRedis.from_url(redis_url))
+    queue = ArqJobQueue(ArqRedis.from_url(redis_url))
     try:
-        assert await queue.enqueue(EXECUTE_ALERT, 1, job_id=job_id_for(1))
+        assert await queue.enqueue(EXECUTE_ALERT, 1, job_id=alert_job_id(1))
         added = await queue.enqueue_many(
-            EXECUTE_ALERT, [(job_id_for(alert_id), alert_id) for alert_id in (1, 2, 3)]
+            EXECUTE_ALERT, [(alert_job_id(alert_id), alert_id) for alert_id in (1, 2, 3)]
         )
         assert added == [False, True, True]
         assert await queue.enqueue_many(EXECUTE_ALERT, []) == []
         queued = sorted(job.decode() for job in await redis.zrange(QUEUE_NAME, 0, -1))
         assert queued == ["alert:1", "alert:2", "alert:3"]
         for alert_id in (1, 2, 3):
-            raw = await redis.get(f"arq:job:{job_id_for(alert_id)}")
+            raw = await redis.get(f"arq:job:{alert_job_id(alert_id)}")
             assert raw is not None
             job = deserialize_job(raw)
             assert (job.function, job.args, job.kwargs) == (EXECUTE_ALERT, (alert_id,), {})
@@ -211,7 +211,7 @@ async def test_concurrent_distinct_alerts_each_get_their_row_and_job(
         rows = await session.scalar(select(func.count()).select_from(Alert))
     assert rows == 30
     queued = {job.decode() for job in await redis.zrange(QUEUE_NAME, 0, -1)}
-    assert queued >= {job_id_for(alert_id) for alert_id in accepted}
+    assert queued >= {alert_job_id(alert_id) for alert_id in accepted}
 
 
 async def test_the_access_log_leaves_acknowledged_alerts_to_the_intake(

@@ -7,11 +7,12 @@ from arq import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.adapters.arq_queue import DELIVER_NOTIFICATIONS, QUEUE_NAME, JobQueue
+from core.adapters.arq_queue import QUEUE_NAME, ArqJobQueue
+from core.services.jobs import DELIVER_NOTIFICATIONS
 
 
 async def test_enqueue_with_a_job_id_is_idempotent(redis: Redis, redis_url: str) -> None:
-    queue = await JobQueue.connect(redis_url)
+    queue = await ArqJobQueue.connect(redis_url)
     try:
         assert await queue.enqueue("execute_alert", 1, job_id="alert:1")
         assert not await queue.enqueue("execute_alert", 1, job_id="alert:1")
@@ -21,7 +22,7 @@ async def test_enqueue_with_a_job_id_is_idempotent(redis: Redis, redis_url: str)
 
 
 async def test_nudge_queues_a_delivery(redis: Redis, redis_url: str) -> None:
-    queue = await JobQueue.connect(redis_url)
+    queue = await ArqJobQueue.connect(redis_url)
     try:
         await queue.nudge_notifications()
         jobs = await redis.zrange(QUEUE_NAME, 0, -1)
@@ -33,7 +34,7 @@ async def test_nudge_queues_a_delivery(redis: Redis, redis_url: str) -> None:
 
 
 async def test_nudge_is_best_effort_when_redis_is_unreachable() -> None:
-    queue = JobQueue(ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
+    queue = ArqJobQueue(ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
     try:
         with pytest.raises(RedisError):
             await queue.enqueue("anything")

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import QUEUE_NAME, JobQueue
+from core.adapters.arq_queue import QUEUE_NAME, ArqJobQueue
 from core.db.base import utcnow
 from core.db.models import Alert
 from core.db.uow import UnitOfWork
@@ -81,7 +81,7 @@ async def test_the_sweeper_enqueues_only_accepted_unqueued_alerts_past_the_grace
     refused = await add_alert(
         live_sessionmaker, user_id, age=timedelta(seconds=30), state=AlertState.REJECTED
     )
-    queue = JobQueue(ArqRedis.from_url(redis_url))
+    queue = ArqJobQueue(ArqRedis.from_url(redis_url))
     try:
         report = await AlertSweeper(live_sessionmaker).sweep(queue)
         assert (report.enqueued, report.failed) == (1, False)
@@ -107,7 +107,7 @@ async def test_a_sweep_with_redis_down_keeps_everything_for_the_next_one(
 ) -> None:
     user_id, _ = await make_webhook(live_sessionmaker, 6002)
     alert_id = await add_alert(live_sessionmaker, user_id, age=timedelta(seconds=30))
-    queue = JobQueue(ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
+    queue = ArqJobQueue(ArqRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
     try:
         report = await AlertSweeper(live_sessionmaker).sweep(queue)
     finally:
@@ -230,7 +230,7 @@ async def test_an_alert_accepted_during_a_redis_outage_is_enqueued_after_it(
 
     own_redis.start()
     returned: Redis = Redis.from_url(own_redis.url)
-    queue = JobQueue(ArqRedis.from_url(own_redis.url))
+    queue = ArqJobQueue(ArqRedis.from_url(own_redis.url))
     try:
         assert await returned.zcard(QUEUE_NAME) == 0
         async with asyncio.timeout(10):

@@ -25,7 +25,7 @@ from siwe import SiweMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import QUEUE_NAME, JobQueue
+from core.adapters.arq_queue import QUEUE_NAME, ArqJobQueue
 from core.adapters.telegram import TelegramSender
 from core.db.models import AuditLog, Notification, User, Wallet, WalletLinkRequest
 from core.db.uow import UnitOfWork
@@ -163,7 +163,7 @@ async def test_link_happy_path_stores_the_wallet_audit_and_confirmation(
     redis: Redis,
     redis_url: str,
 ) -> None:
-    queue = await JobQueue.connect(redis_url)
+    queue = await ArqJobQueue.connect(redis_url)
     service = WalletLinkService(sessionmaker, SITE, queue=queue, clock=clock)
     try:
         issued = await service.issue_link(alice.id)

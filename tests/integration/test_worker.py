@@ -18,7 +18,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import func
 from redis.asyncio import Redis
 
-from core.adapters.arq_queue import MAX_WAKE_TOKENS, QUEUE_NAME, JobQueue, wake_key
+from core.adapters.arq_queue import MAX_WAKE_TOKENS, QUEUE_NAME, ArqJobQueue, wake_key
 from workers.worker import TradingWorker
 
 WAKE = wake_key(QUEUE_NAME)
@@ -83,8 +83,8 @@ async def running(
 
 
 @contextlib.asynccontextmanager
-async def job_queue(redis_url: str) -> AsyncIterator[JobQueue]:
-    queue = await JobQueue.connect(redis_url)
+async def job_queue(redis_url: str) -> AsyncIterator[ArqJobQueue]:
+    queue = await ArqJobQueue.connect(redis_url)
     try:
         yield queue
     finally:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from arq import Retry
 
-from core.adapters.arq_queue import JobQueue
-from core.services.execution import Outcome, RetryLaterError
+from core.adapters.arq_queue import ArqJobQueue
+from core.services.execution.outcome import Outcome, RetryLaterError
 from workers.context import WorkerContext
 
 #: Outcomes that wrote a message to the outbox: drain it now rather than at the next tick.
@@ -35,5 +35,5 @@ async def execute_alert(ctx: WorkerContext, alert_id: int) -> str:
     except RetryLaterError as exc:
         raise Retry(defer=exc.defer * ctx["job_try"]) from None
     if outcome in _NOTIFYING:
-        await JobQueue(ctx["redis"]).nudge_notifications()
+        await ArqJobQueue(ctx["redis"]).nudge_notifications()
     return outcome.value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core.adapters.arq_queue import JobQueue
+from core.adapters.arq_queue import ArqJobQueue
 from workers.context import WorkerContext
 
 
@@ -20,5 +20,5 @@ async def reconcile_orders(ctx: WorkerContext) -> int:
     # An alert whose run died before committing an order is past saving once it is stale.
     expired = await execution.expire_stuck_alerts(older_than=lag + timedelta(seconds=30))
     if looked_at or expired:
-        await JobQueue(ctx["redis"]).nudge_notifications()
+        await ArqJobQueue(ctx["redis"]).nudge_notifications()
     return looked_at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.adapters.arq_queue import JobQueue
+from core.adapters.arq_queue import ArqJobQueue
 from core.services.alert_sweeper import AlertSweeper
 from workers.context import WorkerContext
 
@@ -13,5 +13,5 @@ async def sweep_alerts(ctx: WorkerContext) -> int:
     Returns:
         How many alerts were enqueued.
     """
-    report = await AlertSweeper(ctx["sessionmaker"]).sweep(JobQueue(ctx["redis"]))
+    report = await AlertSweeper(ctx["sessionmaker"]).sweep(ArqJobQueue(ctx["redis"]))
     return report.enqueued

@@ -9,7 +9,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Alert, Order
-from core.domain.states import AlertState
+from core.domain.states import OPEN_ALERT_STATES, AlertState, sources_of
 
 
 class AlertRepository:
@@ -31,6 +31,27 @@ class AlertRepository:
             .limit(limit)
         )
         return rows.all()
+
+    @staticmethod
+    def transition(alert: Alert, to: AlertState, **values: object) -> bool:
+        """Move an alert to ``to`` if :data:`~core.domain.states.ALERT_TRANSITIONS` allows it
+        from the state the alert is in: the one way an alert's state changes after its insert
+        (the hot path's move to PROCESSING is derived from the same table).
+
+        Args:
+            alert: The row, loaded in the caller's unit of work.
+            to: The state to move to.
+            **values: Other columns written with the move.
+
+        Returns:
+            Whether the alert moved (False: it had already moved on).
+        """
+        if alert.state not in sources_of(to):
+            return False
+        alert.state = to
+        for name, value in values.items():
+            setattr(alert, name, value)
+        return True
 
     async def lock_unqueued(self, received_before: datetime, limit: int) -> Sequence[int]:
         """Ids of accepted alerts that never reached the queue, oldest first, locked.
@@ -75,7 +96,7 @@ class AlertRepository:
         rows = await self._session.scalars(
             select(Alert)
             .where(
-                Alert.state.in_((AlertState.ACCEPTED, AlertState.PROCESSING)),
+                Alert.state.in_(sorted(OPEN_ALERT_STATES)),
                 Alert.received_at < received_before,
                 # An alert with an order is finished by its order's reconciliation.
                 ~exists().where(Order.alert_id == Alert.id),

@@ -1,4 +1,5 @@
-"""The execution hot path's SQL, on a plain asyncpg pool (like :mod:`core.db.repositories.intake`).
+"""The execution hot path's repository, on a plain asyncpg pool (like
+:mod:`core.db.repositories.intake`).
 
 Between an alert's job starting and its order leaving the process there are three
 statements, each its own transaction: load the alert with its trader and key, allocate a
@@ -18,6 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from core.db.sql import sql_literals
+from core.domain.states import ORDER_INITIAL_STATE, AlertState, OrderState, sources_of
 
 _LOAD = """
 SELECT a.id, a.user_id, a.state, a.fields, a.received_at, a.strategy, a.market,
@@ -40,11 +44,13 @@ RETURNING next_client_id - 1
 """
 
 # The order and the alert's PROCESSING mark commit together (a data-modifying CTE always
-# runs), so an alert still ACCEPTED never has an order.
-_INSERT_ORDER = """
+# runs), so an alert still ACCEPTED never has an order. States come from the domain's state
+# machine (constants, never input), written into one literal statement prepared once.
+_INSERT_ORDER = f"""
 WITH picked AS (
-    UPDATE alerts SET state = 'PROCESSING', started_at = $27
-    WHERE $27::timestamptz IS NOT NULL AND id = $2 AND state = 'ACCEPTED'
+    UPDATE alerts SET state = '{AlertState.PROCESSING.value}', started_at = $27
+    WHERE $27::timestamptz IS NOT NULL AND id = $2
+      AND state IN ({sql_literals(sources_of(AlertState.PROCESSING))})
 )
 INSERT INTO orders (user_id, alert_id, parent_order_id, purpose, paper, market, owner_address,
                     subaccount_number, client_id, clob_pair_id, order_flags, side, order_type,
@@ -52,18 +58,18 @@ INSERT INTO orders (user_id, alert_id, parent_order_id, purpose, paper, market, 
                     good_til_block_time, state, tx_bytes, tx_hash, reference_price,
                     position_before, entry_before, signed_at, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, 'SUBMITTING', $21, $22, $23, $24, $25, $26, $26, $26)
+        $20, '{ORDER_INITIAL_STATE.value}', $21, $22, $23, $24, $25, $26, $26, $26)
 RETURNING id
-"""
+"""  # noqa: S608 - only the domain's state constants are interpolated
 
 
 # The node accepted the broadcast. Optimistic like every order transition: a reconciler that
 # already moved the order on wins, and this changes nothing.
-_MARK_SUBMITTED = """
-UPDATE orders SET state = 'SUBMITTED', submitted_at = $2, accepted_at = $3, tx_hash = $4,
-                  updated_at = $3
-WHERE id = $1 AND state IN ('SUBMITTING', 'UNKNOWN')
-"""
+_MARK_SUBMITTED = f"""
+UPDATE orders SET state = '{OrderState.SUBMITTED.value}', submitted_at = $2, accepted_at = $3,
+                  tx_hash = $4, updated_at = $3
+WHERE id = $1 AND state IN ({sql_literals(sources_of(OrderState.SUBMITTED))})
+"""  # noqa: S608 - only the domain's state constants are interpolated
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +137,13 @@ async def _keep_session(_connection: Any) -> None:
     """Pool reset hook: these statements leave no session state (skip the reset round trip)."""
 
 
-class ExecutionStore:
+class ExecutionRepository:
     """The execution hot path on its own small asyncpg pool, opened on first use (so it
     belongs to the event loop that uses it).
+
+    Its two state changes (an alert's move to PROCESSING with its first order, and an
+    order's move to SUBMITTED) take their allowed-from states from
+    :mod:`core.domain.states`, like :meth:`~core.db.repositories.orders.OrderRepository.transition`.
 
     Args:
         database_url: Any ``postgresql[+asyncpg]://`` URL.

@@ -23,11 +23,12 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+from core.domain.states import AlertState, NotificationState
 from core.runtime.batching import MicroBatcher
 from core.runtime.logs import get_logger
 
-# State values are AlertState / NotificationState members, written out (plain constants,
-# never interpolated), so each statement is one literal string the server prepares once.
+# State values are AlertState / NotificationState members (the domain's constants, never
+# input), written into each statement once, so it is one literal string prepared once.
 _LOOKUP = """
 SELECT w.token_hash, w.id, w.user_id, w.passphrase_hash, u.paused,
        COALESCE(u.notify_chat_id, u.telegram_id) AS chat_id
@@ -35,47 +36,47 @@ FROM webhooks AS w JOIN users AS u ON u.id = w.user_id
 WHERE w.token_hash = ANY($1::text[]) AND w.rotated_at IS NULL AND w.revoked_at IS NULL
 """
 
-_INSERT_ACCEPTED = """
+_INSERT_ACCEPTED = f"""
 INSERT INTO alerts (user_id, webhook_id, dedupe_key, external_id, body_hash, strategy,
                     market, action, fields, source_ip, state, received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, 'ACCEPTED', $11)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, '{AlertState.ACCEPTED.value}', $11)
 ON CONFLICT (user_id, dedupe_key) DO NOTHING
 RETURNING id
-"""
+"""  # noqa: S608 - only the domain's state constants are interpolated
 
 # The same insert for a batch, one array per column. Several alerts of one batch with the
 # same (user, dedupe key) give one row: the unique constraint stays the only authority.
-_INSERT_ACCEPTED_MANY = """
+_INSERT_ACCEPTED_MANY = f"""
 INSERT INTO alerts (user_id, webhook_id, dedupe_key, external_id, body_hash, strategy,
                     market, action, fields, source_ip, state, received_at)
 SELECT user_id, webhook_id, dedupe_key, external_id, body_hash, strategy, market, action,
-       fields::jsonb, source_ip, 'ACCEPTED', received_at
+       fields::jsonb, source_ip, '{AlertState.ACCEPTED.value}', received_at
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
      AS batch(user_id, webhook_id, dedupe_key, external_id, body_hash, strategy, market,
               action, fields, source_ip, received_at)
 ON CONFLICT (user_id, dedupe_key) DO NOTHING
 RETURNING id, user_id, dedupe_key
-"""
+"""  # noqa: S608 - only the domain's state constants are interpolated
 
-_INSERT_REJECTED = """
+_INSERT_REJECTED = f"""
 INSERT INTO alerts (user_id, webhook_id, body_hash, strategy, market, action, fields,
                     source_ip, state, reason, received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, 'REJECTED', $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, '{AlertState.REJECTED.value}', $9, $10)
 RETURNING id
-"""
+"""  # noqa: S608 - only the domain's state constants are interpolated
 
 # The rejection and its Telegram notice in one statement (one transaction, one round trip);
 # the notice's dedupe key throttles notices per user and time window.
 _INSERT_REJECTED_AND_NOTIFY = (
     "WITH alert AS ("
     + _INSERT_REJECTED.strip()
-    + """)
+    + f""")
 INSERT INTO notifications (user_id, chat_id, kind, text, dedupe_key, state, attempts,
                            next_attempt_at, created_at)
-SELECT $1, $11, $12, $13, $14, 'PENDING', 0, $10, $10 FROM alert
+SELECT $1, $11, $12, $13, $14, '{NotificationState.PENDING.value}', 0, $10, $10 FROM alert
 ON CONFLICT (dedupe_key) DO NOTHING
-"""
+"""  # noqa: S608 - only the domain's state constants are interpolated
 )
 
 _MARK_ENQUEUED = """
@@ -174,8 +175,9 @@ class Notice:
     dedupe_key: str
 
 
-class IntakeStore:
-    """The hot path's statements over an asyncpg pool."""
+class IntakeRepository:
+    """The intake hot path's statements over an asyncpg pool (alerts are born here, in an
+    initial state of :data:`~core.domain.states.ALERT_TRANSITIONS`)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -190,7 +192,7 @@ class IntakeStore:
         self._log = get_logger(__name__)
 
     @classmethod
-    async def connect(cls, database_url: str, *, max_size: int = 10) -> IntakeStore:
+    async def connect(cls, database_url: str, *, max_size: int = 10) -> IntakeRepository:
         """Open a pool to ``database_url`` (any ``postgresql[+asyncpg]://`` URL)."""
         scheme, _, rest = database_url.partition("://")
         pool = await asyncpg.create_pool(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -11,15 +11,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import AccountNonce, Fill, Order, Position
-from core.domain.states import OrderPurpose, OrderState, PositionSide
-
-#: States in which the outcome of an order may still change.
-OPEN_STATES = (
-    OrderState.RECEIVED,
-    OrderState.SUBMITTING,
-    OrderState.SUBMITTED,
-    OrderState.PARTIALLY_FILLED,
-    OrderState.UNKNOWN,
+from core.domain.states import (
+    OPEN_ORDER_STATES,
+    IllegalTransitionError,
+    OrderPurpose,
+    OrderState,
+    PositionSide,
+    sources_of,
 )
 
 
@@ -64,7 +62,7 @@ class OrderRepository:
         """Ids of orders whose outcome is still open and untouched since ``updated_before``."""
         rows = await self._session.scalars(
             select(Order.id)
-            .where(Order.state.in_(OPEN_STATES), Order.updated_at < updated_before)
+            .where(Order.state.in_(sorted(OPEN_ORDER_STATES)), Order.updated_at < updated_before)
             .order_by(Order.updated_at)
             .limit(limit)
         )
@@ -77,23 +75,74 @@ class OrderRepository:
                 Order.user_id == user_id,
                 Order.market == market,
                 Order.purpose.in_((OrderPurpose.TAKE_PROFIT, OrderPurpose.STOP_LOSS)),
-                Order.state.in_(OPEN_STATES),
+                Order.state.in_(sorted(OPEN_ORDER_STATES)),
             )
         )
         return rows.all()
 
     async def transition(
-        self, order_id: int, expected: Sequence[OrderState], **values: object
+        self,
+        order: Order | int,
+        to: OrderState,
+        *,
+        among: Collection[OrderState] | None = None,
+        or_already: bool = False,
+        **values: object,
     ) -> bool:
-        """Update an order only if it is still in one of ``expected`` states.
+        """Move an order to ``to`` if :data:`~core.domain.states.ORDER_TRANSITIONS` allows it
+        from the state the order is in: the one way an order's state changes after its insert.
 
-        Optimistic transitions let the job and the reconciler work on one order without a
-        lock: whoever comes second finds the state moved on and does nothing.
+        Given a row (which the caller holds locked), the row is changed in the session. Given
+        an id, one optimistic ``UPDATE ... WHERE state IN (...)``: the job and the reconciler
+        work on one order without a lock, and whoever comes second finds the state moved on
+        and changes nothing.
+
+        Args:
+            order: A locked row, or an order's id.
+            to: The state to move to.
+            among: Move only from these of the allowed states.
+            or_already: Also write ``values`` when the order is in ``to`` already.
+            **values: Other columns written with the move.
+
+        Returns:
+            Whether the order moved.
+
+        Raises:
+            IllegalTransitionError: ``among`` names a move the state machine refuses.
+        """
+        allowed = sources_of(to)
+        if among is not None:
+            for state in among:
+                if state not in allowed:
+                    raise IllegalTransitionError(state, to)
+            allowed = frozenset(among)
+        if or_already:
+            allowed |= {to}
+        if isinstance(order, Order):
+            if order.state not in allowed:
+                return False
+            order.state = to
+            for name, value in values.items():
+                setattr(order, name, value)
+            return True
+        result = await self._session.execute(
+            update(Order)
+            .where(Order.id == order, Order.state.in_(sorted(allowed)))
+            .values(state=to, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def touch(self, order_id: int, at: datetime) -> bool:
+        """Stamp ``updated_at`` of an order still open (no state change).
+
+        Returns:
+            Whether the order is still open.
         """
         result = await self._session.execute(
             update(Order)
-            .where(Order.id == order_id, Order.state.in_(expected))
-            .values(**values)
+            .where(Order.id == order_id, Order.state.in_(sorted(OPEN_ORDER_STATES)))
+            .values(updated_at=at)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import JobQueue
 from core.db.base import utcnow
 from core.db.models import WalletLinkRequest
 from core.db.uow import UnitOfWork
 from core.runtime.logs import get_logger
 from core.security.crypto import constant_time_equals, new_token, token_hash
+from core.services.jobs import JobQueue
 from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,

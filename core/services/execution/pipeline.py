@@ -1,0 +1,301 @@
+"""The execution pipeline, top-down: from a loaded alert (or a ``/close``) to a settled order.
+
+Alert: load → resume an earlier run's order, or expire / skip → the trader's exchange →
+plan against live market data → commit the signed order (:mod:`.place`) → broadcast →
+settle (:mod:`.settle`) → protect the entry (:mod:`.protect`).
+Manual close: plan → commit → broadcast → settle, through the same steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.alerts.schema import AlertOrder
+from core.db.base import utcnow
+from core.db.repositories.execution import ExecutionRepository
+from core.db.uow import UnitOfWork
+from core.domain.preferences import Preferences
+from core.domain.states import OPEN_ALERT_STATES, OrderPurpose
+from core.exchange.errors import ExchangeUnavailableError
+from core.exchange.grid import GridError
+from core.exchange.port import Exchange, Position
+from core.exchange.provider import ExchangeProvider, StoredKey, TradingNotReadyError
+from core.runtime.logs import get_logger
+from core.services.execution.alerts import AlertOutcomes
+from core.services.execution.expire import AlertExpiry
+from core.services.execution.outcome import Outcome, RetryLaterError
+from core.services.execution.place import OrderPlacer, close_plan
+from core.services.execution.protect import Protector
+from core.services.execution.reconcile import Reconciler
+from core.services.execution.record import OrderRecorder
+from core.services.execution.settle import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_SETTLE_TIMEOUT,
+    OrderSettler,
+)
+from core.services.execution.trader import Trader, alert_age, day_start
+from core.services.planning import (
+    NothingToDoError,
+    OrderPlan,
+    PlanRefusedError,
+    RefusalKind,
+    plan_order,
+)
+
+#: A broadcast order shows on the Indexer a block later at the earliest: the first look
+#: waits that long, so a burst of orders does not spend its CPU on empty answers.
+FIRST_LOOK_DELAY = 0.3
+
+
+class _Unset:
+    """Marks an argument that was not given (None is a meaningful value)."""
+
+
+_UNSET = _Unset()
+
+
+class ExecutionService:
+    """Turns alerts (and manual closes) into orders and follows each order to its outcome.
+
+    Args:
+        sessionmaker: Database sessions.
+        exchanges: Builds each trader's exchange.
+        store: The hot path's repository (load, client id, order insert).
+        max_lag: Oldest alert still executed (``ALERT_MAX_LAG_SECONDS``).
+        settle_timeout: How long a job waits for an order's outcome.
+        poll_interval: Indexer polling interval while waiting.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        exchanges: ExchangeProvider,
+        store: ExecutionRepository,
+        *,
+        max_lag: timedelta,
+        settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._exchanges = exchanges
+        self._store = store
+        self._max_lag = max_lag
+        recorder = OrderRecorder(sessionmaker)
+        self._placer = OrderPlacer(store, recorder)
+        self._protector = Protector(sessionmaker, self._placer, recorder)
+        self._settler = OrderSettler(
+            sessionmaker,
+            exchanges,
+            recorder,
+            self._protector,
+            settle_timeout=settle_timeout,
+            poll_interval=poll_interval,
+        )
+        self._reconciler = Reconciler(sessionmaker, self._settler, recorder)
+        self._alerts = AlertOutcomes(sessionmaker)
+        self._expiry = AlertExpiry(sessionmaker, max_lag=max_lag)
+        self._log = get_logger(__name__)
+
+    async def execute_alert(self, alert_id: int) -> Outcome:
+        """Execute one accepted alert (idempotent: a second run resumes or does nothing).
+
+        Raises:
+            RetryLaterError: The exchange could not be asked before anything was sent.
+        """
+        picked_up = utcnow()
+        # One round trip for the alert, its trader and their key: this is the hot path.
+        loaded = await self._store.load(alert_id)
+        if loaded is None:
+            self._log.warning("alert_missing", alert_id=alert_id)
+            return Outcome.MISSING
+        if loaded.state not in OPEN_ALERT_STATES:
+            return Outcome.ALREADY_DONE
+        trader = Trader.of_alert(loaded)
+        request = AlertOrder.from_fields(loaded.fields)
+        if loaded.has_orders:
+            # A previous run committed an order: follow it, never plan another one.
+            return await self._resume(alert_id, trader, request)
+        age = alert_age(loaded.fields, loaded.received_at, picked_up)
+        if age > self._max_lag:
+            await self._expiry.expire(alert_id, trader, age)
+            return Outcome.EXPIRED
+        if trader.paused:
+            await self._alerts.skip(alert_id, "trading is paused")
+            return Outcome.SKIPPED
+        key = StoredKey.of(loaded)
+        try:
+            return await self._place(alert_id, trader, request, key, picked_up)
+        except GridError as exc:
+            # Nothing was committed: the alert fails with the reason instead of hanging.
+            await self._alerts.fail(alert_id, trader, request.market, exc.reason)
+            return Outcome.FAILED
+
+    async def _place(
+        self,
+        alert_id: int,
+        trader: Trader,
+        request: AlertOrder,
+        key: StoredKey | None,
+        picked_up: datetime,
+    ) -> Outcome:
+        started = time.perf_counter()
+        exchange = await self._exchange_or_fail(alert_id, trader, request, credential=key)
+        if exchange is None:
+            return Outcome.FAILED
+        timings = {"exchange": time.perf_counter()}
+        planned = await self._plan(alert_id, trader, request, exchange, timings)
+        if isinstance(planned, Outcome):
+            return planned
+        plan, height = planned
+        order_id, signed = await self._placer.commit(
+            exchange,
+            trader,
+            plan,
+            alert_id=alert_id,
+            purpose=plan.purpose,
+            height=height,
+            picked_up=picked_up,
+        )
+        timings["signed_committed"] = time.perf_counter()
+        await self._placer.broadcast(exchange, order_id, signed)
+        timings["broadcast"] = time.perf_counter()
+        self._log_timings(alert_id, order_id, started, timings)
+        await asyncio.sleep(FIRST_LOOK_DELAY)
+        outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
+        await self._protector.protect(order_id, exchange=exchange)
+        return outcome
+
+    async def _plan(
+        self,
+        alert_id: int,
+        trader: Trader,
+        request: AlertOrder,
+        exchange: Exchange,
+        timings: dict[str, float],
+    ) -> tuple[OrderPlan, int] | Outcome:
+        """The order to place and the block height to place it at, or why there is none."""
+        now = utcnow()
+        try:
+            market, (account, positions), height = await asyncio.gather(
+                exchange.market(request.market),
+                asyncio.gather(exchange.account(), exchange.positions()),
+                exchange.block_height(),
+            )
+        except KeyError:
+            reason = f"{request.market} is not a market on dYdX"
+            await self._alerts.fail(alert_id, trader, request.market, reason)
+            return Outcome.FAILED
+        except ExchangeUnavailableError as exc:
+            raise RetryLaterError(str(exc), defer=1.0) from None
+        timings["market_data"] = time.perf_counter()
+        realized_today = Decimal(0)
+        if trader.prefs.daily_loss_limit_usd is not None:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                realized_today = await uow.fills.realized_since(
+                    trader.user_id, day_start(now, trader.prefs), paper=exchange.is_paper
+                )
+        try:
+            plan = plan_order(
+                request,
+                prefs=trader.prefs,
+                market=market,
+                account=account,
+                positions=positions,
+                compliance=trader.compliance,
+                realized_today=realized_today,
+                now=now,
+            )
+        except NothingToDoError as exc:
+            await self._alerts.skip(alert_id, str(exc))
+            return Outcome.SKIPPED
+        except PlanRefusedError as exc:
+            pause = exc.kind is RefusalKind.DAILY_LOSS
+            await self._alerts.fail(alert_id, trader, request.market, exc.message, pause=pause)
+            return Outcome.FAILED
+        return plan, height
+
+    async def _resume(self, alert_id: int, trader: Trader, request: AlertOrder) -> Outcome:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            order_ids = [order.id for order in await uow.orders.for_alert(alert_id)]
+        exchange = await self._exchange_or_fail(alert_id, trader, request)
+        if exchange is None:
+            return Outcome.FAILED
+        outcome = Outcome.OPEN
+        for order_id in order_ids:
+            outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
+        await self._protector.protect(order_ids[0], exchange=exchange)
+        return outcome
+
+    async def _exchange_or_fail(
+        self,
+        alert_id: int,
+        trader: Trader,
+        request: AlertOrder,
+        *,
+        credential: StoredKey | _Unset | None = _UNSET,
+    ) -> Exchange | None:
+        try:
+            if isinstance(credential, _Unset):
+                return await self._exchanges.for_user(trader.user_id, trader.prefs)
+            return self._exchanges.for_credential(trader.user_id, trader.prefs, credential)
+        except TradingNotReadyError as exc:
+            await self._alerts.fail(alert_id, trader, request.market, exc.reason)
+            return None
+
+    def _log_timings(
+        self, alert_id: int, order_id: int, started: float, timings: dict[str, float]
+    ) -> None:
+        # Where the time went, per stage, in ms (the /why timeline has the wall-clock view).
+        previous = started
+        spent = {}
+        for stage, moment in timings.items():
+            spent[f"{stage}_ms"] = round((moment - previous) * 1000, 2)
+            previous = moment
+        self._log.info("alert_order_sent", alert_id=alert_id, order_id=order_id, **spent)
+
+    async def close_position(
+        self, user_id: int, exchange: Exchange, prefs: Preferences, position: Position
+    ) -> int:
+        """Close a position now with a reduce-only market order (``/close``, ``/panic``).
+
+        Returns:
+            Our order id; settling has already waited for its outcome.
+        """
+        plan = close_plan(position, await exchange.market(position.market), prefs)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            uow.detach(user)
+        if user is None:
+            raise TradingNotReadyError("unknown user")
+        order_id, signed = await self._placer.commit(
+            exchange,
+            Trader.of_user(user, prefs),
+            plan,
+            alert_id=None,
+            purpose=OrderPurpose.MANUAL,
+            height=await exchange.block_height(),
+        )
+        await self._placer.broadcast(exchange, order_id, signed)
+        await self._settler.settle(order_id, exchange=exchange, wait=True)
+        return order_id
+
+    async def reconcile(self, *, older_than: timedelta = timedelta(seconds=3)) -> int:
+        """Settle orders left open by a killed worker or a timed-out job (a cron).
+
+        Returns:
+            How many orders were looked at.
+        """
+        return await self._reconciler.reconcile(older_than=older_than)
+
+    async def expire_stuck_alerts(self, *, older_than: timedelta) -> int:
+        """Expire alerts no run finished and that are past executing (a cron).
+
+        Returns:
+            How many alerts were expired.
+        """
+        return await self._expiry.expire_stuck(older_than=older_than)

@@ -1,0 +1,252 @@
+"""Recording what became of an order: its state moves, its fills and realized P&L, and, in
+the transaction that makes it final, its alert's end and the trader's message."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.base import utcnow
+from core.db.models import Order
+from core.db.uow import UnitOfWork
+from core.domain.preferences import Preferences
+from core.domain.states import AlertState, OrderPurpose, OrderState
+from core.exchange.errors import PermanentExchangeError
+from core.exchange.port import Fill, Position
+from core.runtime.logs import get_logger
+from core.services.execution.alerts import NOTIFY_FAILED, finish_alert
+from core.services.execution.pnl import realize, reduced
+from core.services.execution.trader import chat_of, day_start
+from core.texts import trade as texts
+
+NOTIFY_FILLED = "trade_filled"
+NOTIFY_REJECTED = "trade_rejected"
+NOTIFY_PAUSED = "trading_paused"
+
+
+class OrderRecorder:
+    """Writes order outcomes, each in its own transaction.
+
+    Args:
+        sessionmaker: Database sessions.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+        self._log = get_logger(__name__)
+
+    async def transition(
+        self,
+        order_id: int,
+        to: OrderState,
+        *,
+        among: Collection[OrderState] | None = None,
+        or_already: bool = False,
+        **values: object,
+    ) -> bool:
+        """Move an order optimistically, committed (see
+        :meth:`~core.db.repositories.orders.OrderRepository.transition`)."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            moved = await uow.orders.transition(
+                order_id, to, among=among, or_already=or_already, **values
+            )
+            await uow.commit()
+        return moved
+
+    async def touch(self, order_id: int) -> None:
+        """Move an order still open to the back of the reconciliation line."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            await uow.orders.touch(order_id, utcnow())
+            await uow.commit()
+
+    async def reject(self, order_id: int, exc: PermanentExchangeError, sent_at: datetime) -> None:
+        """The exchange refused the order for good: REJECTED, with the exchange's reason."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            order = await uow.orders.get(order_id, lock=True)
+            if order is None or not await uow.orders.transition(
+                order,
+                OrderState.REJECTED,
+                exchange_code=exc.code,
+                codespace=exc.codespace[:32],
+                error=exc.reason,
+                submitted_at=order.submitted_at or sent_at,
+                closed_at=utcnow(),
+            ):
+                return
+            await self._after_final(uow, order, fills=[])
+            await uow.commit()
+        self._log.warning(
+            "order_rejected", order_id=order_id, code=exc.code, codespace=exc.codespace
+        )
+
+    async def expire_unseen(self, order_id: int) -> None:
+        """A short-term order the exchange never saw and that can no longer land: EXPIRED."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            row = await uow.orders.get(order_id, lock=True)
+            if row is None or not await uow.orders.transition(
+                row,
+                OrderState.EXPIRED,
+                error="the order expired before it reached the order book",
+                closed_at=utcnow(),
+            ):
+                return
+            await self._after_final(uow, row, fills=[])
+            await uow.commit()
+        self._log.warning("order_expired_unseen", order_id=order_id)
+
+    async def record_fills(
+        self,
+        order_id: int,
+        fills: list[Fill],
+        *,
+        final: bool,
+        positions: list[Position] | None = None,
+    ) -> None:
+        """Write fills, totals and (when final) the outcome, the position and the message."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            order = await uow.orders.get(order_id, lock=True)
+            if order is None or order.state.is_final:
+                return
+            held = order.position_before or Decimal(0)
+            entry = order.entry_before
+            total_size = Decimal(0)
+            total_cost = Decimal(0)
+            total_fee = Decimal(0)
+            total_pnl = Decimal(0)
+            for fill in sorted(fills, key=lambda f: (f.created_at, f.fill_id)):
+                pnl, held, entry = realize(held, entry, fill)
+                pnl -= fill.fee
+                await uow.fills.add(
+                    user_id=order.user_id,
+                    order_id=order.id,
+                    paper=order.paper,
+                    exchange_fill_id=fill.fill_id[:64],
+                    market=fill.market,
+                    side=fill.side,
+                    size=fill.size,
+                    price=fill.price,
+                    fee=fill.fee,
+                    liquidity=fill.liquidity[:8],
+                    realized_pnl=pnl,
+                    filled_at=fill.created_at,
+                )
+                total_size += fill.size
+                total_cost += fill.size * fill.price
+                total_fee += fill.fee
+                total_pnl += pnl
+            order.filled_size = total_size
+            order.fee = total_fee
+            order.realized_pnl = total_pnl
+            order.average_price = total_cost / total_size if total_size else None
+            if total_size:
+                order.filled_at = order.filled_at or max(f.created_at for f in fills)
+            if final:
+                done = OrderState.FILLED if total_size >= order.size else OrderState.CANCELED
+                await uow.orders.transition(order, done, closed_at=utcnow())
+                if positions is not None:
+                    current = next((p for p in positions if p.market == order.market), None)
+                    await uow.positions.record(
+                        user_id=order.user_id,
+                        paper=order.paper,
+                        market=order.market,
+                        side=current.side if current else None,
+                        size=current.size if current else Decimal(0),
+                        entry_price=current.entry_price if current else None,
+                        at=utcnow(),
+                    )
+                await self._after_final(uow, order, fills=fills, positions=positions)
+            await uow.commit()
+        if final:
+            self._log.info(
+                "order_settled",
+                order_id=order_id,
+                filled=str(total_size),
+                average_price=str(order.average_price),
+            )
+
+    async def _after_final(
+        self,
+        uow: UnitOfWork,
+        order: Order,
+        *,
+        fills: list[Fill],
+        positions: list[Position] | None = None,
+    ) -> None:
+        """In the transaction that makes an order final: the alert's state and the message."""
+        user = await uow.users.get(order.user_id)
+        alert = await uow.alerts.get(order.alert_id) if order.alert_id is not None else None
+        if user is None:
+            return
+        chat = chat_of(user)
+        alert_id = alert.id if alert is not None else None
+        strategy = alert.strategy if alert is not None else None
+        if order.state is OrderState.REJECTED:
+            kind, text = (
+                NOTIFY_REJECTED,
+                texts.rejected_text(
+                    alert_id, strategy, order.market, order.error or "refused", paper=order.paper
+                ),
+            )
+            alert_state = AlertState.FAILED
+        elif order.filled_size > 0:
+            current = next((p for p in positions or [] if p.market == order.market), None)
+            kind, text = (
+                NOTIFY_FILLED,
+                texts.filled_text(
+                    texts.FillSummary(
+                        alert_id=alert_id,
+                        strategy=strategy,
+                        market=order.market,
+                        side=order.side,
+                        size=order.size,
+                        filled_size=order.filled_size,
+                        average_price=order.average_price or Decimal(0),
+                        fee=order.fee,
+                        reference_price=order.reference_price,
+                        realized_pnl=order.realized_pnl if reduced(order) else None,
+                        position_side=current.side if current else None,
+                        position_size=current.size if current else Decimal(0),
+                        paper=order.paper,
+                        purpose=order.purpose.value,
+                    )
+                ),
+            )
+            alert_state = AlertState.EXECUTED
+        else:
+            reason = order.error or (
+                "nothing filled within the worst acceptable price "
+                "(raise slippage_pct in the alert or in /settings)"
+            )
+            kind, text = (
+                NOTIFY_FAILED,
+                texts.unfilled_text(alert_id, strategy, order.market, reason, paper=order.paper),
+            )
+            alert_state = AlertState.FAILED
+        if order.purpose is not OrderPurpose.MANUAL or user.notify_chat_id is not None:
+            # A manual order is answered in the chat that asked; a channel still hears of it.
+            await uow.notifications.enqueue(
+                chat_id=chat,
+                user_id=user.id,
+                kind=kind,
+                text=text,
+                dedupe_key=f"order:{order.id}:final",
+            )
+        if alert is not None and order.purpose in (OrderPurpose.ENTRY, OrderPurpose.CLOSE):
+            finish_alert(uow, alert, alert_state, order.error)
+        prefs = Preferences.from_json(user.settings)
+        if order.realized_pnl < 0 and prefs.daily_loss_limit_usd is not None and not user.paused:
+            realized = await uow.fills.realized_since(
+                user.id, day_start(utcnow(), prefs), paper=order.paper
+            )
+            if realized <= -prefs.daily_loss_limit_usd:
+                user.paused = True
+                await uow.notifications.enqueue(
+                    chat_id=chat,
+                    user_id=user.id,
+                    kind=NOTIFY_PAUSED,
+                    text=texts.paused_for_loss_text(-realized, prefs.daily_loss_limit_usd),
+                    dedupe_key=f"order:{order.id}:paused",
+                )
