@@ -6,6 +6,11 @@ serving while that loop is blocked; running on its own thread and loop also mean
 mutation happens on one loop, without locks. Control methods are thread-safe: they marshal onto
 the double's loop and wait for the result.
 
+Controls for protection tests: ``double.indexer.lag = 20.0`` (or :meth:`set_indexer_lag`),
+:meth:`drop_websockets`, :meth:`set_stateful_orders_next_block` (DeliverTx failures),
+:meth:`external_trade` / :meth:`external_place` / :meth:`external_cancel` (the owner in the
+web app) and :meth:`liquidate`.
+
 Example:
     >>> with DydxDouble() as double:  # doctest: +SKIP
     ...     double.deposit(address, 0, Decimal("1000"))
@@ -28,8 +33,9 @@ from typing import Any, Protocol, TypeVar, cast
 from aiohttp import web
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
+from tests.doubles.dydx import external
 from tests.doubles.dydx.indexer import IndexerDouble
-from tests.doubles.dydx.state import Account, ChainState, TxResult
+from tests.doubles.dydx.state import Account, ChainState, FillRecord, TxResult
 
 T = TypeVar("T")
 
@@ -332,3 +338,70 @@ class DydxDouble:
         """Close every Indexer WebSocket connection; returns how many there were."""
         # call() awaits the coroutine on the double's loop.
         return cast(int, self.call(self.indexer.drop_websockets, abrupt=abrupt))
+
+    def set_indexer_lag(self, seconds: float) -> None:
+        """Make the Indexer trail the chain by ``seconds`` (0 = live); same as
+        ``double.indexer.lag = seconds``."""
+        self.indexer.lag = seconds
+
+    def set_stateful_orders_next_block(self, enabled: bool = True) -> None:
+        """Let DeliverTx (next block) place stateful orders, with its own checks that may fail."""
+
+        def apply() -> None:
+            self.state.stateful_orders_next_block = enabled
+
+        self.call(apply)
+
+    # ---------------------------------------------------------------- outside our API key
+
+    def external_trade(
+        self,
+        owner: str,
+        market: str,
+        side: str,
+        size: Decimal | str,
+        *,
+        subaccount_number: int = 0,
+        reduce_only: bool = False,
+    ) -> tuple[TxResult, str]:
+        """The owner trades in the web app (market order); returns (result, Indexer order id)."""
+        return self.call(
+            external.external_trade,
+            self.state,
+            owner,
+            market,
+            side,
+            size,
+            subaccount_number=subaccount_number,
+            reduce_only=reduce_only,
+        )
+
+    def external_place(self, order: Order, *, sequence_nonce: bool = True) -> TxResult:
+        """The owner places ``order`` in the web app (stateful ones advance its sequence)."""
+        return self.call(external.external_place, self.state, order, sequence_nonce=sequence_nonce)
+
+    def external_cancel(self, order_id: str, *, sequence_nonce: bool = True) -> TxResult:
+        """The owner cancels an order (Indexer id) in the web app."""
+        return self.call(
+            external.external_cancel, self.state, order_id, sequence_nonce=sequence_nonce
+        )
+
+    def liquidate(
+        self,
+        owner: str,
+        market: str,
+        price: Decimal | str,
+        *,
+        subaccount_number: int = 0,
+        insurance_fund_fee_rate: Decimal | str = Decimal(0),
+    ) -> FillRecord:
+        """The protocol liquidates the owner's whole position in ``market`` at ``price``."""
+        return self.call(
+            external.liquidate,
+            self.state,
+            owner,
+            market,
+            Decimal(price),
+            subaccount_number=subaccount_number,
+            insurance_fund_fee_rate=Decimal(insurance_fund_fee_rate),
+        )

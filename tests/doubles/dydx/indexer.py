@@ -15,19 +15,27 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.doubles.dydx.indexer_json import (
+    api_order_type,
+    asset_positions_json,
+    fill_json,
+    market_json,
+    order_json,
+    pnl_json,
+    position_json,
+    subaccount_json,
+    transfer_json,
+    ws_subaccount_contents,
+)
+from tests.doubles.dydx.lag import IndexerLag
 from tests.doubles.dydx.state import (
-    CONDITION_STOP_LOSS,
-    CONDITION_TAKE_PROFIT,
     MAX_SUBACCOUNT_NUMBER,
-    TIF_FOK,
-    TIF_IOC,
-    TIF_POST_ONLY,
     BlockUpdate,
     ChainEvent,
     ChainState,
@@ -35,14 +43,9 @@ from tests.doubles.dydx.state import (
     Market,
     OraclePriceUpdate,
     OrderRecord,
-    PerpetualPosition,
-    PnlTick,
-    Subaccount,
     SubaccountUpdate,
-    TransferRecord,
     fmt_decimal,
     iso,
-    subaccount_uuid,
 )
 
 log = logging.getLogger(__name__)
@@ -110,309 +113,20 @@ MESSAGE_VERSIONS = {
     CHANNEL_TRADES: "2.1.0",
     CHANNEL_CANDLES: "1.0.0",
 }
+#: Per-connection subscription limits (socks ``lib/subscription.ts CHANNEL_CONNECTION_LIMITS``,
+#: defaults of ``config.ts``); v4_block_height allows one.
+CHANNEL_CONNECTION_LIMITS = {
+    CHANNEL_SUBACCOUNTS: 256,
+    CHANNEL_PARENT_SUBACCOUNTS: 256,
+    CHANNEL_BLOCK_HEIGHT: 1,
+    CHANNEL_CANDLES: 32,
+    CHANNEL_MARKETS: 32,
+    CHANNEL_ORDERBOOK: 32,
+    CHANNEL_TRADES: 32,
+}
 #: Service-restart close code socks uses when it drops connections.
 WS_CLOSE_CODE_SERVICE_RESTART = 1012
 WS_CLOSE_TIMEOUT = 0.5
-
-
-# --------------------------------------------------------------------------------------------
-# JSON shapes
-# --------------------------------------------------------------------------------------------
-
-
-def _optional_iso(moment: datetime | None) -> str | None:
-    return iso(moment) if moment is not None else None
-
-
-def market_json(state: ChainState, market: Market) -> dict[str, Any]:
-    """PerpetualMarketResponseObject."""
-    now = datetime.now(UTC)
-    history = state.oracle_history[market.ticker]
-    day_ago = now - timedelta(days=1)
-    reference = history[0][1]
-    for moment, price in history:
-        if moment > day_ago:
-            break
-        reference = price
-    day_fills = [f for f in state.fills if f.ticker == market.ticker and f.created_at > day_ago]
-    open_interest = state.open_interest(market.ticker)
-    return {
-        "clobPairId": str(market.clob_pair_id),
-        "ticker": market.ticker,
-        "status": market.status,
-        "oraclePrice": fmt_decimal(market.oracle_price),
-        "priceChange24H": fmt_decimal(market.oracle_price - reference),
-        "volume24H": fmt_decimal(sum((f.quote_amount for f in day_fills), Decimal(0))),
-        "trades24H": len(day_fills),
-        "nextFundingRate": "0",
-        "initialMarginFraction": fmt_decimal(market.initial_margin_fraction),
-        "maintenanceMarginFraction": fmt_decimal(market.maintenance_margin_fraction),
-        "openInterest": fmt_decimal(open_interest),
-        "atomicResolution": market.atomic_resolution,
-        "quantumConversionExponent": market.quantum_conversion_exponent,
-        "tickSize": fmt_decimal(market.tick_size),
-        "stepSize": fmt_decimal(market.step_size),
-        "stepBaseQuantums": market.step_base_quantums,
-        "subticksPerTick": market.subticks_per_tick,
-        "marketType": market.market_type,
-        "openInterestLowerCap": fmt_decimal(market.open_interest_lower_cap),
-        "openInterestUpperCap": fmt_decimal(market.open_interest_upper_cap),
-        "baseOpenInterest": fmt_decimal(open_interest),
-        "defaultFundingRate1H": "0",
-    }
-
-
-def position_json(state: ChainState, position: PerpetualPosition) -> dict[str, Any]:
-    """PerpetualPositionResponseObject."""
-    oracle = state.markets[position.ticker].oracle_price
-    return {
-        "market": position.ticker,
-        "status": position.status,
-        "side": position.side,
-        "size": fmt_decimal(position.size),
-        "maxSize": fmt_decimal(position.max_size),
-        "entryPrice": fmt_decimal(position.entry_price),
-        "exitPrice": None if position.exit_price is None else fmt_decimal(position.exit_price),
-        "realizedPnl": fmt_decimal(position.realized_pnl),
-        "unrealizedPnl": fmt_decimal(position.unrealized_pnl(oracle)),
-        "createdAt": iso(position.created_at),
-        "createdAtHeight": str(position.created_at_height),
-        "closedAt": _optional_iso(position.closed_at),
-        "sumOpen": fmt_decimal(position.sum_open),
-        "sumClose": fmt_decimal(position.sum_close),
-        "netFunding": fmt_decimal(position.net_funding),
-        "subaccountNumber": position.subaccount_number,
-    }
-
-
-def asset_positions_json(sub: Subaccount) -> dict[str, Any]:
-    """AssetPositionsMap (USDC only; omitted when zero, like adjustUSDCAssetPosition)."""
-    if sub.usdc == 0:
-        return {}
-    return {
-        "USDC": {
-            "size": fmt_decimal(abs(sub.usdc)),
-            "symbol": "USDC",
-            "side": "LONG" if sub.usdc > 0 else "SHORT",
-            "assetId": "0",
-            "subaccountNumber": sub.number,
-        }
-    }
-
-
-def subaccount_json(state: ChainState, sub: Subaccount) -> dict[str, Any]:
-    """SubaccountResponseObject."""
-    return {
-        "address": sub.address,
-        "subaccountNumber": sub.number,
-        "equity": fmt_decimal(state.equity(sub)),
-        "freeCollateral": fmt_decimal(state.free_collateral(sub)),
-        "openPerpetualPositions": {
-            ticker: position_json(state, p) for ticker, p in sub.positions.items()
-        },
-        "assetPositions": asset_positions_json(sub),
-        "marginEnabled": True,
-        "updatedAtHeight": str(sub.updated_at_height),
-        "latestProcessedBlockHeight": str(state.height),
-    }
-
-
-def _order_type(record: OrderRecord) -> str:
-    condition = record.order.condition_type
-    if condition == CONDITION_STOP_LOSS:
-        return "STOP_LIMIT"
-    if condition == CONDITION_TAKE_PROFIT:
-        return "TAKE_PROFIT"
-    return "LIMIT"
-
-
-def _time_in_force(record: OrderRecord) -> str:
-    tif = record.order.time_in_force
-    if tif == TIF_IOC:
-        return "IOC"
-    if tif == TIF_FOK:
-        return "FOK"
-    return "GTT"
-
-
-def order_json(state: ChainState, record: OrderRecord) -> dict[str, Any]:
-    """OrderResponseObject."""
-    market = state.markets[record.ticker]
-    order = record.order
-    data: dict[str, Any] = {
-        "id": record.id,
-        "subaccountId": subaccount_uuid(record.address, record.subaccount_number),
-        "clientId": str(order.order_id.client_id),
-        "clobPairId": str(order.order_id.clob_pair_id),
-        "side": "BUY" if record.is_buy else "SELL",
-        "size": fmt_decimal(market.size_from_quantums(order.quantums)),
-        "totalFilled": fmt_decimal(market.size_from_quantums(record.filled_quantums)),
-        "price": fmt_decimal(market.price_from_subticks(order.subticks)),
-        "type": _order_type(record),
-        "status": record.status,
-        "timeInForce": _time_in_force(record),
-        "reduceOnly": order.reduce_only,
-        "orderFlags": str(order.order_id.order_flags),
-    }
-    if order.WhichOneof("good_til_oneof") == "good_til_block":
-        data["goodTilBlock"] = str(order.good_til_block)
-    else:
-        moment = datetime.fromtimestamp(order.good_til_block_time, UTC)
-        data["goodTilBlockTime"] = iso(moment)
-    data["createdAtHeight"] = str(record.created_at_height)
-    data["clientMetadata"] = str(order.client_metadata)
-    if order.conditional_order_trigger_subticks:
-        trigger = market.price_from_subticks(order.conditional_order_trigger_subticks)
-        data["triggerPrice"] = fmt_decimal(trigger)
-    data["updatedAt"] = iso(record.updated_at)
-    data["updatedAtHeight"] = str(record.updated_at_height)
-    data["orderRouterAddress"] = ""
-    data["postOnly"] = order.time_in_force == TIF_POST_ONLY
-    data["ticker"] = record.ticker
-    data["subaccountNumber"] = record.subaccount_number
-    return data
-
-
-def fill_json(fill: FillRecord) -> dict[str, Any]:
-    """FillResponseObject."""
-    return {
-        "id": fill.id,
-        "side": fill.side,
-        "liquidity": fill.liquidity,
-        "type": fill.type,
-        "market": fill.ticker,
-        "marketType": "PERPETUAL",
-        "price": fmt_decimal(fill.price),
-        "size": fmt_decimal(fill.size),
-        "fee": fmt_decimal(fill.fee),
-        "affiliateRevShare": "0",
-        "createdAt": iso(fill.created_at),
-        "createdAtHeight": str(fill.created_at_height),
-        "orderId": fill.order_id,
-        "clientMetadata": str(fill.client_metadata),
-        "subaccountNumber": fill.subaccount_number,
-    }
-
-
-def transfer_json(transfer: TransferRecord) -> dict[str, Any]:
-    """TransferResponseObject (deposits come from, withdrawals go to, the owner's wallet)."""
-    wallet = {"address": transfer.address}
-    subaccount = {"address": transfer.address, "subaccountNumber": transfer.subaccount_number}
-    deposit = transfer.type == "DEPOSIT"
-    return {
-        "id": transfer.id,
-        "sender": wallet if deposit else subaccount,
-        "recipient": subaccount if deposit else wallet,
-        "size": fmt_decimal(transfer.size),
-        "createdAt": iso(transfer.created_at),
-        "createdAtHeight": str(transfer.created_at_height),
-        "symbol": "USDC",
-        "type": transfer.type,
-        "transactionHash": transfer.transaction_hash,
-    }
-
-
-def pnl_json(tick: PnlTick) -> dict[str, Any]:
-    """PnlTicksResponseObject."""
-    return {
-        "id": tick.id,
-        "subaccountId": subaccount_uuid(tick.address, tick.subaccount_number),
-        "equity": fmt_decimal(tick.equity),
-        "totalPnl": fmt_decimal(tick.total_pnl),
-        "netTransfers": fmt_decimal(tick.net_transfers),
-        "createdAt": iso(tick.created_at),
-        "blockHeight": str(tick.block_height),
-        "blockTime": iso(tick.block_time),
-    }
-
-
-def ws_order_json(state: ChainState, record: OrderRecord) -> dict[str, Any]:
-    """OrderSubaccountMessageContents."""
-    data = order_json(state, record)
-    del data["orderRouterAddress"]
-    del data["subaccountNumber"]
-    if record.removal_reason:
-        data["removalReason"] = record.removal_reason
-    return data
-
-
-def ws_fill_json(fill: FillRecord) -> dict[str, Any]:
-    """FillSubaccountMessageContents."""
-    return {
-        "id": fill.id,
-        "subaccountId": subaccount_uuid(fill.address, fill.subaccount_number),
-        "side": fill.side,
-        "liquidity": fill.liquidity,
-        "type": fill.type,
-        "clobPairId": str(fill.clob_pair_id),
-        "size": fmt_decimal(fill.size),
-        "price": fmt_decimal(fill.price),
-        "quoteAmount": fmt_decimal(fill.quote_amount),
-        "fee": fmt_decimal(fill.fee),
-        "eventId": fill.id.replace("-", ""),
-        "transactionHash": fill.id.replace("-", "").upper() * 2,
-        "createdAt": iso(fill.created_at),
-        "createdAtHeight": str(fill.created_at_height),
-        "orderId": fill.order_id,
-        "ticker": fill.ticker,
-        "clientMetadata": str(fill.client_metadata),
-    }
-
-
-def ws_position_json(state: ChainState, position: PerpetualPosition) -> dict[str, Any]:
-    """PerpetualPositionSubaccountMessageContents."""
-    oracle = state.markets[position.ticker].oracle_price
-    data: dict[str, Any] = {
-        "address": position.address,
-        "subaccountNumber": position.subaccount_number,
-        "positionId": position.id,
-        "market": position.ticker,
-        "side": position.side,
-        "status": position.status,
-        "size": fmt_decimal(position.size),
-        "maxSize": fmt_decimal(position.max_size),
-        "netFunding": fmt_decimal(position.net_funding),
-        "entryPrice": fmt_decimal(position.entry_price),
-        "sumOpen": fmt_decimal(position.sum_open),
-        "sumClose": fmt_decimal(position.sum_close),
-        "realizedPnl": fmt_decimal(position.realized_pnl),
-        "unrealizedPnl": fmt_decimal(position.unrealized_pnl(oracle)),
-    }
-    if position.exit_price is not None:
-        data["exitPrice"] = fmt_decimal(position.exit_price)
-    return data
-
-
-def ws_subaccount_contents(state: ChainState, update: SubaccountUpdate) -> dict[str, Any]:
-    """SubaccountMessageContents plus blockHeight."""
-    contents: dict[str, Any] = {}
-    if update.positions:
-        contents["perpetualPositions"] = [ws_position_json(state, p) for p in update.positions]
-    sub = state.get_subaccount(update.address, update.subaccount_number)
-    if update.asset_changed and sub is not None:
-        contents["assetPositions"] = [
-            {
-                "address": sub.address,
-                "subaccountNumber": sub.number,
-                "positionId": str(uuid.uuid5(uuid.NAMESPACE_OID, f"{sub.uuid}-0")),
-                "assetId": "0",
-                "symbol": "USDC",
-                "side": "LONG" if sub.usdc >= 0 else "SHORT",
-                "size": fmt_decimal(abs(sub.usdc)),
-            }
-        ]
-    if update.orders:
-        contents["orders"] = [ws_order_json(state, o) for o in update.orders]
-    if update.fills:
-        contents["fills"] = [ws_fill_json(f) for f in update.fills]
-    if update.transfers:
-        transfer = transfer_json(update.transfers[-1])
-        contents["transfers"] = {
-            key: transfer[key]
-            for key in ("sender", "recipient", "symbol", "size", "type", "transactionHash")
-        }
-    contents["blockHeight"] = str(update.height)
-    return contents
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,6 +288,14 @@ class IndexerDouble:
 
     def __init__(self, state: ChainState) -> None:
         self.state = state
+        self._lag = IndexerLag(state)
+        #: Hide removed, never-filled short-term orders from REST like the real Indexer does.
+        #: Off by default: existing tests read such orders back as CANCELED.
+        self.forget_unfilled_short_term = False
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # built outside a loop (the app then runs on the state's loop)
+            self._loop = None
         self._compliance: dict[str, dict[str, str]] = {}
         self._down_status: int | None = None
         self._connections: dict[str, _Connection] = {}
@@ -581,6 +303,43 @@ class IndexerDouble:
         self.app = self._build_app()
 
     # ---------------------------------------------------------------- test controls
+
+    @property
+    def lag(self) -> float:
+        """Seconds the Indexer trails the chain (REST, ``/v4/height`` and WebSocket updates).
+
+        Settable from any thread, e.g. ``double.indexer.lag = 20.0``; 0 is live. See
+        :mod:`tests.doubles.dydx.lag`.
+        """
+        return self._lag.seconds
+
+    @lag.setter
+    def lag(self, seconds: float) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            self._lag.set(seconds)
+            return
+        # Run on the double's loop, FIFO with every later control call and request.
+        asyncio.run_coroutine_threadsafe(_as_coroutine(self._lag.set, seconds), loop).result(10)
+
+    def _unindexed(self, record: OrderRecord) -> bool:
+        """A short-term order that left the book without a fill is gone from the Indexer.
+
+        vulcan keeps short-term orders in Redis only (``order-place-handler.ts`` never writes
+        Postgres) and drops them on removal; ender writes the order row only with a fill. So
+        comlink (``orders-controller.ts getOrder``) finds neither and answers 404.
+        """
+        return (
+            self.forget_unfilled_short_term
+            and record.is_short_term
+            and not record.is_live
+            and record.filled_quantums == 0
+        )
+
+    @property
+    def view(self) -> ChainState:
+        """The state REST answers from: live, or a snapshot ``lag`` seconds old."""
+        return self._lag.view()
 
     def set_compliance(self, address: str, status: str, reason: str | None = None) -> None:
         """Set what ``/v4/compliance/screen/{address}`` answers.
@@ -638,6 +397,7 @@ class IndexerDouble:
     async def close(self) -> None:
         """Stop listening to the state and close every WebSocket."""
         self._unsubscribe()
+        await self._lag.close()
         await self.drop_websockets()
 
     # ---------------------------------------------------------------- app
@@ -690,7 +450,7 @@ class IndexerDouble:
 
     async def _height(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"height": str(self.state.height), "time": iso(self.state.block_time)}
+            {"height": str(self.view.height), "time": iso(self.view.block_time)}
         )
 
     async def _time(self, request: web.Request) -> web.Response:
@@ -705,25 +465,25 @@ class IndexerDouble:
             return _errors(400, "Only one of ticker or market may be provided")
         identifier = ticker or market_param
         if identifier is not None:
-            market = self.state.markets.get(identifier)
+            market = self.view.markets.get(identifier)
             if market is None:
                 raise _NotFoundError(f"{identifier} not found in markets of type PERPETUAL")
-            return web.json_response({"markets": {identifier: market_json(self.state, market)}})
+            return web.json_response({"markets": {identifier: market_json(self.view, market)}})
         limit = _int_param(query, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=DEFAULT_LIMIT)
-        markets = list(self.state.markets.values())[:limit]
+        markets = list(self.view.markets.values())[:limit]
         return web.json_response(
-            {"markets": {m.ticker: market_json(self.state, m) for m in markets}}
+            {"markets": {m.ticker: market_json(self.view, m) for m in markets}}
         )
 
     async def _address(self, request: web.Request) -> web.Response:
         address = request.match_info["address"]
         self._check_compliance(address)
-        subs = [s for s in self.state.subaccounts.values() if s.address == address]
+        subs = [s for s in self.view.subaccounts.values() if s.address == address]
         if not subs:
             raise _NotFoundError(f"No subaccounts found for address {address}")
         return web.json_response(
             {
-                "subaccounts": [subaccount_json(self.state, s) for s in subs],
+                "subaccounts": [subaccount_json(self.view, s) for s in subs],
                 "totalTradingRewards": "0",
             }
         )
@@ -732,12 +492,12 @@ class IndexerDouble:
         address = request.match_info["address"]
         number = _subaccount_number(request.match_info["number"])
         self._check_compliance(address)
-        sub = self.state.get_subaccount(address, number)
+        sub = self.view.get_subaccount(address, number)
         if sub is None:
             raise _NotFoundError(
                 f"No subaccount found with address {address} and subaccountNumber {number}"
             )
-        return web.json_response({"subaccount": subaccount_json(self.state, sub)})
+        return web.json_response({"subaccount": subaccount_json(self.view, sub)})
 
     def _subaccount_query(self, request: web.Request) -> tuple[str, int]:
         address = _required(request.query, "address")
@@ -754,17 +514,17 @@ class IndexerDouble:
         max_height = _int_param(request.query, "createdBeforeOrAtHeight")
         positions = [
             p
-            for p in reversed(self.state.positions_of(address, number))
+            for p in reversed(self.view.positions_of(address, number))
             if (statuses is None or p.status in statuses)
             and (max_height is None or p.created_at_height <= max_height)
         ]
         return web.json_response(
-            {"positions": [position_json(self.state, p) for p in positions[:limit]]}
+            {"positions": [position_json(self.view, p) for p in positions[:limit]]}
         )
 
     async def _asset_positions(self, request: web.Request) -> web.Response:
         address, number = self._subaccount_query(request)
-        sub = self.state.get_subaccount(address, number)
+        sub = self.view.get_subaccount(address, number)
         positions = list(asset_positions_json(sub).values()) if sub is not None else []
         return web.json_response({"positions": positions})
 
@@ -787,14 +547,16 @@ class IndexerDouble:
         latest = _bool_param(query, "returnLatestOrders")
 
         records = []
-        for record in self.state.orders_of(address, number):
+        for record in self.view.orders_of(address, number):
             order = record.order
             is_gtb = order.WhichOneof("good_til_oneof") == "good_til_block"
+            if self._unindexed(record):
+                continue
             if ticker is not None and record.ticker != ticker:
                 continue
             if side is not None and side != ("BUY" if record.is_buy else "SELL"):
                 continue
-            if order_type is not None and order_type != _order_type(record):
+            if order_type is not None and order_type != api_order_type(record):
                 continue
             if statuses is not None and record.status not in statuses:
                 continue
@@ -814,7 +576,7 @@ class IndexerDouble:
             return (1, order.good_til_block_time)
 
         records.sort(key=sort_key, reverse=latest is not False)
-        return web.json_response([order_json(self.state, r) for r in records[:limit]])
+        return web.json_response([order_json(self.view, r) for r in records[:limit]])
 
     async def _order(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
@@ -822,10 +584,10 @@ class IndexerDouble:
             uuid.UUID(order_id)
         except ValueError:
             raise _BadRequestError("orderId", order_id) from None
-        record = self.state.orders.get(order_id)
-        if record is None:
+        record = self.view.orders.get(order_id)
+        if record is None or self._unindexed(record):
             raise _NotFoundError(f"Unable to find order id {order_id}")
-        return web.json_response(order_json(self.state, record))
+        return web.json_response(order_json(self.view, record))
 
     def _page(self, request: web.Request, items: list[Any]) -> tuple[list[Any], dict[str, int]]:
         limit = _int_param(
@@ -866,11 +628,11 @@ class IndexerDouble:
             raise _BadRequestError(
                 "marketType", market_type, "marketType must be a valid market type (PERPETUAL/SPOT)"
             )
-        if market is not None and market not in self.state.markets:
+        if market is not None and market not in self.view.markets:
             raise _NotFoundError(f"{market} not found in markets of type {market_type}")
         fills = [
             f
-            for f in reversed(self.state.fills_of(address, number))
+            for f in reversed(self.view.fills_of(address, number))
             if (market is None or f.ticker == market)
             and self._created_filters(request, f.created_at, f.created_at_height)
         ]
@@ -881,7 +643,7 @@ class IndexerDouble:
         address, number = self._subaccount_query(request)
         transfers = [
             t
-            for t in reversed(self.state.transfers)
+            for t in reversed(self.view.transfers)
             if t.address == address
             and t.subaccount_number == number
             and self._created_filters(request, t.created_at, t.created_at_height)
@@ -893,7 +655,7 @@ class IndexerDouble:
         address, number = self._subaccount_query(request)
         ticks = [
             t
-            for t in reversed(self.state.pnl_ticks)
+            for t in reversed(self.view.pnl_ticks)
             if t.address == address
             and t.subaccount_number == number
             and self._created_filters(request, t.created_at, t.block_height)
@@ -903,7 +665,7 @@ class IndexerDouble:
 
     async def _candles(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]
-        market = self.state.markets.get(ticker)
+        market = self.view.markets.get(ticker)
         if market is None:
             raise _BadRequestError("ticker", ticker, "ticker must be a valid ticker")
         resolution = request.query.get("resolution")
@@ -930,15 +692,15 @@ class IndexerDouble:
             return epoch - epoch % seconds
 
         prices: dict[int, list[Decimal]] = {}
-        for moment, price in self.state.oracle_history[market.ticker]:
+        for moment, price in self.view.oracle_history[market.ticker]:
             prices.setdefault(bucket(moment), []).append(price)
         # The current period always has a candle at the latest price.
         prices.setdefault(bucket(datetime.now(UTC)), []).append(market.oracle_price)
         volumes: dict[int, list[FillRecord]] = {}
-        for fill in self.state.fills:
+        for fill in self.view.fills:
             if fill.ticker == market.ticker:
                 volumes.setdefault(bucket(fill.created_at), []).append(fill)
-        open_interest = fmt_decimal(self.state.open_interest(market.ticker))
+        open_interest = fmt_decimal(self.view.open_interest(market.ticker))
         candles = []
         for started in sorted(prices, reverse=True):
             moment = datetime.fromtimestamp(started, UTC)
@@ -967,7 +729,7 @@ class IndexerDouble:
 
     async def _orderbook(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]
-        market = self.state.markets.get(ticker)
+        market = self.view.markets.get(ticker)
         if market is None:
             raise _NotFoundError(f"{ticker} not found in markets of type PERPETUAL")
         return web.json_response(self._book(market))
@@ -987,7 +749,7 @@ class IndexerDouble:
         for level in range(5):
             bids[best_bid - level * market.tick_size] = depth
             asks[best_ask + level * market.tick_size] = depth
-        for record in self.state.orders.values():
+        for record in self.view.orders.values():
             if record.ticker != market.ticker or record.status != "OPEN":
                 continue
             if record.is_conditional and record.triggered_at_height is None:
@@ -1009,7 +771,7 @@ class IndexerDouble:
 
     async def _trades(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]
-        if ticker not in self.state.markets:
+        if ticker not in self.view.markets:
             raise _NotFoundError(f"{ticker} not found in markets of type PERPETUAL")
         limit = _int_param(
             request.query, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=DEFAULT_LIMIT
@@ -1024,7 +786,7 @@ class IndexerDouble:
                 "createdAt": iso(f.created_at),
                 "createdAtHeight": str(f.created_at_height),
             }
-            for f in reversed(self.state.fills)
+            for f in reversed(self.view.fills)
             if f.ticker == ticker and f.liquidity == "TAKER"
         ]
         return web.json_response({"trades": trades[:limit]})
@@ -1123,9 +885,9 @@ class IndexerDouble:
             limit = MAX_SUBACCOUNT_NUMBER if channel == CHANNEL_SUBACCOUNTS else 128
             return number < limit
         if channel in (CHANNEL_ORDERBOOK, CHANNEL_TRADES):
-            return sub_id in self.state.markets
+            return sub_id in self.view.markets
         ticker, _, resolution = sub_id.partition("/")
-        return ticker in self.state.markets and resolution in CANDLE_RESOLUTIONS
+        return ticker in self.view.markets and resolution in CANDLE_RESOLUTIONS
 
     @staticmethod
     def _normalize_id(channel: str, sub_id: str | None) -> str:
@@ -1142,6 +904,14 @@ class IndexerDouble:
         if not self._valid_subscription_id(channel, raw_id):
             connection.error(
                 f"Invalid subscription id for channel: ({channel}-{raw_id})", message_id
+            )
+            return
+        limit = CHANNEL_CONNECTION_LIMITS[channel]
+        active = sum(1 for c, _ in connection.subscriptions if c == channel)
+        if active + 1 > limit:
+            connection.error(
+                f"Per-connection subscription limit reached for {channel} (limit={limit}).",
+                message_id,
             )
             return
         sub_id = self._normalize_id(channel, raw_id)
@@ -1191,7 +961,7 @@ class IndexerDouble:
     def _initial_contents(self, channel: str, sub_id: str) -> dict[str, Any]:
         if self._down_status is not None:
             raise _UnavailableError
-        state = self.state
+        state = self.view
         if channel == CHANNEL_MARKETS:
             return {"markets": {t: market_json(state, m) for t, m in state.markets.items()}}
         if channel == CHANNEL_BLOCK_HEIGHT:
@@ -1221,7 +991,11 @@ class IndexerDouble:
         return {"candles": self._build_candles(state.markets[ticker], resolution, None, None)}
 
     def _on_event(self, event: ChainEvent) -> None:
-        """Forward a chain event to every subscribed connection."""
+        """Forward a chain event to the subscribed connections (after the lag, if any).
+
+        Contents are built now, from the state as of the event; routing happens at delivery.
+        """
+        self._lag.capture()
         if isinstance(event, OraclePriceUpdate):
             contents: dict[str, Any] = {
                 "oraclePrices": {
@@ -1233,17 +1007,20 @@ class IndexerDouble:
                     }
                 }
             }
-            self._broadcast(CHANNEL_MARKETS, CHANNEL_MARKETS, contents)
+            self._send_later(CHANNEL_MARKETS, CHANNEL_MARKETS, contents)
         elif isinstance(event, BlockUpdate):
             contents = {"blockHeight": str(event.height), "time": iso(event.time)}
-            self._broadcast(CHANNEL_BLOCK_HEIGHT, CHANNEL_BLOCK_HEIGHT, contents)
+            self._send_later(CHANNEL_BLOCK_HEIGHT, CHANNEL_BLOCK_HEIGHT, contents)
         elif isinstance(event, SubaccountUpdate):
             sub_id = f"{event.address}/{event.subaccount_number}"
-            if any(
+            if self._lag.active or any(
                 (CHANNEL_SUBACCOUNTS, sub_id) in c.subscriptions for c in self._connections.values()
             ):
                 contents = ws_subaccount_contents(self.state, event)
-                self._broadcast(CHANNEL_SUBACCOUNTS, sub_id, contents)
+                self._send_later(CHANNEL_SUBACCOUNTS, sub_id, contents)
+
+    def _send_later(self, channel: str, sub_id: str, contents: dict[str, Any]) -> None:
+        self._lag.deliver(lambda: self._broadcast(channel, sub_id, contents))
 
     def _broadcast(self, channel: str, sub_id: str, contents: dict[str, Any]) -> None:
         for connection in self._connections.values():
@@ -1261,3 +1038,14 @@ class IndexerDouble:
             message["version"] = MESSAGE_VERSIONS[channel]
             message["contents"] = [contents] if batched else contents
             connection.send(message)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _as_coroutine(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)

@@ -506,7 +506,12 @@ class NodeServer:
         gas_wanted = decoded.auth_info.fee.gas_limit
         if self._is_clob_tx(decoded):
             # The clob decorator runs in CheckTx: a refusal there rolls back the ante changes.
-            result: _TxResultLike = self._deliver_clob(decoded.messages[0])
+            # The state files a deferred stateful placement's DeliverTx result under this hash.
+            self.state.current_tx_hash = decoded.tx_hash
+            try:
+                result: _TxResultLike = self._deliver_clob(decoded.messages[0])
+            finally:
+                self.state.current_tx_hash = None
             if result.code != 0:
                 return TxOutcome(result.code, result.codespace, result.log, gas_wanted)
             self._apply_ante(ante)
@@ -692,8 +697,25 @@ class NodeServer:
         )
 
     def included_tx(self, tx_hash: str) -> tuple[bytes, int, TxOutcome] | None:
-        """``(tx_bytes, height, outcome)`` of an accepted, block-included transaction."""
-        return self._included.get(tx_hash.upper())
+        """``(tx_bytes, height, outcome)`` of an accepted, block-included transaction.
+
+        A stateful placement that passed CheckTx but failed in DeliverTx shows its DeliverTx
+        error, wrapped like cosmos-sdk's ``runMsgs`` does.
+        """
+        found = self._included.get(tx_hash.upper())
+        if found is None:
+            return None
+        tx_bytes, height, outcome = found
+        failed = getattr(self.state, "deliver_results", {}).get(tx_hash.upper())
+        if failed is not None:
+            outcome = TxOutcome(
+                failed.code,
+                failed.codespace,
+                f"failed to execute message; message index: 0: {failed.log}",
+                outcome.gas_wanted,
+                outcome.gas_used,
+            )
+        return tx_bytes, height, outcome
 
 
 # --- servicers --------------------------------------------------------------------------------

@@ -15,7 +15,11 @@ enough for an adapter to be contract-tested against it:
 * reduce-only orders must be IOC, are refused in the position's own direction and are resized
   so they never flip a position;
 * client-id reuse, collateral checks, fees and block rate limits answer with the chain's real
-  error codes (``x/clob/types/errors.go``).
+  error codes (``x/clob/types/errors.go``); rate limits count refused messages too, per owner;
+* a stateful order id exists at most once: 3005 while live (or uncommitted), 3008 after a
+  cancel until the next block, reusable once removed (cancel, expiry, full fill);
+* with ``stateful_orders_next_block`` stateful orders are placed by DeliverTx in the next
+  block, which repeats the checks and may fail (:attr:`ChainState.delivery_failures`).
 
 There is one infinitely deep counterparty at the oracle price; the double does not match users
 against each other.
@@ -23,9 +27,6 @@ against each other.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import uuid
 from collections import deque
@@ -39,6 +40,7 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
+from tests.doubles.dydx.authconfig import AuthenticatorError, validate_authenticator
 from tests.doubles.dydx.keys import is_valid_address
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,14 @@ TAKER_FEE_RATE = Decimal("0.0005")
 MAKER_FEE_RATE = Decimal("0.0001")
 USDC_QUANTUM = Decimal("0.000001")
 
-#: Block rate limits (``/dydxprotocol/clob/block_rate``): (blocks, max messages).
+#: Block rate limits (``/dydxprotocol/clob/block_rate``): (blocks, max messages), per owner
+#: address (``rate_limit/order_rate_limiter.go``). Stateful: ``testing/genesis.sh`` (mainnet
+#: genesis had the same); short-term: the v5.0.0 upgrade folded places and cancels into one
+#: 5-block window (mainnet value per the docs).
 STATEFUL_ORDER_RATE_LIMITS: tuple[tuple[int, int], ...] = ((1, 2), (100, 20))
 SHORT_TERM_RATE_LIMITS: tuple[tuple[int, int], ...] = ((5, 2000),)
+#: A MsgBatchCancel counts this much towards the short-term limit (BATCH_CANCEL_RATE_LIMIT_WEIGHT).
+BATCH_CANCEL_RATE_LIMIT_WEIGHT = 2
 
 #: Namespace of every Indexer uuid (``indexer/packages/postgres/src/helpers/uuid.ts``).
 INDEXER_UUID_NAMESPACE = uuid.UUID("0f9da948-a6fb-4c45-9edc-4685c3f3317d")
@@ -102,18 +109,6 @@ REMOVAL_REDUCE_ONLY_RESIZE = "ORDER_REMOVAL_REASON_REDUCE_ONLY_RESIZE"
 
 POSITION_OPEN = "OPEN"
 POSITION_CLOSED = "CLOSED"
-
-AUTHENTICATOR_TYPES = frozenset(
-    {
-        "SignatureVerification",
-        "MessageFilter",
-        "SubaccountFilter",
-        "ClobPairIdFilter",
-        "AllOf",
-        "AnyOf",
-    }
-)
-SECP256K1_PUBKEY_SIZE = 33
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,6 +206,12 @@ ERR_STATEFUL_ORDER_DOES_NOT_EXIST = ChainError("clob", 3006, "Stateful order doe
 ERR_STATEFUL_ORDER_COLLATERALIZATION_CHECK_FAILED = ChainError(
     "clob", 3007, "Stateful order collateralization check failed"
 )
+ERR_STATEFUL_ORDER_PREVIOUSLY_CANCELLED = ChainError(
+    "clob", 3008, "Stateful order was previously cancelled and therefore cannot be placed"
+)
+ERR_STATEFUL_ORDER_PREVIOUSLY_REMOVED = ChainError(
+    "clob", 3009, "Stateful order was previously removed and therefore cannot be placed"
+)
 ERR_BLOCK_RATE_LIMIT_EXCEEDED = ChainError("clob", 5001, "Block rate limit exceeded")
 ERR_INVALID_CONDITION_TYPE = ChainError("clob", 6000, "Conditional type is invalid")
 ERR_INVALID_CONDITIONAL_ORDER_TRIGGER_SUBTICKS = ChainError(
@@ -228,10 +229,6 @@ ERR_INVALID_SUBACCOUNT_ID_NUMBER = ChainError(
 ERR_INVALID_SUBACCOUNT_ID_OWNER = ChainError(
     "subaccounts", 201, "subaccount id owner is an invalid address"
 )
-
-
-class AuthenticatorError(ValueError):
-    """x/accountplus refused to add or remove an authenticator (message as on the chain)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,6 +656,25 @@ class TxLogEntry:
     code: int
 
 
+@dataclass(frozen=True)
+class PendingStatefulOrder:
+    """A stateful order CheckTx accepted, waiting for DeliverTx in the next block."""
+
+    order: Order
+    tx_hash: str | None
+    checked_at_height: int
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """A stateful order that passed CheckTx but failed in DeliverTx (no Indexer event)."""
+
+    height: int
+    key: OrderKey
+    tx_hash: str | None
+    result: TxResult
+
+
 # --------------------------------------------------------------------------------------------
 # Events for the Indexer WebSocket
 # --------------------------------------------------------------------------------------------
@@ -711,71 +727,6 @@ class _UpdateBuilder:
 
 
 # --------------------------------------------------------------------------------------------
-# Authenticator configs
-# --------------------------------------------------------------------------------------------
-
-
-def decode_sub_authenticators(config: bytes) -> list[tuple[str, bytes]]:
-    """Decode an AllOf/AnyOf config into ``[(type, config_bytes), …]``.
-
-    The chain unmarshals ``[]SubAuthenticatorInitData{Type string; Config []byte}`` with Go's
-    encoding/json, so a sub-config may be a base64 string (what the web app sends) or a JSON
-    array of byte values (what dydx-v4-client's ``Authenticator.compose`` sends).
-
-    Raises:
-        AuthenticatorError: The config is not such a list.
-    """
-    try:
-        items = json.loads(config.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AuthenticatorError(f"failed to unmarshal sub-authenticator init data: {exc}") from exc
-    if not isinstance(items, list):
-        raise AuthenticatorError("failed to unmarshal sub-authenticator init data")
-    decoded: list[tuple[str, bytes]] = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("type", ""), str):
-            raise AuthenticatorError("failed to unmarshal sub-authenticator init data")
-        raw = item.get("config")
-        if raw is None:
-            sub_config = b""
-        elif isinstance(raw, str):
-            try:
-                sub_config = base64.b64decode(raw, validate=True)
-            except binascii.Error as exc:
-                raise AuthenticatorError(
-                    f"failed to unmarshal sub-authenticator init data: {exc}"
-                ) from exc
-        elif isinstance(raw, list) and all(isinstance(b, int) and 0 <= b < 256 for b in raw):
-            sub_config = bytes(raw)
-        else:
-            raise AuthenticatorError("failed to unmarshal sub-authenticator init data")
-        decoded.append((item.get("type", ""), sub_config))
-    return decoded
-
-
-def _validate_authenticator(auth_type: str, config: bytes, *, sub: bool = False) -> None:
-    """Run the chain's ``OnAuthenticatorAdded`` checks."""
-    if auth_type not in AUTHENTICATOR_TYPES:
-        if sub:
-            raise AuthenticatorError(
-                "sub-authenticator failed to be added in function `OnAuthenticatorAdded` as type "
-                "is not registered in manager: invalid request"
-            )
-        raise AuthenticatorError(f"authenticator type {auth_type} is not registered")
-    if auth_type == "SignatureVerification" and len(config) != SECP256K1_PUBKEY_SIZE:
-        raise AuthenticatorError(
-            f"invalid secp256k1 public key size, expected {SECP256K1_PUBKEY_SIZE}, "
-            f"got {len(config)}"
-        )
-    if auth_type in ("AllOf", "AnyOf"):
-        subs = decode_sub_authenticators(config)
-        if len(subs) <= 1:
-            raise AuthenticatorError("no sub-authenticators provided: invalid request")
-        for sub_type, sub_config in subs:
-            _validate_authenticator(sub_type, sub_config, sub=True)
-
-
-# --------------------------------------------------------------------------------------------
 # The state
 # --------------------------------------------------------------------------------------------
 
@@ -792,6 +743,10 @@ class ChainState:
         pnl_interval_blocks: Record a historical-pnl tick every this many blocks (0 disables).
         short_term_fill_next_block: If True, short-term orders are accepted as
             ``BEST_EFFORT_OPENED`` and only matched at the next block, like a real proposer.
+        stateful_orders_next_block: If True, stateful orders that pass CheckTx are only
+            placed by DeliverTx in the next block, which repeats the stateful validation and
+            the collateral check and may fail (see :attr:`delivery_failures`). False places
+            them at once, as before.
     """
 
     def __init__(
@@ -803,17 +758,32 @@ class ChainState:
         markets: dict[str, Market] | None = None,
         pnl_interval_blocks: int = 10,
         short_term_fill_next_block: bool = False,
+        stateful_orders_next_block: bool = False,
     ) -> None:
         self.chain_id = chain_id
         self.height = height
         self._clock = clock or (lambda: datetime.now(UTC))
         self.block_time: datetime = self._clock()
+        self._previous_block_time = self.block_time
         self.markets: dict[str, Market] = markets if markets is not None else default_markets()
         for market in self.markets.values():
             market.oracle_effective_at = self.block_time
             market.oracle_effective_height = height
         self.pnl_interval_blocks = pnl_interval_blocks
         self.short_term_fill_next_block = short_term_fill_next_block
+        self.stateful_orders_next_block = stateful_orders_next_block
+        #: Bumped by every delivered batch of events (lets the Indexer snapshot only changes).
+        self.revision = 0
+        #: Hash of the transaction being checked, set by the node around a clob message.
+        self.current_tx_hash: str | None = None
+        #: DeliverTx results of failed stateful placements by tx hash (GetTx shows them).
+        self.deliver_results: dict[str, TxResult] = {}
+        self.delivery_failures: list[DeliveryFailure] = []
+        self._pending_stateful: list[PendingStatefulOrder] = []
+        # Stateful cancels CheckTx accepted since the last block (uncommitted cancellations).
+        self._uncommitted_stateful_cancels: set[OrderKey] = set()
+        # Stateful orders removed in the block being built (ProcessProposerMatchesEvents).
+        self._removed_stateful_this_block: set[OrderKey] = set()
 
         self.accounts: dict[str, Account] = {}
         self._next_account_number = 1
@@ -895,6 +865,8 @@ class ChainState:
 
     def _flush(self) -> None:
         self._drain_updates()
+        if self._outbox:
+            self.revision += 1
         outbox, self._outbox = self._outbox, []
         for event in outbox:
             for listener in list(self._listeners):
@@ -914,7 +886,9 @@ class ChainState:
     def advance_block(self, block_time: datetime | None = None) -> int:
         """Commit the next block and run the EndBlocker work.
 
-        Order of work: execute conditional orders triggered in the previous block, match
+        Order of work: DeliverTx of the stateful orders CheckTx accepted (when
+        ``stateful_orders_next_block``), execute conditional orders triggered in the previous
+        block, match
         pending short-term orders, fill resting orders the oracle crossed, expire short-term
         orders past their good_til_block and stateful orders past their good_til_block_time,
         trigger conditional orders, and record a historical-pnl tick every
@@ -929,9 +903,15 @@ class ChainState:
         """
         with self._batch():
             self.height += 1
+            self._previous_block_time = self.block_time
             candidate = block_time or self._clock()
             self.block_time = max(candidate, self.block_time + timedelta(microseconds=1))
             self._matched_this_block.clear()
+            # Removals since the last delivery belong to this block's proposed operations,
+            # which DeliverTx of a stateful placement checks (ErrStatefulOrderPreviouslyRemoved).
+            self._deliver_pending_stateful()
+            self._removed_stateful_this_block.clear()
+            self._uncommitted_stateful_cancels.clear()
 
             triggered, self._triggered_pending = self._triggered_pending, []
             for order_id in triggered:
@@ -1019,7 +999,7 @@ class ChainState:
         Raises:
             AuthenticatorError: Unknown type or invalid config (chain's message).
         """
-        _validate_authenticator(auth_type, config)
+        validate_authenticator(auth_type, config)
         auth_id = self._next_authenticator_id
         self._next_authenticator_id += 1
         self._authenticators.setdefault(owner, {})[auth_id] = AuthenticatorRecord(
@@ -1311,24 +1291,32 @@ class ChainState:
             )
         return None
 
-    def _rate_limit(self, owner: str, stateful: bool) -> TxResult | None:
-        """x/clob block rate limits per account (stateful orders, short-term places+cancels)."""
+    def _rate_limit(self, owner: str, stateful: bool, weight: int = 1) -> TxResult | None:
+        """x/clob block rate limits per owner address (stateful orders; short-term places,
+        cancels and batch cancels).
+
+        Like ``multiBlockRateLimiter.RateLimitIncrBy`` the message is counted before the
+        check, so refused messages count too: retrying while limited prolongs the limit.
+        """
         kind = "stateful" if stateful else "short_term"
         limits = STATEFUL_ORDER_RATE_LIMITS if stateful else SHORT_TERM_RATE_LIMITS
+        name = (
+            "MaxStatefulOrdersPerNBlocks" if stateful else "MaxShortTermOrdersAndCancelsPerNBlocks"
+        )
         window = max(blocks for blocks, _ in limits)
         heights = self._rate_counters.setdefault((owner, kind), deque())
         # A message in CheckTx counts towards the next block.
         next_height = self.height + 1
         while heights and heights[0] <= next_height - window:
             heights.popleft()
+        heights.extend([next_height] * weight)
         for blocks, limit in limits:
-            recent = sum(1 for h in heights if h > next_height - blocks)
-            if recent >= limit:
+            count = sum(1 for h in heights if h > next_height - blocks)
+            if count > limit:
                 return ERR_BLOCK_RATE_LIMIT_EXCEEDED.result(
-                    f"Rate of {recent + 1} exceeds configured block rate limit of "
-                    f"{{NumBlocks:{blocks} Limit:{limit}}} for {kind} orders of {owner}"
+                    f"Rate of {count} exceeds configured block rate limit of "
+                    f"{{NumBlocks:{blocks} Limit:{limit}}} for {name} and {owner}"
                 )
-        heights.append(next_height)
         return None
 
     def _live_short_term(self, key: OrderKey) -> OrderRecord | None:
@@ -1401,12 +1389,40 @@ class ChainState:
         return None
 
     def _place_stateful(self, order: Order, market: Market) -> TxResult:
-        """``PlaceStatefulOrder`` (long-term and conditional)."""
+        """``PlaceStatefulOrder`` in CheckTx (long-term and conditional)."""
         error = self._validate_good_til_block_time(order.good_til_block_time)
+        if error is None:
+            error = self._stateful_validation(order, market, check_tx=True)
         if error is not None:
             return error
+        if self.stateful_orders_next_block:
+            copy = Order()
+            copy.CopyFrom(order)
+            self._pending_stateful.append(
+                PendingStatefulOrder(copy, self.current_tx_hash, self.height)
+            )
+            return OK
+        self._add_stateful(order, market)
+        return OK
+
+    def _stateful_validation(
+        self, order: Order, market: Market, *, check_tx: bool
+    ) -> TxResult | None:
+        """``PerformStatefulOrderValidation`` (id checks) and the collateral check."""
         key = order_key(order.order_id)
         owner, number, client_id, flags, clob_pair_id = key
+        if check_tx and key in self._uncommitted_stateful_cancels:
+            return ERR_STATEFUL_ORDER_PREVIOUSLY_CANCELLED.result(
+                "An uncommitted stateful order cancellation with this OrderId already exists. "
+                f"Order: {key}"
+            )
+        if not check_tx and key in self._removed_stateful_this_block:
+            return ERR_STATEFUL_ORDER_PREVIOUSLY_REMOVED.result(f"PlaceOrder: order ({key})")
+        if check_tx and any(order_key(p.order.order_id) == key for p in self._pending_stateful):
+            return ERR_STATEFUL_ORDER_ALREADY_EXISTS.result(
+                "An uncommitted stateful order with this OrderId already exists and stateful "
+                "order replacement is not supported."
+            )
         existing = self.orders.get(order_uuid(owner, number, client_id, clob_pair_id, flags))
         if existing is not None and existing.is_live:
             return ERR_STATEFUL_ORDER_ALREADY_EXISTS.result(
@@ -1423,7 +1439,8 @@ class ChainState:
                 f"Conditional order trigger subticks {order.conditional_order_trigger_subticks} "
                 f"must be a multiple of the ClobPair's SubticksPerTick {market.subticks_per_tick}"
             )
-        # Collateral check for the full size at the order's price, to mitigate spam.
+        # Collateral check for the full size at the order's price, to mitigate spam. It runs
+        # in CheckTx and again in DeliverTx, against the state of the moment.
         sub = self._subaccount_or_empty(owner, number)
         price = market.price_from_subticks(order.subticks)
         size = market.size_from_quantums(order.quantums)
@@ -1432,11 +1449,40 @@ class ChainState:
             return ERR_STATEFUL_ORDER_COLLATERALIZATION_CHECK_FAILED.result(
                 f"PlaceStatefulOrder: order ({key}), result (NewlyUndercollateralized)"
             )
-        if flags == ORDER_FLAG_CONDITIONAL:
+        return None
+
+    def _add_stateful(self, order: Order, market: Market) -> None:
+        if order.order_id.order_flags == ORDER_FLAG_CONDITIONAL:
             self._store_order(order, market, STATUS_UNTRIGGERED)
         else:
             self._execute_taker(self._store_order(order, market, STATUS_OPEN))
-        return OK
+
+    def _deliver_pending_stateful(self) -> None:
+        """DeliverTx of the stateful orders CheckTx accepted since the last block.
+
+        A failure is only a failed tx result (``GetTx``): the chain emits no Indexer event, so
+        the order never shows on the Indexer.
+        """
+        pending, self._pending_stateful = self._pending_stateful, []
+        for item in pending:
+            market = self.market_by_clob_pair(item.order.order_id.clob_pair_id)
+            assert market is not None  # CheckTx checked the clob pair
+            error = self._stateful_validation(item.order, market, check_tx=False)
+            if error is None and item.order.good_til_block_time <= int(
+                self._previous_block_time.timestamp()
+            ):
+                error = ERR_TIME_EXCEEDS_GOOD_TIL_BLOCK_TIME.result(
+                    f"GoodTilBlockTime {item.order.good_til_block_time} is less than the "
+                    "previous blockTime"
+                )
+            if error is None:
+                self._add_stateful(item.order, market)
+                continue
+            key = order_key(item.order.order_id)
+            self.delivery_failures.append(DeliveryFailure(self.height, key, item.tx_hash, error))
+            if item.tx_hash is not None:
+                self.deliver_results[item.tx_hash] = error
+            self.tx_log.append(TxLogEntry(self.height, "deliver_place_order", key, error.code))
 
     def _store_order(self, order: Order, market: Market, status: str) -> OrderRecord:
         copy = Order()
@@ -1490,8 +1536,7 @@ class ChainState:
         if record.is_short_term:
             self._matched_this_block[record.key] = record.order
         if record.remaining_quantums == 0:
-            record.status = STATUS_FILLED
-            self._touch_order(record)
+            self._mark_filled(record)
         elif record.requires_immediate_execution:
             reason = (
                 REMOVAL_REDUCE_ONLY_RESIZE if record.order.reduce_only else REMOVAL_IOC_WOULD_REST
@@ -1526,18 +1571,18 @@ class ChainState:
                 if not self._fill(record, market, record.remaining_quantums, limit, "MAKER"):
                     self._remove(record, STATUS_CANCELED, REMOVAL_UNDERCOLLATERALIZED)
                     continue
-                record.status = STATUS_FILLED
-                self._touch_order(record)
+                self._mark_filled(record)
 
     def _expire_orders(self) -> None:
-        now = int(self.block_time.timestamp())
+        # RemoveExpiredStatefulOrders iterates expirations strictly before the block time.
+        now = self.block_time.timestamp()
         for record in list(self.orders.values()):
             if not record.is_live:
                 continue
             if record.is_short_term:
                 if record.order.good_til_block <= self.height:
                     self._remove(record, STATUS_CANCELED, REMOVAL_EXPIRED)
-            elif record.order.good_til_block_time <= now:
+            elif record.order.good_til_block_time < now:
                 self._remove(record, STATUS_CANCELED, REMOVAL_EXPIRED)
         self._short_term_cancels = {
             k: gtb for k, gtb in self._short_term_cancels.items() if gtb > self.height
@@ -1563,9 +1608,17 @@ class ChainState:
                 self._touch_order(record)
                 self._triggered_pending.append(record.id)
 
+    def _mark_filled(self, record: OrderRecord) -> None:
+        record.status = STATUS_FILLED
+        if not record.is_short_term:  # a fully filled stateful order leaves the state
+            self._removed_stateful_this_block.add(record.key)
+        self._touch_order(record)
+
     def _remove(self, record: OrderRecord, status: str, reason: str) -> None:
         record.status = status
         record.removal_reason = reason
+        if not record.is_short_term:
+            self._removed_stateful_this_block.add(record.key)
         self._touch_order(record)
 
     def _collateralized_after(
@@ -1753,6 +1806,8 @@ class ChainState:
                 f"Stateful order id {key} does not exist in state"
             )
         self._remove(record, STATUS_CANCELED, REMOVAL_USER_CANCELED)
+        # Until the next block the cancel is uncommitted: re-placing the id answers 3008.
+        self._uncommitted_stateful_cancels.add(key)
         return OK
 
     def _cancel_short_term(self, key: OrderKey, good_til_block: int) -> TxResult:
@@ -1809,7 +1864,9 @@ class ChainState:
         error = self._validate_good_til_block(good_til_block)
         if error is not None:
             return error
-        limited = self._rate_limit(subaccount_id.owner, stateful=False)
+        limited = self._rate_limit(
+            subaccount_id.owner, stateful=False, weight=BATCH_CANCEL_RATE_LIMIT_WEIGHT
+        )
         if limited is not None:
             return limited
         succeeded = 0

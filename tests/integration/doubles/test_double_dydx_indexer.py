@@ -18,6 +18,7 @@ from dydx_v4_client.indexer.candles_resolution import CandlesResolution
 from dydx_v4_client.indexer.rest.indexer_client import IndexerClient
 from dydx_v4_client.indexer.socket.websocket import IndexerSocket
 
+from tests.doubles.dydx.authconfig import decode_sub_authenticators
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader, dydx_env_overrides
 from tests.doubles.dydx.keys import new_key
@@ -26,7 +27,6 @@ from tests.doubles.dydx.state import (
     CONDITION_STOP_LOSS,
     ORDER_FLAG_CONDITIONAL,
     ChainState,
-    decode_sub_authenticators,
     order_uuid,
 )
 
@@ -620,7 +620,8 @@ async def test_v4_block_height_and_protocol_errors(dydx_double: DydxDouble) -> N
         assert set(subscribed["contents"]) == {"height", "time"}
         errors = [(await recorder.wait_type("error"))["message"] for _ in range(6)]
         assert errors[:4] == [
-            "Invalid subscribe message: already subscribed (v4_block_height-v4_block_height)",
+            # socks checks the per-connection limit (1 for v4_block_height) before duplicates.
+            "Per-connection subscription limit reached for v4_block_height (limit=1).",
             "Invalid channel: v4_nope",
             "Invalid subscription id for channel: (v4_subaccounts-bad)",
             "Invalid id: undefined",

@@ -12,6 +12,7 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
+from tests.doubles.dydx.authconfig import AuthenticatorError, decode_sub_authenticators
 from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
 from tests.doubles.dydx.orders import build_order
 from tests.doubles.dydx.state import (
@@ -29,7 +30,6 @@ from tests.doubles.dydx.state import (
     TIF_IOC,
     TIF_POST_ONLY,
     TIF_UNSPECIFIED,
-    AuthenticatorError,
     BlockUpdate,
     ChainEvent,
     ChainState,
@@ -37,7 +37,6 @@ from tests.doubles.dydx.state import (
     OrderRecord,
     SubaccountUpdate,
     TxResult,
-    decode_sub_authenticators,
     order_uuid,
     subaccount_uuid,
 )
