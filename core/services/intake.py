@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from html import escape
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -40,6 +39,7 @@ from core.security.client_ip import IPAddress
 from core.security.crypto import constant_time_equals, token_hash
 from core.security.ratelimit import Limit, RateLimiter
 from core.services.jobs import EXECUTE_ALERT, JobQueue, alert_job_id
+from core.texts import alerts as texts
 
 NOTICE_KIND = "alert_rejected"
 NOTICE_WINDOW_SECONDS = 300
@@ -107,13 +107,7 @@ def _display(value: Any, limit: int) -> str | None:
 
 def rejection_notice(reason: str, strategy: str | None) -> str:
     """The Telegram text (HTML) telling a user an alert of theirs was refused."""
-    label = f" from <b>{escape(strategy)}</b>" if strategy else ""
-    return (
-        f"⚠️ An alert{label} was refused: {escape(reason)}\n"
-        "Fix the alert message in TradingView. /webhook lists the latest alerts; "
-        f"further refusals in the next {NOTICE_WINDOW_SECONDS // 60} minutes are listed "
-        "there without a message."
-    )
+    return texts.rejection_notice(reason, strategy, NOTICE_WINDOW_SECONDS // 60)
 
 
 class IntakeService:
@@ -159,7 +153,7 @@ class IntakeService:
             return await self._receive(token, body, source_ip)
         except StoreUnavailableError as exc:
             self._log.error("alert_intake_unavailable", error=str(exc))
-            return IntakeResult(Verdict.UNAVAILABLE, reason="temporarily unavailable")
+            return IntakeResult(Verdict.UNAVAILABLE, reason=texts.UNAVAILABLE)
 
     async def _receive(self, token: str, body: bytes, source_ip: IPAddress | None) -> IntakeResult:
         if len(body) > MAX_BODY_BYTES or not _TOKEN_RE.match(token):
@@ -188,12 +182,12 @@ class IntakeService:
         if not isinstance(passphrase, str) or not constant_time_equals(
             token_hash(passphrase), owner.passphrase_hash
         ):
-            return await self._refuse(log, record, Verdict.BAD_PASSPHRASE, "wrong passphrase")
+            return await self._refuse(log, record, Verdict.BAD_PASSPHRASE, texts.WRONG_PASSPHRASE)
 
         try:
             alert = parse_alert(raw)
         except AlertSchemaError as exc:
-            reason = f"invalid alert: {exc}"[:MAX_REASON_CHARS]
+            reason = texts.invalid(str(exc))[:MAX_REASON_CHARS]
             record = _replace(record, fields={"errors": exc.errors})
             return await self._refuse(
                 log, record, Verdict.INVALID, reason, errors=exc.errors, notify=owner
@@ -204,10 +198,10 @@ class IntakeService:
             lag = (now - alert.time).total_seconds()
             limit = self._limits.max_lag_seconds
             if lag > limit:
-                reason = f"stale: sent {int(lag)} s ago (limit {limit} s)"
+                reason = texts.stale_past(int(lag), limit)
                 return await self._refuse(log, record, Verdict.STALE, reason, notify=owner)
             if -lag > limit:
-                reason = f"stale: its time is {int(-lag)} s in the future (limit {limit} s)"
+                reason = texts.stale_future(int(-lag), limit)
                 return await self._refuse(log, record, Verdict.STALE, reason, notify=owner)
 
         if self._limiter is not None:
@@ -218,14 +212,14 @@ class IntakeService:
                 ]
             )
             if not decision.allowed:
-                reason = f"rate limited ({decision.bucket})"
+                reason = texts.rate_limited(decision.bucket)
                 if decision.first_refusal:
                     return await self._refuse(log, record, Verdict.RATE_LIMITED, reason)
                 log.info("alert_refused", verdict=Verdict.RATE_LIMITED.value, recorded=False)
                 return IntakeResult(Verdict.RATE_LIMITED, reason=reason)
 
         if owner.paused:
-            return await self._refuse(log, record, Verdict.PAUSED, "trading is paused")
+            return await self._refuse(log, record, Verdict.PAUSED, texts.TRADING_PAUSED)
 
         key, external_id = dedupe_key(
             alert, received_at=now, window_seconds=self._limits.max_lag_seconds

@@ -16,6 +16,7 @@ from core.exchange.port import Account, Exchange, OpenOrder, Position
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.pipeline import ExecutionService
+from core.texts import trade as texts
 
 __all__ = [
     "CloseResult",
@@ -104,7 +105,7 @@ class TradingService:
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
             if user is None:
-                raise TradingNotReadyError("send /start first")
+                raise TradingNotReadyError(texts.SEND_START_FIRST)
             prefs = Preferences.from_json(user.settings)
         return await self._exchanges.for_user(user_id, prefs), prefs
 
@@ -146,7 +147,7 @@ class TradingService:
             order = await uow.orders.get(order_id)
             uow.detach(order)
         if order is None:
-            raise TradingNotReadyError("the order disappeared from the ledger")
+            raise TradingNotReadyError(texts.ORDER_NOT_IN_LEDGER)
         return CloseResult(
             market=order.market,
             side=order.side,
@@ -166,7 +167,7 @@ class TradingService:
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
             if user is None:
-                raise TradingNotReadyError("send /start first")
+                raise TradingNotReadyError(texts.SEND_START_FIRST)
             user.paused = True
             uow.audit.record(user_id=user_id, actor="user", action="panic")
             await uow.commit()

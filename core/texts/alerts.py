@@ -7,6 +7,7 @@ the sender, in /webhook and in /why.
 from __future__ import annotations
 
 from decimal import Decimal
+from html import escape
 
 # The body -------------------------------------------------------------------------------
 
@@ -76,3 +77,41 @@ def either_not_both(native: str, alias: str) -> str:
 def only_one_of(first: str, second: str) -> str:
     """Two fields that exclude each other, both given."""
     return f"give only one of {first}, {second}"
+
+
+# Intake's verdicts ----------------------------------------------------------------------
+
+WRONG_PASSPHRASE = "wrong passphrase"  # noqa: S105 - a refusal reason, not a secret
+TRADING_PAUSED = "trading is paused"
+UNAVAILABLE = "temporarily unavailable"
+
+
+def invalid(detail: str) -> str:
+    """The alert failed validation (``detail`` lists the fields)."""
+    return f"invalid alert: {detail}"
+
+
+def stale_past(lag_seconds: int, limit_seconds: int) -> str:
+    """The alert's own time is too old."""
+    return f"stale: sent {lag_seconds} s ago (limit {limit_seconds} s)"
+
+
+def stale_future(ahead_seconds: int, limit_seconds: int) -> str:
+    """The alert's own time is too far in the future (a wrong clock)."""
+    return f"stale: its time is {ahead_seconds} s in the future (limit {limit_seconds} s)"
+
+
+def rate_limited(bucket: str | None) -> str:
+    """Too many alerts for this webhook (``token``) or from this address (``ip``)."""
+    return f"rate limited ({bucket})"
+
+
+def rejection_notice(reason: str, strategy: str | None, window_minutes: int) -> str:
+    """The Telegram message (HTML) telling a trader an alert of theirs was refused."""
+    label = f" from <b>{escape(strategy)}</b>" if strategy else ""
+    return (
+        f"⚠️ An alert{label} was refused: {escape(reason)}\n"
+        "Fix the alert message in TradingView. /webhook lists the latest alerts; "
+        f"further refusals in the next {window_minutes} minutes are listed "
+        "there without a message."
+    )

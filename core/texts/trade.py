@@ -155,3 +155,22 @@ def no_trailing_stop_text(market: str) -> str:
         f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
         "Use sl_pct or sl_price for a stop-loss."
     )
+
+
+# Reasons recorded on an alert or order (shown in /why, /webhook and the messages above) --
+
+TRADING_PAUSED = "trading is paused"
+NO_ORDER_IN_TIME = "no order was placed in time"
+LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"
+EXPIRED_BEFORE_BOOK = "the order expired before it reached the order book"
+NOTHING_FILLED = (
+    "nothing filled within the worst acceptable price "
+    "(raise slippage_pct in the alert or in /settings)"
+)
+SEND_START_FIRST = "send /start first"
+ORDER_NOT_IN_LEDGER = "the order disappeared from the ledger"
+
+
+def not_a_market(market: str) -> str:
+    """The alert names a market the exchange does not list."""
+    return f"{market} is not a market on dYdX"

@@ -66,7 +66,7 @@ class AlertExpiry:
             count = 0
             for alert in await uow.alerts.lock_unfinished(utcnow() - older_than, 100):
                 user = await uow.users.get(alert.user_id)
-                finish_alert(uow, alert, AlertState.EXPIRED, "no order was placed in time")
+                finish_alert(uow, alert, AlertState.EXPIRED, texts.NO_ORDER_IN_TIME)
                 if user is not None:
                     await uow.notifications.enqueue(
                         chat_id=chat_of(user),

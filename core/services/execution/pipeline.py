@@ -46,6 +46,7 @@ from core.services.planning import (
     RefusalKind,
     plan_order,
 )
+from core.texts import trade as texts
 
 #: A broadcast order shows on the Indexer a block later at the earliest: the first look
 #: waits that long, so a burst of orders does not spend its CPU on empty answers.
@@ -125,7 +126,7 @@ class ExecutionService:
             await self._expiry.expire(alert_id, trader, age)
             return Outcome.EXPIRED
         if trader.paused:
-            await self._alerts.skip(alert_id, "trading is paused")
+            await self._alerts.skip(alert_id, texts.TRADING_PAUSED)
             return Outcome.SKIPPED
         key = StoredKey.of(loaded)
         try:
@@ -187,7 +188,7 @@ class ExecutionService:
                 exchange.block_height(),
             )
         except KeyError:
-            reason = f"{request.market} is not a market on dYdX"
+            reason = texts.not_a_market(request.market)
             await self._alerts.fail(alert_id, trader, request.market, reason)
             return Outcome.FAILED
         except ExchangeUnavailableError as exc:

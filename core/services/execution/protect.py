@@ -191,7 +191,7 @@ class Protector:
                 OrderState.CANCELED,
                 among=UNFILLED_ORDER_STATES,
                 closed_at=utcnow(),
-                error="cancelled: the position was closed",
+                error=texts.LEG_CANCELLED_POSITION_CLOSED,
             )
             cancelled += 1
         return cancelled

@@ -89,7 +89,7 @@ class OrderRecorder:
             if row is None or not await uow.orders.transition(
                 row,
                 OrderState.EXPIRED,
-                error="the order expired before it reached the order book",
+                error=texts.EXPIRED_BEFORE_BOOK,
                 closed_at=utcnow(),
             ):
                 return
@@ -216,10 +216,7 @@ class OrderRecorder:
             )
             alert_state = AlertState.EXECUTED
         else:
-            reason = order.error or (
-                "nothing filled within the worst acceptable price "
-                "(raise slippage_pct in the alert or in /settings)"
-            )
+            reason = order.error or texts.NOTHING_FILLED
             kind, text = (
                 NOTIFY_FAILED,
                 texts.unfilled_text(alert_id, strategy, order.market, reason, paper=order.paper),
