@@ -8,6 +8,8 @@ for logs and records; each venue maps its answers onto this tree at its boundary
 
 from __future__ import annotations
 
+from core.texts import exchange as texts
+
 
 class ExchangeError(Exception):
     """The exchange could not answer a question.
@@ -93,9 +95,7 @@ class UnknownOutcomeError(ExchangeError):
     retryable = False
 
     def __init__(self, reason: str = "", *, tx_hash: str = "") -> None:
-        super().__init__(
-            reason or "no answer from the exchange after sending: the order may or may not exist"
-        )
+        super().__init__(reason or texts.NO_ANSWER)
         self.tx_hash = tx_hash
 
 
@@ -114,7 +114,7 @@ class AlreadyPlacedError(ExchangeError):
     retryable = False
 
     def __init__(self, *, code: int = 0, codespace: str = "", raw_log: str = "") -> None:
-        super().__init__("the same transaction was already broadcast")
+        super().__init__(texts.ALREADY_BROADCAST)
         self.code = code
         self.codespace = codespace
         self.raw_log = raw_log

@@ -28,6 +28,7 @@ from core.security.crypto import (
     Sealed,
     associated_data,
 )
+from core.texts.key import KEY_UNREADABLE, NO_KEY
 
 
 class TradingNotReadyError(Exception):
@@ -40,13 +41,6 @@ class TradingNotReadyError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-NO_KEY = "add your dYdX API trading key with /key first (or turn on paper trading in /settings)"
-KEY_UNREADABLE = (
-    "your stored API trading key can no longer be decrypted (the server's encryption keys "
-    "changed): add it again with /key"
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from core.exchange.errors import ExchangeUnavailableError
 from core.exchange.keys import KeyCheckError, KeyVerifier
 from core.runtime.logs import get_logger
 from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
+from core.texts.key import compliance_notice
 
 # The daily screen runs hourly and takes whoever was last screened more than this ago, so a
 # worker that was down at the usual time catches up instead of skipping a day.
@@ -113,28 +114,6 @@ class ScreeningReport:
     changed: int = 0
     failed: int = 0
     aborted: bool = False
-
-
-def compliance_notice(status: ComplianceStatus, owner_address: str) -> str:
-    """The Telegram message telling a user their screening result changed (HTML-safe)."""
-    head = f"dYdX's compliance screen now reports your account {owner_address} as {status.value}."
-    if status is ComplianceStatus.BLOCKED:
-        return (
-            f"⚠️ {head}\nI will not place any order for it while this lasts. I check again "
-            "every day and will tell you if it changes. If you think this is a mistake, "
-            "contact dYdX support."
-        )
-    if not status.may_open:
-        return (
-            f"⚠️ {head}\nFrom now on I only place orders that reduce or close positions; "
-            "alerts that would open or increase a position are refused."
-        )
-    if status is ComplianceStatus.FIRST_STRIKE:
-        return (
-            f"⚠️ {head}\nTrading continues for now, but dYdX may restrict the account to "
-            "closing positions only. I check again every day."
-        )
-    return f"✅ {head}\nTrading is allowed again."
 
 
 class CredentialService:

@@ -31,6 +31,7 @@ from core.domain.states import OrderPurpose, OrderSide, PositionSide
 from core.exchange.grid import GridError, round_price_to_tick, round_size_down, worst_price
 from core.exchange.orders import OrderKind, TimeInForce
 from core.exchange.port import Account, MarketInfo, Position
+from core.texts import refusals
 
 HUNDRED = Decimal(100)
 #: Resting limit orders live this long on the book unless filled or cancelled.
@@ -116,10 +117,6 @@ def signed_size(position: Position | None) -> Decimal:
     return position.size if position.side is PositionSide.LONG else -position.size
 
 
-def _money(value: Decimal) -> str:
-    return f"${value:,.2f}"
-
-
 def _requested_size(
     alert: AlertOrder, prefs: Preferences, market: MarketInfo, account: Account
 ) -> Decimal:
@@ -172,10 +169,7 @@ def plan_order(
     """
     now = now or datetime.now(UTC)
     if compliance is ComplianceStatus.BLOCKED:
-        raise PlanRefusedError(
-            RefusalKind.COMPLIANCE,
-            "dYdX reports your address as blocked: no order can be placed. /key shows the status.",
-        )
+        raise PlanRefusedError(RefusalKind.COMPLIANCE, refusals.COMPLIANCE_BLOCKED)
     current = next((p for p in positions if p.market == market.ticker), None)
     held = signed_size(current)
     entry = current.entry_price if current is not None else None
@@ -189,7 +183,7 @@ def plan_order(
 
     if alert.action is Action.CLOSE or alert.position is TargetPosition.FLAT:
         if held == 0:
-            raise NothingToDoError(f"no open {market.ticker} position to close")
+            raise NothingToDoError(refusals.nothing_to_close(market.ticker))
         side = OrderSide.SELL if held > 0 else OrderSide.BUY
         return _finish(alert, prefs, market, side, abs(held), True, held, entry, now)
 
@@ -211,9 +205,7 @@ def plan_order(
         size, reduce_only = sized, False
     if size < market.min_order_size or size <= 0:
         raise PlanRefusedError(
-            RefusalKind.SIZE,
-            f"the order size is below {market.ticker}'s minimum of {market.min_order_size}: "
-            "raise the alert's size (or the default size in /settings)",
+            RefusalKind.SIZE, refusals.below_minimum(market.ticker, market.min_order_size)
         )
     if reduce_only:
         return _finish(alert, prefs, market, side, size, True, held, entry, now)
@@ -246,49 +238,26 @@ def _check_limits(
     """Refuse an order that can add exposure when a limit says no."""
     ticker = market.ticker
     if compliance is not None and not compliance.may_open:
-        raise PlanRefusedError(
-            RefusalKind.COMPLIANCE,
-            "dYdX reports your address as close-only: only orders that reduce a position "
-            "are possible.",
-        )
+        raise PlanRefusedError(RefusalKind.COMPLIANCE, refusals.COMPLIANCE_CLOSE_ONLY)
     if not prefs.allows(ticker):
-        raise PlanRefusedError(
-            RefusalKind.MARKET_NOT_ALLOWED,
-            f"{ticker} is not in your allowed markets: add it in /settings or change the alert",
-        )
+        raise PlanRefusedError(RefusalKind.MARKET_NOT_ALLOWED, refusals.market_not_allowed(ticker))
     if not market.is_active:
         raise PlanRefusedError(
-            RefusalKind.MARKET_NOT_TRADING,
-            f"{ticker} is {market.status.lower().replace('_', ' ')} on dYdX and takes no new "
-            "orders now",
+            RefusalKind.MARKET_NOT_TRADING, refusals.market_not_trading(ticker, market.status)
         )
     limit = prefs.daily_loss_limit_usd
     if limit is not None and realized_today <= -limit:
-        raise PlanRefusedError(
-            RefusalKind.DAILY_LOSS,
-            f"today's realized loss {_money(-realized_today)} reached your daily limit of "
-            f"{_money(limit)}: trading is paused. /resume when you are ready, or change the "
-            "limit in /settings",
-        )
+        raise PlanRefusedError(RefusalKind.DAILY_LOSS, refusals.daily_loss(-realized_today, limit))
     if account.equity <= 0:
-        raise PlanRefusedError(
-            RefusalKind.NO_EQUITY, "your dYdX subaccount has no equity: deposit USDC first"
-        )
+        raise PlanRefusedError(RefusalKind.NO_EQUITY, refusals.NO_EQUITY)
     notional = size * market.oracle_price
     if notional > prefs.max_notional_usd:
         raise PlanRefusedError(
-            RefusalKind.MAX_NOTIONAL,
-            f"the order is worth {_money(notional)}, above your limit of "
-            f"{_money(prefs.max_notional_usd)} per order: lower the size or raise the limit in "
-            "/settings",
+            RefusalKind.MAX_NOTIONAL, refusals.above_max_notional(notional, prefs.max_notional_usd)
         )
     open_markets = {p.market for p in positions if p.size > 0}
     if held == 0 and ticker not in open_markets and len(open_markets) >= prefs.max_open_positions:
-        raise PlanRefusedError(
-            RefusalKind.MAX_POSITIONS,
-            f"you already have {len(open_markets)} open positions, your limit: close one or "
-            "raise the limit in /settings",
-        )
+        raise PlanRefusedError(RefusalKind.MAX_POSITIONS, refusals.max_positions(len(open_markets)))
     after = held + (size if side is OrderSide.BUY else -size)
     exposure = abs(after) * market.oracle_price + sum(
         (p.size * _mark(p) for p in positions if p.market != ticker and p.size > 0),
@@ -297,9 +266,7 @@ def _check_limits(
     leverage = exposure / account.equity
     if leverage > prefs.max_leverage:
         raise PlanRefusedError(
-            RefusalKind.MAX_LEVERAGE,
-            f"after this order your leverage would be {leverage:.2f}x, above your cap of "
-            f"{prefs.max_leverage}x: lower the size or raise the cap in /settings",
+            RefusalKind.MAX_LEVERAGE, refusals.above_max_leverage(leverage, prefs.max_leverage)
         )
 
 

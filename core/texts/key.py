@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC
 from html import escape
+from typing import TYPE_CHECKING
 
 from core.domain.compliance import ComplianceStatus
-from core.services.credentials import CredentialView, Refusal
+
+if TYPE_CHECKING:  # the view types only: texts do not import the services at run time
+    from core.services.credentials import CredentialView, Refusal
 
 WHERE_IS_THE_KEY = (
     "In the dYdX app open <b>More → API Trading Keys</b>, create a key and copy its "
@@ -14,6 +17,13 @@ WHERE_IS_THE_KEY = (
     "orders: it can never withdraw or transfer your funds."
 )
 CANCEL_HINT = "Send /cancel to stop."
+
+# Why a trader cannot trade yet, read after "I can't do that yet: ".
+NO_KEY = "add your dYdX API trading key with /key first (or turn on paper trading in /settings)"
+KEY_UNREADABLE = (
+    "your stored API trading key can no longer be decrypted (the server's encryption keys "
+    "changed): add it again with /key"
+)
 
 
 def ask_owner_address(*, replacing: bool = False) -> str:
@@ -109,56 +119,79 @@ _SEED_PHRASE = (
 def refusal(reason: Refusal, owner_address: str | None = None) -> str:
     """Why an address or key was refused, and what to do instead."""
     account = f"<code>{escape(owner_address)}</code>" if owner_address else "this account"
-    texts: dict[Refusal, str] = {
-        Refusal.MALFORMED_ADDRESS: (
+    # Keyed by the values of ``Refusal`` (a StrEnum), which texts do not import.
+    texts: dict[str, str] = {
+        "MALFORMED_ADDRESS": (
             "That is not a dYdX account address: it should start with <code>dydx1</code> "
             "and be copied exactly (about 43 characters). " + _AGAIN_ADDRESS
         ),
-        Refusal.KEY_INSTEAD_OF_ADDRESS: (
+        "KEY_INSTEAD_OF_ADDRESS": (
             "That looked like a private key, so I deleted it. First I need the address of "
             "your dYdX account; the key comes in the next step. " + _AGAIN_ADDRESS
         ),
-        Refusal.MNEMONIC: _SEED_PHRASE + WHERE_IS_THE_KEY + "\n\n" + CANCEL_HINT,
-        Refusal.MALFORMED_KEY: (
+        "MNEMONIC": _SEED_PHRASE + WHERE_IS_THE_KEY + "\n\n" + CANCEL_HINT,
+        "MALFORMED_KEY": (
             "That is not a private key: I expect 64 characters 0-9 and a-f (optionally "
             "starting with 0x), exactly as dYdX shows it under API Trading Keys → Private "
             "Key. " + _AGAIN_KEY
         ),
-        Refusal.INVALID_KEY: (
+        "INVALID_KEY": (
             "Those 64 characters are not a valid private key; part of it may be missing or "
             "mistyped. " + _AGAIN_KEY
         ),
-        Refusal.MASTER_KEY: (
+        "MASTER_KEY": (
             f"This private key belongs to the account {account} itself: it is your "
             "<b>main key</b>, which can also withdraw your funds. I only accept a separate "
             "API trading key, so tv2dydx can never move your money.\n\n"
             'If you entered the trading key\'s "API Wallet Address" in step 1, start again '
             "with your account's own address. " + WHERE_IS_THE_KEY + "\n\n" + _START_OVER
         ),
-        Refusal.NO_AUTHENTICATOR: (
+        "NO_AUTHENTICATOR": (
             f"dYdX has no API trading key with this private key on {account}. Check that the "
             "account address is yours and that the key is listed under More → API Trading "
             "Keys for that account (the dYdX app asks you to confirm a new key; it exists "
             "only after that).\n\n" + _START_OVER
         ),
-        Refusal.TOO_BROAD: (
+        "TOO_BROAD": (
             f"On {account} this key can do more than place and cancel orders: it could also "
             "move funds (transfers or withdrawals). I only accept keys that can do nothing "
             "but trade, so tv2dydx stays non-custodial.\n\nCreate a new key in the dYdX app "
             "under More → API Trading Keys (those are trade-only) and remove the broad "
             "permission.\n\n" + _START_OVER
         ),
-        Refusal.CANNOT_TRADE: (
+        "CANNOT_TRADE": (
             f"This key is authorised on {account}, but not to place orders, so I could not "
             "trade with it. Create a key under More → API Trading Keys in the dYdX app.\n\n"
             + _START_OVER
         ),
-        Refusal.ACCOUNT_TAKEN: (
+        "ACCOUNT_TAKEN": (
             "This dYdX account is already connected to another Telegram account on this bot. "
             "Remove it there first (/key → Remove key), then try again.\n\n" + _START_OVER
         ),
     }
     return texts[reason]
+
+
+def compliance_notice(status: ComplianceStatus, owner_address: str) -> str:
+    """The Telegram message telling a user their screening result changed (HTML-safe)."""
+    head = f"dYdX's compliance screen now reports your account {owner_address} as {status.value}."
+    if status is ComplianceStatus.BLOCKED:
+        return (
+            f"⚠️ {head}\nI will not place any order for it while this lasts. I check again "
+            "every day and will tell you if it changes. If you think this is a mistake, "
+            "contact dYdX support."
+        )
+    if not status.may_open:
+        return (
+            f"⚠️ {head}\nFrom now on I only place orders that reduce or close positions; "
+            "alerts that would open or increase a position are refused."
+        )
+    if status is ComplianceStatus.FIRST_STRIKE:
+        return (
+            f"⚠️ {head}\nTrading continues for now, but dYdX may restrict the account to "
+            "closing positions only. I check again every day."
+        )
+    return f"✅ {head}\nTrading is allowed again."
 
 
 def _compliance_line(status: ComplianceStatus | None) -> str:

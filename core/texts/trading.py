@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING
 
 from core.domain.states import OrderSide, OrderState
-from core.exchange.orders import OrderKind
-from core.exchange.port import Account, OpenOrder, Position
-from core.services.trading import CloseResult, PanicReport
 from core.texts import fmt
+
+if TYPE_CHECKING:  # the view types only: texts import neither services nor venues at run time
+    from core.exchange.port import Account, OpenOrder, Position
+    from core.services.trading import CloseResult, PanicReport
 
 PANIC_CONFIRM_BUTTON = "🛑 Yes, close everything now"
 PANIC_CANCEL_BUTTON = "No, keep everything"
 
+# The values of ``OrderKind.STOP`` and ``OrderKind.TAKE_PROFIT`` (a StrEnum, not imported).
+_CONDITIONAL_KINDS = frozenset({"STOP", "TAKE_PROFIT"})
 _PENDING = {OrderState.RECEIVED, OrderState.SUBMITTING, OrderState.SUBMITTED, OrderState.UNKNOWN}
 
 
@@ -66,7 +70,7 @@ def orders(items: list[OpenOrder], *, paper: bool) -> str:
     lines = [f"📋 <b>Open orders</b> ({_venue(paper)})"]
     if not items:
         lines.append("No open orders.")
-    stops = (OrderKind.STOP, OrderKind.TAKE_PROFIT)
+    stops = _CONDITIONAL_KINDS
     ordered = sorted(items, key=lambda o: (o.market, o.kind in stops, o.client_id))
     lines += [_order_line(order) for order in ordered]
     if items:

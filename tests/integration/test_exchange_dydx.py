@@ -27,7 +27,6 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder, MsgPlaceOrder
 from core.domain.states import OrderSide, PositionSide
 from core.exchange.dydx.adapter import MIN_TIMESTAMP_NONCE, DydxExchange
 from core.exchange.dydx.constants import CAPABILITIES
-from core.exchange.dydx.errors import NOT_ENOUGH_COLLATERAL
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.market import DydxMarket
 from core.exchange.dydx.network import DydxNetwork
@@ -44,6 +43,7 @@ from core.exchange.grid import SizeBelowStepError, SizeOffStepError, worst_price
 from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, TimeInForce
 from core.exchange.port import Exchange, MarketInfo
 from core.runtime.config import DydxEndpoints
+from core.texts.exchange import NOT_ENOUGH_COLLATERAL
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
 from tests.doubles.dydx.state import order_uuid

@@ -98,6 +98,20 @@ def test_a_size_below_the_step_is_refused_not_enlarged() -> None:
     assert "minimum of 0.001" in refused.value.message
 
 
+def test_the_minimum_size_is_written_like_every_other_size() -> None:
+    pepe = replace(
+        ETH,
+        ticker="PEPE-USD",
+        oracle_price=D("0.00001"),
+        tick_size=D("0.0000000001"),
+        step_size=D("1000000"),
+        min_order_size=D("1000000"),
+    )
+    with pytest.raises(PlanRefusedError) as refused:
+        plan(AlertOrder(market="PEPE-USD", action=Action.BUY, size=D("10")), market=pepe)
+    assert "PEPE-USD's minimum of 1,000,000:" in refused.value.message
+
+
 def test_close_is_reduce_only_for_the_whole_position_and_nothing_when_flat() -> None:
     order = plan(AlertOrder(market="ETH-USD", action=Action.CLOSE), [long("0.5")])
     assert (order.side, order.size, order.reduce_only) == (OrderSide.SELL, D("0.5"), True)

@@ -14,77 +14,64 @@ from core.exchange.errors import (
     PermanentExchangeError,
     RetryableExchangeError,
 )
-
-KEY_NOT_AUTHORISED = (
-    "the API trading key is no longer authorised on your dYdX account: set up a new one with /key"
-)
-KEY_NOT_ALLOWED = (
-    "the API trading key is not allowed to trade this market or subaccount: "
-    "check its permissions or set up a new one with /key"
-)
-NOT_ENOUGH_COLLATERAL = (
-    "not enough free collateral for this order: deposit USDC, reduce the size or the leverage"
-)
+from core.texts import exchange as texts
 
 #: (codespace, code) → reason, for errors that sending again cannot fix. The codes are the
 #: registered ones of v4-chain ``x/clob/types/errors.go``, ``x/subaccounts/types/errors.go``,
 #: ``x/accountplus/types/errors.go`` and cosmos-sdk ``types/errors``.
 _PERMANENT: dict[tuple[str, int], str] = {
-    ("clob", 2): "the order no longer exists (already filled, cancelled or expired)",
-    ("clob", 3): "the order side is invalid",
-    ("clob", 4): "the order size is zero or invalid for this market",
-    ("clob", 5): "the order has no valid expiry block",
-    ("clob", 6): "the order price is zero or invalid for this market",
-    ("clob", 7): "an order with this id was already cancelled; send a new order",
-    ("clob", 8): "this market is not listed on dYdX",
-    ("clob", 9): "a cancel for this order is already pending",
-    ("clob", 12): "the order size or price is not on the market's step or tick grid",
-    ("clob", 17): "too many open orders on this market and side: cancel some first",
-    ("clob", 20): (
-        "an order with this id is already open with a later or equal expiry "
-        "(an order can only be replaced with the same side and options and a later expiry)"
-    ),
-    ("clob", 24): "this order was already fully filled",
-    ("clob", 34): "the market does not accept this order now (paused, cancel-only or post-only)",
-    ("clob", 2000): "the fill-or-kill order could not be filled completely",
-    ("clob", 2001): "a reduce-only order would increase the position: there is nothing to reduce",
-    ("clob", 2002): "a reduce-only order would flip the position to the other side",
-    ("clob", 2003): "the post-only order would trade at once: move the limit price away",
-    ("clob", 2004): "this order was already filled; the rest was cancelled",
-    ("clob", 3000): "the order kind is not supported",
-    ("clob", 3001): "the order has no valid expiry time",
-    ("clob", 3002): "a resting (long-term) order cannot be immediate-or-cancel or fill-or-kill",
-    ("clob", 3003): "the order expiry time has already passed",
-    ("clob", 3004): "the order expiry time is more than 95 days away",
-    ("clob", 3005): "this order is already open on the exchange",
-    ("clob", 3006): "the order no longer exists (already filled, cancelled or expired)",
-    ("clob", 3007): NOT_ENOUGH_COLLATERAL,
-    ("clob", 3008): "an order with this id was cancelled before; send a new order",
-    ("clob", 3009): "an order with this id was removed before; send a new order",
-    ("clob", 6000): "the stop-loss / take-profit type of the order is invalid",
-    ("clob", 6001): "the trigger price of the order is invalid",
-    ("clob", 9003): "reduce-only is only allowed for immediate-or-cancel orders",
-    ("clob", 10001): "too many open orders for your account equity: cancel some or deposit USDC",
-    ("subaccounts", 102): NOT_ENOUGH_COLLATERAL,
-    ("sdk", 2): "the exchange could not read the transaction",
-    ("sdk", 4): KEY_NOT_AUTHORISED,
-    ("sdk", 5): "not enough funds to pay the transaction",
-    ("sdk", 13): "the transaction fee is too low",
-    ("accountplus", 1): KEY_NOT_AUTHORISED,
-    ("accountplus", 100): KEY_NOT_AUTHORISED,
-    ("accountplus", 101): KEY_NOT_ALLOWED,
-    ("accountplus", 102): KEY_NOT_ALLOWED,
-    ("accountplus", 103): KEY_NOT_ALLOWED,
-    ("accountplus", 104): KEY_NOT_ALLOWED,
-    ("accountplus", 105): KEY_NOT_ALLOWED,
+    ("clob", 2): texts.ORDER_GONE,
+    ("clob", 3): texts.INVALID_SIDE,
+    ("clob", 4): texts.INVALID_SIZE,
+    ("clob", 5): texts.NO_EXPIRY_BLOCK,
+    ("clob", 6): texts.INVALID_PRICE,
+    ("clob", 7): texts.ALREADY_CANCELLED,
+    ("clob", 8): texts.MARKET_NOT_LISTED,
+    ("clob", 9): texts.CANCEL_PENDING,
+    ("clob", 12): texts.OFF_GRID,
+    ("clob", 17): texts.TOO_MANY_ORDERS_ON_SIDE,
+    ("clob", 20): texts.SAME_ID_OPEN,
+    ("clob", 24): texts.ALREADY_FULLY_FILLED,
+    ("clob", 34): texts.MARKET_NOT_ACCEPTING,
+    ("clob", 2000): texts.FOK_NOT_FILLED,
+    ("clob", 2001): texts.REDUCE_ONLY_WOULD_INCREASE,
+    ("clob", 2002): texts.REDUCE_ONLY_WOULD_FLIP,
+    ("clob", 2003): texts.POST_ONLY_WOULD_CROSS,
+    ("clob", 2004): texts.FILLED_REST_CANCELLED,
+    ("clob", 3000): texts.UNSUPPORTED_KIND,
+    ("clob", 3001): texts.NO_EXPIRY_TIME,
+    ("clob", 3002): texts.RESTING_NOT_IMMEDIATE,
+    ("clob", 3003): texts.EXPIRY_PASSED,
+    ("clob", 3004): texts.EXPIRY_TOO_FAR,
+    ("clob", 3005): texts.ALREADY_OPEN,
+    ("clob", 3006): texts.ORDER_GONE,
+    ("clob", 3007): texts.NOT_ENOUGH_COLLATERAL,
+    ("clob", 3008): texts.CANCELLED_BEFORE,
+    ("clob", 3009): texts.REMOVED_BEFORE,
+    ("clob", 6000): texts.INVALID_CONDITION_TYPE,
+    ("clob", 6001): texts.INVALID_TRIGGER_PRICE,
+    ("clob", 9003): texts.REDUCE_ONLY_NEEDS_IOC,
+    ("clob", 10001): texts.TOO_MANY_ORDERS_FOR_EQUITY,
+    ("subaccounts", 102): texts.NOT_ENOUGH_COLLATERAL,
+    ("sdk", 2): texts.UNREADABLE_TRANSACTION,
+    ("sdk", 4): texts.KEY_NOT_AUTHORISED,
+    ("sdk", 5): texts.NOT_ENOUGH_FUNDS_FOR_FEES,
+    ("sdk", 13): texts.FEE_TOO_LOW,
+    ("accountplus", 1): texts.KEY_NOT_AUTHORISED,
+    ("accountplus", 100): texts.KEY_NOT_AUTHORISED,
+    ("accountplus", 101): texts.KEY_NOT_ALLOWED,
+    ("accountplus", 102): texts.KEY_NOT_ALLOWED,
+    ("accountplus", 103): texts.KEY_NOT_ALLOWED,
+    ("accountplus", 104): texts.KEY_NOT_ALLOWED,
+    ("accountplus", 105): texts.KEY_NOT_ALLOWED,
 }
 
 #: (codespace, code) → reason, for errors that building and sending again may fix.
 _RETRYABLE: dict[tuple[str, int], str] = {
-    ("clob", 5001): "the exchange's order rate limit was hit; trying again shortly",
-    ("clob", 10): "the order expired before it reached the exchange; trying again",
-    ("clob", 11): "the order expiry was too far ahead of the node; trying again",
-    ("sdk", 32): "the account sequence changed under us; trying again",
+    ("clob", 5001): texts.RATE_LIMITED,
+    ("clob", 10): texts.EXPIRED_IN_TRANSIT,
+    ("clob", 11): texts.EXPIRY_AHEAD_OF_NODE,
+    ("sdk", 32): texts.SEQUENCE_CHANGED,
 }
 
 #: The same bytes are already in the mempool cache (``tx already in mempool``): not a refusal.
@@ -137,9 +124,9 @@ def error_from_chain(codespace: str, code: int, raw_log: str = "") -> ExchangeEr
     reason = _PERMANENT.get(key)
     if reason is None:
         reason = (
-            NOT_ENOUGH_COLLATERAL
+            texts.NOT_ENOUGH_COLLATERAL
             if "undercollateralized" in raw_log.lower()
-            else f"the exchange refused the order ({codespace or 'unknown'} error {code})"
+            else texts.refused_with_code(codespace, code)
         )
     kind = OrderAlreadyKnownError if key in ALREADY_KNOWN else PermanentExchangeError
     return kind(reason, code=code, codespace=codespace, raw_log=raw_log)
