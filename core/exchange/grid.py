@@ -13,6 +13,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Protocol
 
 from core.domain.states import OrderSide
+from core.texts import exchange as texts
 
 
 class GridParams(Protocol):
@@ -63,7 +64,7 @@ def require_decimal(value: Decimal, what: str) -> None:
     if not isinstance(value, Decimal):
         raise TypeError(f"{what} must be a Decimal, not {type(value).__name__}")
     if not value.is_finite():
-        raise GridError(f"the {what} is not a finite number")
+        raise GridError(texts.not_finite(what))
 
 
 def _is_multiple(value: Decimal, unit: Decimal) -> bool:
@@ -85,15 +86,9 @@ def check_size(size: Decimal, market: GridParams) -> None:
     require_decimal(size, "size")
     step = market.step_size
     if size < step:
-        raise SizeBelowStepError(
-            f"the size {size.normalize():f} is below the market's minimum order size "
-            f"{step.normalize():f}"
-        )
+        raise SizeBelowStepError(texts.size_below_step(size, step))
     if not _is_multiple(size, step):
-        raise SizeOffStepError(
-            f"the size {size.normalize():f} is not a multiple of the market's step size "
-            f"{step.normalize():f}"
-        )
+        raise SizeOffStepError(texts.size_off_step(size, step))
 
 
 def check_price(price: Decimal, market: GridParams) -> None:
@@ -107,10 +102,7 @@ def check_price(price: Decimal, market: GridParams) -> None:
     require_decimal(price, "price")
     tick = market.tick_size
     if price < tick or not _is_multiple(price, tick):
-        raise PriceOffTickError(
-            f"the price {price.normalize():f} is not a positive multiple of the market's tick "
-            f"size {tick.normalize():f}"
-        )
+        raise PriceOffTickError(texts.price_off_tick(price, tick))
 
 
 def round_size_down(size: Decimal, market: GridParams) -> Decimal:
@@ -124,10 +116,7 @@ def round_size_down(size: Decimal, market: GridParams) -> Decimal:
     require_decimal(size, "size")
     step = market.step_size
     if size < step:
-        raise SizeBelowStepError(
-            f"the size {size.normalize():f} is below the market's minimum order size "
-            f"{step.normalize():f}"
-        )
+        raise SizeBelowStepError(texts.size_below_step(size, step))
     with localcontext() as ctx:
         ctx.prec = max(28, len(size.as_tuple().digits) + 30)
         steps = (size / step).to_integral_value(rounding=ROUND_FLOOR)
@@ -148,7 +137,7 @@ def round_price_to_tick(price: Decimal, market: GridParams, *, up: bool) -> Deci
     """
     require_decimal(price, "price")
     if price <= 0:
-        raise GridError("the price must be positive")
+        raise GridError(texts.PRICE_NOT_POSITIVE)
     tick = market.tick_size
     with localcontext() as ctx:
         ctx.prec = max(28, len(price.as_tuple().digits) + 30)
@@ -178,9 +167,9 @@ def worst_price(
     require_decimal(oracle_price, "oracle price")
     require_decimal(slippage, "slippage")
     if oracle_price <= 0:
-        raise GridError("the oracle price must be positive")
+        raise GridError(texts.ORACLE_NOT_POSITIVE)
     if not 0 <= slippage < 1:
-        raise GridError("the slippage must be at least 0 and below 100 %")
+        raise GridError(texts.SLIPPAGE_OUT_OF_RANGE)
     with localcontext() as ctx:
         ctx.prec = 60
         if side is OrderSide.BUY:

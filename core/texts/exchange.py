@@ -7,6 +7,10 @@ The venue maps its own answers (on dYdX: the chain's ABCI codes, in
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from core.texts import fmt
+
 # The trading key.
 KEY_NOT_AUTHORISED = (
     "the API trading key is no longer authorised on your dYdX account: set up a new one with /key"
@@ -79,3 +83,34 @@ ALREADY_BROADCAST = "the same transaction was already broadcast"
 def refused_with_code(codespace: str, code: int) -> str:
     """A refusal the venue's known answers do not explain: its diagnostic code."""
     return f"the exchange refused the order ({codespace or 'unknown'} error {code})"
+
+
+# A market's grid (sizes and prices) ------------------------------------------------------
+
+
+def not_finite(what: str) -> str:
+    """An amount that is infinite or not a number."""
+    return f"the {what} is not a finite number"
+
+
+def size_below_step(size: Decimal, step: Decimal) -> str:
+    """The size is under one step, the market's minimum order size."""
+    return f"the size {fmt.size(size)} is below the market's minimum order size {fmt.size(step)}"
+
+
+def size_off_step(size: Decimal, step: Decimal) -> str:
+    """The size is not a whole number of steps."""
+    return f"the size {fmt.size(size)} is not a multiple of the market's step size {fmt.size(step)}"
+
+
+def price_off_tick(price: Decimal, tick: Decimal) -> str:
+    """The price is not a whole number of ticks."""
+    return (
+        f"the price {fmt.number(price)} is not a positive multiple of the market's tick "
+        f"size {fmt.number(tick)}"
+    )
+
+
+PRICE_NOT_POSITIVE = "the price must be positive"
+ORACLE_NOT_POSITIVE = "the oracle price must be positive"
+SLIPPAGE_OUT_OF_RANGE = "the slippage must be at least 0 and below 100 %"

@@ -25,6 +25,10 @@ SENTENCE_FREE = (
     "core/exchange/keys.py",
     "core/exchange/dydx/errors.py",
     "core/exchange/dydx/keys.py",
+    "core/exchange/grid.py",
+    "core/services/execution",
+    "core/services/intake.py",
+    "core/services/trading.py",
 )
 MAX_LITERAL_CHARS = 40
 # Calls whose string arguments are for operators, not traders (log events, audit records).
