@@ -28,7 +28,7 @@ from core.security.crypto import (
     Sealed,
     associated_data,
 )
-from core.texts.key import KEY_UNREADABLE, NO_KEY
+from core.texts.trade import KEY_UNREADABLE, NO_KEY
 
 
 class TradingNotReadyError(Exception):

@@ -18,13 +18,6 @@ WHERE_IS_THE_KEY = (
 )
 CANCEL_HINT = "Send /cancel to stop."
 
-# Why a trader cannot trade yet, read after "I can't do that yet: ".
-NO_KEY = "add your dYdX API trading key with /key first (or turn on paper trading in /settings)"
-KEY_UNREADABLE = (
-    "your stored API trading key can no longer be decrypted (the server's encryption keys "
-    "changed): add it again with /key"
-)
-
 
 def ask_owner_address(*, replacing: bool = False) -> str:
     """First step: the owner address."""

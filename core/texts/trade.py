@@ -174,3 +174,11 @@ ORDER_NOT_IN_LEDGER = "the order disappeared from the ledger"
 def not_a_market(market: str) -> str:
     """The alert names a market the exchange does not list."""
     return f"{market} is not a market on dYdX"
+
+
+# Why a trader cannot trade yet, read after "I can't do that yet: ".
+NO_KEY = "add your dYdX API trading key with /key first (or turn on paper trading in /settings)"
+KEY_UNREADABLE = (
+    "your stored API trading key can no longer be decrypted (the server's encryption keys "
+    "changed): add it again with /key"
+)
