@@ -16,6 +16,7 @@ from workers.jobs.sweep_alerts import sweep_alerts
 
 EVERY_TWO_SECONDS = set(range(0, 60, 2))
 EVERY_FIVE_SECONDS = set(range(0, 60, 5))
+EVERY_FIVE_MINUTES = set(range(2, 60, 5))
 
 
 class WorkerSettings:
@@ -30,15 +31,18 @@ class WorkerSettings:
     ]
     cron_jobs = [  # noqa: RUF012
         cron(job(deliver_notifications), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
-        # Hourly, taking only users not screened for about a day: daily per user, and a
-        # worker that was down catches up at its next hour.
-        cron(job(screen_compliance), minute={17}, second={0}, timeout=1800),
+        # A bounded batch of the users not screened for about a day, every five minutes:
+        # daily per user (~86,000 users a day), and a worker that was down catches up.
+        cron(job(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
         # Orders a killed worker or a timed-out job left with an open outcome.
         cron(job(reconcile_orders), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=120),
         cron(job(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
     ]
+    # arq 0.28 would hold every job's in-progress key for the longest timeout above + 10 s;
+    # workers.worker.TradingWorker instead holds it for a 10 s lease it renews while the job
+    # runs, so an alert job of a killed worker runs again within about 10 s.
     on_startup = startup
     on_shutdown = shutdown
     on_job_start = bind_job_context

@@ -14,12 +14,22 @@ Two changes to how arq picks jobs up; how it runs, retries and records them is a
   script performs the same checks and writes the same in-progress key for every job of
   the batch at once, atomically, so arq workers of either kind can share a queue.
 
+* **A renewed lease, not a half-hour lock.** arq 0.28 writes a job's in-progress key for
+  ``max(timeout of every function and cron job, job_timeout falling back) + 10`` seconds
+  (``Worker.__init__``: ``in_progress_timeout_s``), the same for every job: with one
+  long cron (compliance screening, 1,800 s) a SIGKILLed worker's alert job stayed locked
+  for 1,810 s. Here the key lives :data:`IN_PROGRESS_LEASE_SECONDS` and the worker renews
+  the keys of the jobs it is running every :data:`LEASE_RENEW_SECONDS`, so a running job
+  stays claimed however long its own timeout, and a dead worker's job is free again
+  within the lease. A job's own timeout (``asyncio.wait_for``) is arq's, unchanged.
+
 arq is pinned (``arq==0.28.0``): :meth:`TradingWorker.start_jobs` keeps the bookkeeping of
 arq's own (semaphore, ``job_counter``, ``tasks``) and is checked against it by the tests.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from arq.constants import in_progress_key_prefix
@@ -37,6 +47,25 @@ if TYPE_CHECKING:
 # The longest a job queued without a wake token (a cron, a deferred retry, arq's own
 # enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
 IDLE_POLL_SECONDS = 0.05
+
+#: How long a claimed job stays claimed without renewal: a job whose worker died is run
+#: again (by a restarted or another worker) at most this long after the last renewal.
+IN_PROGRESS_LEASE_SECONDS = 10.0
+#: How often a worker renews the in-progress keys of the jobs it runs.
+LEASE_RENEW_SECONDS = IN_PROGRESS_LEASE_SECONDS / 4
+
+# KEYS: in-progress keys of running jobs. ARGV: the lease (ms). Extends a key only while it
+# exists and lives less than the lease: a finished job's key (deleted, or kept 60 s by arq
+# after a cron) is never recreated nor shortened.
+_RENEW_SCRIPT = """
+for i = 1, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl > 0 and ttl < tonumber(ARGV[1]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return 0
+"""
 
 # KEYS: the queue, then per job its in-progress key. ARGV: now (ms), in-progress expiry
 # (ms), then per job its id. Per job, its score if claimed, else -1: already running
@@ -65,16 +94,29 @@ class TradingWorker(Worker):
         **kwargs: arq ``Worker`` keyword arguments.
     """
 
-    def __init__(self, *args: Any, idle_poll: float = IDLE_POLL_SECONDS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        idle_poll: float = IDLE_POLL_SECONDS,
+        lease: float = IN_PROGRESS_LEASE_SECONDS,
+        **kwargs: Any,
+    ) -> None:
         # arq sleeps poll_delay between polls; the wait is ours (the BLPOP) instead.
         kwargs["poll_delay"] = 0
         super().__init__(*args, **kwargs)
         self._idle_poll = idle_poll
         self._wake_key = wake_key(self.queue_name)
         self._claim_script: AsyncScript | None = None
+        self._renew_script: AsyncScript | None = None
+        # arq's rule would be the longest timeout of any function + 10 s (see module doc).
+        self.in_progress_timeout_s = lease
+        self._renew_every = lease / 4
+        self._renewed_at = 0.0
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()
+        if time.monotonic() - self._renewed_at >= self._renew_every:
+            await self._renew_leases()
         # Returns at once when tokens were pushed meanwhile, so no enqueue goes unnoticed.
         # redis-py types BLPOP's timeout as whole seconds; Redis (>= 6) takes fractions.
         blpop: Any = self.pool.blpop
@@ -103,6 +145,19 @@ class TradingWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, int(score)))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    async def _renew_leases(self) -> None:
+        """Extend the in-progress keys of the jobs this worker is running."""
+        self._renewed_at = time.monotonic()
+        running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+        if not running:
+            return
+        if self._renew_script is None:
+            self._renew_script = self.pool.register_script(_RENEW_SCRIPT)
+        await self._renew_script(
+            keys=[in_progress_key_prefix + job_id for job_id in running],
+            args=[int(self.in_progress_timeout_s * 1000)],
+        )
 
     async def _claim(self, job_ids: list[str]) -> list[Any]:
         if self._claim_script is None:

@@ -54,6 +54,17 @@ class ExchangeUnavailableError(RetryableExchangeError):
     """The venue (a node, an API) is unreachable, timed out or answered with a server error."""
 
 
+class StaleSignatureError(RetryableExchangeError):
+    """The signature's replay protection (a timestamp nonce) is out of date or already used:
+    these signed bytes can never land again.
+
+    Sending the same bytes again is useless; the order must be signed anew. Whether an
+    earlier send of the same bytes landed is not said: ask the venue for the transaction's
+    result (:meth:`~core.exchange.port.Exchange.tx_result`) before signing again. A caller
+    that only knows the parent class keeps treating it as "nothing is known to have landed".
+    """
+
+
 class PermanentExchangeError(ExchangeError):
     """The exchange refused the order for good: sending it again cannot succeed until the trader
     changes something (``reason`` says what).

@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import IntEnum, StrEnum
 
 from core.domain.states import OrderSide
+from core.exchange.errors import PermanentExchangeError, StaleSignatureError
 
 MAX_CLIENT_ID = 2**32 - 1
 
@@ -180,3 +181,30 @@ class CancelResult:
     def accepted(self) -> bool:
         """Whether the venue accepted the transaction."""
         return self.code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """What became of a transaction a block included (the venue's ``GetTx``).
+
+    A stateful order can pass the broadcast's check and still fail when its block executes
+    (e.g. collateral changed in between): only this result tells, the venue's order book
+    never shows such an order.
+
+    Attributes:
+        tx_hash: Transaction hash (upper-case hex).
+        height: Block that included it.
+        error: Why executing it failed, or None when it succeeded: a
+            :class:`StaleSignatureError` when the block refused the signature's replay
+            protection (nothing of the transaction took effect: sign again), else a
+            :class:`PermanentExchangeError` with the venue's reason.
+    """
+
+    tx_hash: str
+    height: int
+    error: PermanentExchangeError | StaleSignatureError | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the block executed the transaction."""
+        return self.error is None

@@ -27,6 +27,7 @@ from core.exchange.orders import (
     PlaceResult,
     SignedTx,
     TimeInForce,
+    TxResult,
 )
 
 
@@ -239,6 +240,26 @@ class Exchange(Protocol):
         """
         ...
 
+    async def indexer_height(self) -> int:
+        """The latest block the venue's order reads (:meth:`find_order`, :meth:`fills`) have
+        processed; behind :meth:`block_height` while the venue's Indexer lags.
+
+        An order the reads have not shown is only known not to exist once this height passed
+        the block the order had to land by.
+
+        Raises:
+            ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
+
+    async def tx_result(self, tx_hash: str) -> TxResult | None:
+        """The result of a transaction a block included, or None when no block has it (yet).
+
+        Raises:
+            ExchangeUnavailableError: The exchange could not answer.
+        """
+        ...
+
     async def market(self, ticker: str) -> MarketInfo:
         """One market with a fresh oracle price.
 
@@ -332,6 +353,8 @@ class Exchange(Protocol):
             The accepted (or ``already_placed``) result.
 
         Raises:
+            StaleSignatureError: The bytes' replay protection is out of date or used: they
+                can never land; check :meth:`tx_result`, then sign again.
             RetryableExchangeError: Refused for a transient reason (or the node was not
                 reached at all); sign again and send.
             PermanentExchangeError: Refused; ``reason`` tells the trader what to change.

@@ -285,6 +285,7 @@ class CredentialService:
         interval: timedelta = SCREEN_INTERVAL,
         pause: float = 0.1,
         batch_size: int = 100,
+        max_users: int | None = None,
     ) -> ScreeningReport:
         """Screen every owner address not screened within ``interval``.
 
@@ -295,6 +296,8 @@ class CredentialService:
             interval: Screen users last screened longer ago than this.
             pause: Seconds between Indexer calls (its REST limit is 100 requests per 10 s).
             batch_size: Credentials read per query.
+            max_users: Stop after asking about this many users (a bounded run; the next run
+                resumes with those still due). None: every user due.
         """
         cutoff = utcnow() - interval
         screened = changed = failed = consecutive = 0
@@ -304,6 +307,10 @@ class CredentialService:
                 batch = await uow.credentials.due_for_screening(cutoff, after_id, batch_size)
             if not batch:
                 break
+            if max_users is not None:
+                batch = batch[: max(0, max_users - screened - failed)]
+                if not batch:
+                    break
             for credential_id, user_id, owner in batch:
                 after_id = credential_id
                 try:

@@ -74,6 +74,7 @@ RATE_LIMITED = "the exchange's order rate limit was hit; trying again shortly"
 EXPIRED_IN_TRANSIT = "the order expired before it reached the exchange; trying again"
 EXPIRY_AHEAD_OF_NODE = "the order expiry was too far ahead of the node; trying again"
 SEQUENCE_CHANGED = "the account sequence changed under us; trying again"
+STALE_SIGNATURE = "the order's signature is out of date (its time nonce is too old); signing again"
 
 # Outcomes of sending.
 NO_ANSWER = "no answer from the exchange after sending: the order may or may not exist"

@@ -163,6 +163,14 @@ TRADING_PAUSED = "trading is paused"
 NO_ORDER_IN_TIME = "no order was placed in time"
 LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"
 EXPIRED_BEFORE_BOOK = "the order expired before it reached the order book"
+NOT_PLACED_IN_TIME = (
+    "the order never reached dYdX in time, so nothing was placed; "
+    "send the alert again if you still want it"
+)
+SIGNATURE_KEPT_STALE = (
+    "dYdX kept refusing the order's signature as out of date, so nothing was placed; "
+    "check that the server's clock is right, then send the alert again"
+)
 NOTHING_FILLED = (
     "nothing filled within the worst acceptable price "
     "(raise slippage_pct in the alert or in /settings)"

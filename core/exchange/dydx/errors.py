@@ -13,6 +13,7 @@ from core.exchange.errors import (
     OrderAlreadyKnownError,
     PermanentExchangeError,
     RetryableExchangeError,
+    StaleSignatureError,
 )
 from core.texts import exchange as texts
 
@@ -90,6 +91,12 @@ ALREADY_KNOWN = frozenset(
 )
 
 
+#: Words of ``x/accountplus`` ``ProcessTimestampNonce`` in an ``sdk`` 32 refusal: the timestamp
+#: nonce is out of the ±30 s window ("not within valid time window") or already used or
+#: ejected ("rejected"). Either way these signed bytes can never pass the ante handler again.
+_TIMESTAMP_NONCE_REFUSAL = "timestamp nonce"
+
+
 def is_already_placed(codespace: str, code: int) -> bool:
     """Whether the chain's answer means the same bytes are already pending (``sdk`` 19)."""
     return (codespace, code) == ALREADY_BROADCAST
@@ -101,13 +108,15 @@ def error_from_chain(codespace: str, code: int, raw_log: str = "") -> ExchangeEr
     Args:
         codespace: ABCI codespace of the answer (empty on success).
         code: ABCI code (0 on success).
-        raw_log: The chain's raw log; only read to recognise an undercollateralized order,
-            and kept on the error for the logs.
+        raw_log: The chain's raw log; only read to recognise an undercollateralized order
+            and a timestamp-nonce refusal, and kept on the error for the logs.
 
     Returns:
         None when the chain accepted the transaction (code 0);
         :class:`AlreadyPlacedError` for ``sdk`` 19 (the same bytes are already in the
         mempool: treat as submitted);
+        :class:`StaleSignatureError` for a timestamp nonce out of its window or already used
+        (``sdk`` 32 "timestamp nonce …": these bytes can never land, sign again);
         :class:`RetryableExchangeError` for transient refusals (rate limit, sequence mismatch,
         expiry window);
         :class:`OrderAlreadyKnownError` when an order with this id exists or existed;
@@ -118,6 +127,10 @@ def error_from_chain(codespace: str, code: int, raw_log: str = "") -> ExchangeEr
     key = (codespace, code)
     if key == ALREADY_BROADCAST:
         return AlreadyPlacedError(code=code, codespace=codespace, raw_log=raw_log)
+    if key == ("sdk", 32) and _TIMESTAMP_NONCE_REFUSAL in raw_log.lower():
+        return StaleSignatureError(
+            texts.STALE_SIGNATURE, code=code, codespace=codespace, raw_log=raw_log
+        )
     retry_reason = _RETRYABLE.get(key)
     if retry_reason is not None:
         return RetryableExchangeError(retry_reason, code=code, codespace=codespace, raw_log=raw_log)

@@ -66,6 +66,25 @@ def tx_hash(tx_bytes: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class IncludedTx:
+    """DeliverTx's result of a transaction a block included (``GetTx``).
+
+    Attributes:
+        tx_hash: Transaction hash (upper-case hex).
+        height: The including block.
+        code: ABCI code, 0 when the block executed it.
+        codespace: ABCI codespace, empty on success.
+        raw_log: The chain's raw log.
+    """
+
+    tx_hash: str
+    height: int
+    code: int
+    codespace: str
+    raw_log: str
+
+
+@dataclass(frozen=True, slots=True)
 class BroadcastAnswer:
     """CheckTx's answer to a ``BROADCAST_MODE_SYNC`` broadcast.
 
@@ -212,6 +231,38 @@ class NodeReader:
             self._log.warning("node_unexpected_account_type", type_url=response.account.type_url)
             raise ExchangeUnavailableError("the dYdX node gave an unexpected account type")
         return int(account.account_number)
+
+    async def get_tx(self, digest: str) -> IncludedTx | None:
+        """The block result of a transaction (``cosmos.tx.v1beta1.Service/GetTx``).
+
+        Args:
+            digest: Transaction hash (hex).
+
+        Returns:
+            The result, or None when no committed block has the transaction (the node
+            answers NOT_FOUND).
+
+        Raises:
+            ExchangeUnavailableError: The node did not answer in time or answered with another
+                error.
+        """
+        stub = tx_grpc.ServiceStub(self._open())
+        try:
+            response = await stub.GetTx(
+                tx_service.GetTxRequest(hash=digest.upper()), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise self._unavailable("GetTx", exc) from None
+        answer = response.tx_response
+        return IncludedTx(
+            tx_hash=digest.upper(),
+            height=int(answer.height),
+            code=int(answer.code),
+            codespace=str(answer.codespace),
+            raw_log=str(answer.raw_log),
+        )
 
     async def broadcast(self, tx_bytes: bytes) -> BroadcastAnswer:
         """Broadcast signed ``TxRaw`` bytes and return CheckTx's answer (``BROADCAST_MODE_SYNC``).

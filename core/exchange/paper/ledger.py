@@ -96,6 +96,11 @@ class PaperLedger:
             row = await uow.paper.find_order(self._user_id, market, client_id, int(flags))
             return None if row is None else rows.open_order(row, height, now)
 
+    async def knows_tx(self, tx_hash: str) -> bool:
+        """Whether an order was placed by the transaction with this hash."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            return await uow.paper.order_by_tx_hash(tx_hash) is not None
+
     # ------------------------------------------------------------------ writes
 
     async def execute(

@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
 from core.exchange.dydx.constants import CAPABILITIES
-from core.exchange.orders import CancelResult, OrderFlags, OrderRequest, PlaceResult, SignedTx
+from core.exchange.orders import (
+    CancelResult,
+    OrderFlags,
+    OrderRequest,
+    PlaceResult,
+    SignedTx,
+    TxResult,
+)
 from core.exchange.paper import codec, rows, rules
 from core.exchange.paper.ledger import PaperLedger
 from core.exchange.port import Account, Fill, MarketInfo, OpenOrder, Position, VenueCapabilities
@@ -145,6 +152,16 @@ class PaperExchange:
     async def block_height(self) -> int:
         """A pseudo block height derived from the clock (two per second, like dYdX)."""
         return rows.pseudo_height(time.time())
+
+    async def indexer_height(self) -> int:
+        """The paper venue's own height: its reads are never behind its writes."""
+        return await self.block_height()
+
+    async def tx_result(self, tx_hash: str) -> TxResult | None:
+        """A paper transaction that placed an order succeeded at once; else None."""
+        if not await self._ledger.knows_tx(tx_hash.upper()):
+            return None
+        return TxResult(tx_hash=tx_hash.upper(), height=await self.block_height())
 
     async def market(self, ticker: str) -> MarketInfo:
         """One market with a fresh oracle price.

@@ -15,6 +15,7 @@ from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import AlertState, OrderPurpose, OrderState
 from core.exchange.errors import PermanentExchangeError
+from core.exchange.orders import SignedTx
 from core.exchange.port import Fill, Position
 from core.runtime.logs import get_logger
 from core.services.execution.alerts import NOTIFY_FAILED, finish_alert
@@ -82,20 +83,50 @@ class OrderRecorder:
             "order_rejected", order_id=order_id, code=exc.code, codespace=exc.codespace
         )
 
-    async def expire_unseen(self, order_id: int) -> None:
-        """A short-term order the exchange never saw and that can no longer land: EXPIRED."""
+    async def expire_unseen(self, order_id: int, reason: str = texts.EXPIRED_BEFORE_BOOK) -> None:
+        """An order the exchange never saw and that can no longer land: EXPIRED, with
+        ``reason`` told to the trader."""
         async with UnitOfWork(self._sessionmaker) as uow:
             row = await uow.orders.get(order_id, lock=True)
             if row is None or not await uow.orders.transition(
                 row,
                 OrderState.EXPIRED,
-                error=texts.EXPIRED_BEFORE_BOOK,
+                error=reason,
                 closed_at=utcnow(),
             ):
                 return
             await self._after_final(uow, row, fills=[])
             await uow.commit()
         self._log.warning("order_expired_unseen", order_id=order_id)
+
+    async def resign(self, order_id: int, replaced_hash: str | None, signed: SignedTx) -> bool:
+        """Record a new signature of an order known not placed, before it is sent (step 1 of
+        commit-then-broadcast again); the order keeps its state and client id.
+
+        Args:
+            order_id: Our order id.
+            replaced_hash: The hash the caller found known not placed: whoever re-signed
+                first wins, a second caller changes nothing.
+            signed: The new signed transaction.
+
+        Returns:
+            Whether the new bytes were recorded (then, and only then, send them).
+        """
+        async with UnitOfWork(self._sessionmaker) as uow:
+            row = await uow.orders.get(order_id, lock=True)
+            if row is None or row.state.is_final or row.tx_hash != replaced_hash:
+                return False
+            await uow.orders.transition(
+                row,
+                row.state,
+                or_already=True,
+                tx_bytes=signed.tx_bytes,
+                tx_hash=signed.tx_hash,
+                signed_at=utcnow(),
+            )
+            await uow.commit()
+        self._log.info("order_resigned", order_id=order_id, tx_hash=signed.tx_hash)
+        return True
 
     async def record_fills(
         self,

@@ -1,15 +1,27 @@
 """Settling an order: ask the exchange what became of it until it is final (steps 2 and 3).
 
-An order the exchange has not seen is re-broadcast byte for byte while it can still land,
-and declared expired once its ``good_til_block`` has passed; an order the exchange knows is
-recorded as it reports it, fills and all.
+An order the exchange knows is recorded as it reports it, fills and all. One it has not
+shown yet:
+
+* **short-term**: re-broadcast byte for byte while it can still land, and declared expired
+  only once the exchange's *reads* (the Indexer) processed past its ``good_til_block``
+  without it, never from the node's height alone (the Indexer can trail it by many blocks);
+* **stateful**: the node is asked for the transaction's block result. Failed at block
+  execution → REJECTED with the chain's reason. Included → placed, the Indexer will show it.
+  Not included: re-broadcast byte for byte while its timestamp nonce is valid; once the
+  nonce is too old (or the chain said so) the bytes can never land, so the order is known
+  not placed and is signed again with a fresh nonce, committed before it is sent, a bounded
+  number of times within :data:`PLACE_DEADLINE`; then it fails with a plain reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,9 +35,10 @@ from core.exchange.errors import (
     OrderAlreadyKnownError,
     PermanentExchangeError,
     RetryableExchangeError,
+    StaleSignatureError,
     UnknownOutcomeError,
 )
-from core.exchange.orders import SignedTx
+from core.exchange.orders import OrderKind, OrderRequest, SignedTx, TimeInForce
 from core.exchange.port import Exchange, Fill, OpenOrder
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
@@ -33,15 +46,59 @@ from core.services.execution.outcome import Outcome, outcome_of
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
 from core.services.execution.trader import flags_of
+from core.texts import trade as texts
 
 #: How long the job waits for a short-term order's outcome before leaving it to the cron.
 DEFAULT_SETTLE_TIMEOUT = 20.0
 #: Indexer polling interval while waiting for an outcome (blocks are ~0.5 s).
 DEFAULT_POLL_INTERVAL = 0.25
-#: Blocks past ``good_til_block`` after which an order unknown to the Indexer cannot exist.
-INDEXER_LAG_BLOCKS = 3
+#: Blocks the Indexer must have processed past a short-term order's ``good_til_block``
+#: before an order it has not shown is known not to exist.
+EXPIRY_MARGIN_BLOCKS = 2
+#: A timestamp nonce passes the chain's check within ±30 s of the block time.
+NONCE_WINDOW = timedelta(seconds=30)
+#: Identical bytes are re-broadcast only while their nonce is this young (room for the
+#: chain's clock and the block the transaction waits for).
+REBROADCAST_WITHIN = timedelta(seconds=25)
+#: Signed bytes no block included this long after signing can never be included.
+STALE_AFTER = NONCE_WINDOW + timedelta(seconds=5)
+#: An accepted stateful order the Indexer has not shown after this (a few blocks): ask the
+#: node for its block result.
+CONFIRM_AFTER = timedelta(seconds=1.5)
+#: A stateful order not placed this long after it was committed fails (bounds re-signing
+#: across restarts).
+PLACE_DEADLINE = timedelta(seconds=120)
+#: Signatures refused as out of date in a row (in one process) before the order fails.
+MAX_RESIGNS = 3
 #: Indexer statuses after which an order can no longer fill.
 _DONE_STATUSES = frozenset({"FILLED", "CANCELED"})
+
+
+class _Sent(Enum):
+    """What sending an order's bytes (again) came to."""
+
+    OPEN = "open"  # accepted, or outcome still open: keep following it
+    FINAL = "final"  # refused for good: recorded as final
+    STALE = "stale"  # the signature's nonce is out of date: these bytes can never land
+
+
+def _request_of(order: Order) -> OrderRequest | None:
+    """The request a stateful order was signed from (to sign it again), None if the row
+    lacks a field."""
+    if order.price is None or order.good_til_block_time is None:
+        return None
+    return OrderRequest(
+        market=order.market,
+        side=order.side,
+        size=order.size,
+        kind=OrderKind(order.order_type),
+        price=order.price,
+        client_id=order.client_id,
+        trigger_price=order.trigger_price,
+        reduce_only=order.reduce_only,
+        time_in_force=TimeInForce(order.time_in_force),
+        good_til_block_time=order.good_til_block_time,
+    )
 
 
 class OrderSettler:
@@ -72,6 +129,7 @@ class OrderSettler:
         self._protector = protector
         self._settle_timeout = settle_timeout
         self._poll_interval = poll_interval
+        self._resigns: Counter[int] = Counter()
         self._log = get_logger(__name__)
 
     async def settle(
@@ -115,6 +173,11 @@ class OrderSettler:
                         if order.purpose is not OrderPurpose.ENTRY and found.filled_size > 0:
                             await self._protector.cancel_siblings(order_id, exchange=exchange)
                         return await self._final_outcome(order_id)
+                elif order.good_til_block is None:
+                    if time.monotonic() - last_broadcast >= 1.0:
+                        last_broadcast = time.monotonic()
+                        if await self._follow_unseen_stateful(exchange, order):
+                            return await self._final_outcome(order_id)
                 elif order.state in (OrderState.SUBMITTING, OrderState.UNKNOWN):
                     if time.monotonic() - last_broadcast >= 1.0:
                         last_broadcast = time.monotonic()
@@ -135,7 +198,8 @@ class OrderSettler:
         return outcome_of(order) if order is not None else Outcome.MISSING
 
     async def _rebroadcast_or_expire(self, exchange: Exchange, order: Order) -> bool:
-        """An order the exchange has not seen: send its bytes again, or declare it expired.
+        """A short-term order the exchange has not seen: send its bytes again, or declare it
+        expired.
 
         Returns:
             Whether the order reached a final state.
@@ -144,6 +208,12 @@ class OrderSettler:
             return True
         if order.tx_bytes is None or order.tx_hash is None:
             return False
+        return await self._send_again(exchange, order) is _Sent.FINAL
+
+    async def _send_again(self, exchange: Exchange, order: Order) -> _Sent:
+        """Broadcast the order's committed bytes and record what the node said."""
+        if order.tx_bytes is None or order.tx_hash is None:
+            return _Sent.OPEN  # nothing committed to send
         signed = SignedTx(order.tx_bytes, order.tx_hash)
         sent_at = utcnow()
         try:
@@ -151,31 +221,39 @@ class OrderSettler:
         except OrderAlreadyKnownError:
             # The venue knows this order id: it was placed after all.
             await self._recorder.transition(order.id, OrderState.SUBMITTED)
-            return False
+            return _Sent.OPEN
         except PermanentExchangeError as exc:
             await self._recorder.reject(order.id, exc, sent_at)
-            return True
+            return _Sent.FINAL
         except UnknownOutcomeError:
             await self._recorder.transition(order.id, OrderState.UNKNOWN)
-            return False
+            return _Sent.OPEN
+        except StaleSignatureError as exc:
+            self._log.warning("order_signature_stale", order_id=order.id, reason=str(exc))
+            return _Sent.STALE
         except RetryableExchangeError as exc:
             self._log.warning("order_rebroadcast_retry", order_id=order.id, reason=str(exc))
-            return False
+            return _Sent.OPEN
         self._log.info("order_rebroadcast", order_id=order.id, already=result.already_placed)
         await self._recorder.transition(
             order.id,
             OrderState.SUBMITTED,
             submitted_at=order.submitted_at or sent_at,
             accepted_at=utcnow(),
+            tx_hash=order.tx_hash,
         )
-        return False
+        return _Sent.OPEN
 
     async def _expired_unseen(self, exchange: Exchange, order: Order) -> bool:
-        """Mark a short-term order the exchange never saw as expired once it cannot land."""
+        """Mark a short-term order the exchange never saw as expired once it cannot land.
+
+        Decided on the height the exchange's reads (the Indexer) have processed: a fill of
+        a block the Indexer has not processed yet is invisible, whatever the node's height.
+        """
         if order.good_til_block is None:
             return False
-        height = await exchange.block_height()
-        if height < order.good_til_block + INDEXER_LAG_BLOCKS:
+        height = await exchange.indexer_height()
+        if height < order.good_til_block + EXPIRY_MARGIN_BLOCKS:
             return False
         # One last look: the Indexer may have caught up since the caller asked.
         found = await exchange.find_order(order.market, order.client_id, flags_of(order))
@@ -183,6 +261,71 @@ class OrderSettler:
             return await self._apply(exchange, order, found)
         await self._recorder.expire_unseen(order.id)
         return True
+
+    async def _follow_unseen_stateful(self, exchange: Exchange, order: Order) -> bool:
+        """A stateful order the Indexer has not shown: ask the node, then wait, send the same
+        bytes again, sign it anew, or fail it.
+
+        Returns:
+            Whether the order reached a final state.
+        """
+        now = utcnow()
+        age = now - (order.signed_at or order.created_at)
+        if order.state is OrderState.SUBMITTED and age < CONFIRM_AFTER:
+            return False  # accepted moments ago: the Indexer shows it within a few blocks
+        result = await exchange.tx_result(order.tx_hash) if order.tx_hash else None
+        if result is not None and result.error is None:
+            # A block placed it; the Indexer has not caught up yet.
+            await self._recorder.transition(order.id, OrderState.SUBMITTED, or_already=True)
+            return False
+        if result is not None and isinstance(result.error, PermanentExchangeError):
+            # Passed the broadcast's check, failed in its block: never on the book.
+            self._log.warning(
+                "order_failed_in_block",
+                order_id=order.id,
+                code=result.error.code,
+                codespace=result.error.codespace,
+            )
+            await self._recorder.reject(order.id, result.error, order.submitted_at or now)
+            return True
+        # Not in any block (or refused there for its nonce, which changed nothing).
+        stale = result is not None or age >= STALE_AFTER
+        if not stale:
+            if age >= REBROADCAST_WITHIN or order.tx_bytes is None:
+                return False  # too close to the nonce's end to tell yet: look again soon
+            sent = await self._send_again(exchange, order)
+            if sent is not _Sent.STALE:
+                return sent is _Sent.FINAL
+            # The chain refused the nonce; no block has the bytes (asked just above).
+        return await self._sign_again(exchange, order, now)
+
+    async def _sign_again(self, exchange: Exchange, order: Order, now: datetime) -> bool:
+        """Sign an order known not placed with a fresh nonce, commit, then send it.
+
+        The same order id is reused: it never existed on chain. Fails the order once
+        :data:`PLACE_DEADLINE` passed or :data:`MAX_RESIGNS` signatures in a row were refused.
+
+        Returns:
+            Whether the order reached a final state.
+        """
+        if self._resigns[order.id] >= MAX_RESIGNS:
+            self._resigns.pop(order.id, None)
+            await self._recorder.reject(
+                order.id, PermanentExchangeError(texts.SIGNATURE_KEPT_STALE), now
+            )
+            return True
+        request = _request_of(order)
+        if now - order.created_at >= PLACE_DEADLINE or request is None:
+            self._resigns.pop(order.id, None)
+            await self._recorder.expire_unseen(order.id, texts.NOT_PLACED_IN_TIME)
+            return True
+        signed = await exchange.sign_order(request)
+        if not await self._recorder.resign(order.id, order.tx_hash, signed):
+            return False  # someone else signed it again (or it settled) first
+        self._resigns[order.id] += 1
+        order.tx_bytes, order.tx_hash = signed.tx_bytes, signed.tx_hash
+        sent = await self._send_again(exchange, order)
+        return sent is _Sent.FINAL
 
     async def _apply(self, exchange: Exchange, order: Order, found: OpenOrder) -> bool:
         """Record what the exchange says about the order.
