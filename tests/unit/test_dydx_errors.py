@@ -10,6 +10,7 @@ from core.exchange.errors import (
     OrderAlreadyKnownError,
     PermanentExchangeError,
     RetryableExchangeError,
+    StaleSignatureError,
 )
 from tests.doubles.dydx.state import (
     ERR_BLOCK_RATE_LIMIT_EXCEEDED,
@@ -73,6 +74,21 @@ def test_transient_codes_are_retryable(codespace: str, code: int) -> None:
     )
     assert isinstance(error, RetryableExchangeError)
     assert (error.codespace, error.code) == (codespace, code)
+
+
+@pytest.mark.parametrize(
+    "raw_log",
+    [
+        "timestamp nonce 1767225600000 not within valid time window: incorrect account sequence",
+        "timestamp nonce 1767225600000 rejected: incorrect account sequence",
+    ],
+)
+def test_a_timestamp_nonce_refusal_means_these_bytes_can_never_land(raw_log: str) -> None:
+    error = error_from_chain("sdk", 32, raw_log)
+    # Not "send the same bytes again": sign anew (after asking whether they landed).
+    assert isinstance(error, StaleSignatureError)
+    assert (error.codespace, error.code, error.raw_log) == ("sdk", 32, raw_log)
+    assert "signing again" in error.reason
 
 
 @pytest.mark.parametrize(
