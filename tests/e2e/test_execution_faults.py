@@ -14,9 +14,11 @@ from typing import IO, Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 
 from core.domain.states import AlertState, OrderState
 from core.runtime.config import Settings
+from core.services.jobs import alert_job_id
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import TV2DYDX, bare_env
@@ -31,6 +33,7 @@ from tests.trading_stack import (
     running_worker,
     wait_alert,
 )
+from workers.worker import IN_PROGRESS_LEASE_SECONDS
 
 
 def _settings(make_settings: Callable[..., Settings], *envs: dict[str, str], **kw: Any) -> Settings:
@@ -165,6 +168,47 @@ async def test_a_worker_killed_around_the_broadcast_leaves_exactly_one_order(
     assert len(placed_orders(dydx_double)) == 1
     (ledger,) = await orders_of(live_sessionmaker, me.user_id)
     assert ledger.state is OrderState.FILLED
+    message = await me.chat.next_message(timeout=30)
+    assert "Bought 0.1 ETH-USD" in message.text
+    await asyncio.sleep(2)
+    assert len(me.chat.bot_messages) == 1
+
+
+async def test_a_killed_workers_alert_job_runs_again_within_seconds_of_its_return(
+    web: tuple[Settings, TestClient],
+    worker_process: WorkerProcess,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    redis: Any,
+) -> None:
+    settings, client = web
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    dydx_double.node.hang(120, process_first=False)  # the job is mid-broadcast when killed
+    worker_process.start()
+    answer = await post_alert(client, me, size="0.1")
+    job_id = alert_job_id(answer["id"])
+    await _until(lambda: len(dydx_double.node.broadcasts) == 1)
+    worker_process.kill()
+    killed_at = asyncio.get_running_loop().time()
+    # arq 0.28 alone would hold the job for the longest function timeout + 10 s (1,810 s
+    # with the compliance cron); the worker's lease is 10 s and died with it.
+    lease_ms = await redis.pttl(in_progress_key_prefix + job_id)
+    assert 0 < lease_ms <= IN_PROGRESS_LEASE_SECONDS * 1000
+    assert await redis.get(retry_key_prefix + job_id) == b"1"
+
+    worker_process.start()
+    tries = b"1"
+    while tries == b"1":
+        assert asyncio.get_running_loop().time() - killed_at < 30, "the job was not re-run"
+        await asyncio.sleep(0.1)
+        tries = await redis.get(retry_key_prefix + job_id) or b"done"
+    rerun_after = asyncio.get_running_loop().time() - killed_at
+    # Within the lease (plus the restart of a process) of the kill, not half an hour.
+    assert rerun_after < IN_PROGRESS_LEASE_SECONDS + 15
+    row = await wait_alert(live_sessionmaker, answer["id"], within=60)
+    assert row.state is AlertState.EXECUTED
+    assert len(placed_orders(dydx_double)) == 1
     message = await me.chat.next_message(timeout=30)
     assert "Bought 0.1 ETH-USD" in message.text
     await asyncio.sleep(2)

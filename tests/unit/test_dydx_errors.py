@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from core.exchange.dydx.errors import ALREADY_KNOWN, error_from_chain, is_already_placed
+from core.exchange.dydx.errors import (
+    ALREADY_KNOWN,
+    block_failure,
+    error_from_chain,
+    is_already_placed,
+)
 from core.exchange.errors import (
     AlreadyPlacedError,
     OrderAlreadyKnownError,
@@ -150,3 +155,18 @@ def test_unknown_code_is_permanent_and_undercollateralized_is_recognised() -> No
     collateral = error_from_chain("clob", 4242, "result (NewlyUndercollateralized)")
     assert isinstance(collateral, PermanentExchangeError)
     assert "not enough free collateral" in collateral.reason
+
+
+def test_a_block_failure_is_final_unless_only_the_nonce_was_refused() -> None:
+    log = (
+        "failed to execute message; message index: 0: PlaceStatefulOrder: order (…), result "
+        "(NewlyUndercollateralized): Stateful order collateralization check failed"
+    )
+    failed = block_failure("clob", 3007, log)
+    assert isinstance(failed, PermanentExchangeError)
+    assert (failed.codespace, failed.code, failed.raw_log) == ("clob", 3007, log)
+    assert "not enough free collateral" in failed.reason
+    # A code retryable at CheckTx cannot be retried once a block executed the bytes.
+    assert isinstance(block_failure("clob", 5001, "rate"), PermanentExchangeError)
+    stale = block_failure("sdk", 32, "timestamp nonce 1 rejected: incorrect account sequence")
+    assert isinstance(stale, StaleSignatureError)

@@ -38,12 +38,11 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
 from core.domain.states import OrderSide
 from core.exchange.dydx.constants import CAPABILITIES
-from core.exchange.dydx.errors import error_from_chain, is_already_placed
+from core.exchange.dydx.errors import block_failure, error_from_chain, is_already_placed
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import BroadcastAnswer, tx_hash
 from core.exchange.dydx.parsing import LIVE_ORDER_STATUSES, indexer_order_id
 from core.exchange.dydx.quantize import price_to_subticks, size_to_quantums
-from core.exchange.errors import PermanentExchangeError, StaleSignatureError
 from core.exchange.orders import (
     MAX_CLIENT_ID,
     CancelResult,
@@ -189,46 +188,21 @@ class DydxExchange:
         return await self._network.block_height()
 
     async def indexer_height(self) -> int:
-        """The latest block the Indexer has processed (``GET /v4/height``), never cached: it
-        decides whether an order the Indexer has not shown can still exist.
-
-        Raises:
-            ExchangeUnavailableError: The Indexer did not answer.
-        """
+        """The latest block the Indexer processed (``/v4/height``, never cached); raises
+        ``ExchangeUnavailableError`` when the Indexer does not answer."""
         return await self._network.indexer.height()
 
     async def tx_result(self, tx_hash: str) -> TxResult | None:
         """DeliverTx's result of a transaction (``GetTx``), None when no block has it.
 
-        A failure is mapped like a broadcast refusal; the chain's raw log stays on the error.
-
         Raises:
             ExchangeUnavailableError: The node did not answer.
         """
-        included = await self._network.node.get_tx(tx_hash)
-        if included is None:
+        done = await self._network.node.get_tx(tx_hash)
+        if done is None:
             return None
-        error: PermanentExchangeError | StaleSignatureError | None = None
-        if included.code != 0:
-            mapped = error_from_chain(included.codespace, included.code, included.raw_log)
-            error = (
-                mapped
-                if isinstance(mapped, PermanentExchangeError | StaleSignatureError)
-                else PermanentExchangeError(
-                    getattr(mapped, "reason", "") or str(mapped),
-                    code=included.code,
-                    codespace=included.codespace,
-                    raw_log=included.raw_log,
-                )
-            )
-        self._log.info(
-            "tx_result",
-            tx_hash=included.tx_hash,
-            height=included.height,
-            code=included.code,
-            codespace=included.codespace,
-        )
-        return TxResult(tx_hash=included.tx_hash, height=included.height, error=error)
+        error = block_failure(done.codespace, done.code, done.raw_log) if done.code else None
+        return TxResult(tx_hash=done.tx_hash, height=done.height, error=error)
 
     async def market(self, ticker: str) -> MarketInfo:
         """One market with an oracle price at most about a second old.

@@ -143,3 +143,22 @@ def error_from_chain(codespace: str, code: int, raw_log: str = "") -> ExchangeEr
         )
     kind = OrderAlreadyKnownError if key in ALREADY_KNOWN else PermanentExchangeError
     return kind(reason, code=code, codespace=codespace, raw_log=raw_log)
+
+
+def block_failure(
+    codespace: str, code: int, raw_log: str
+) -> PermanentExchangeError | StaleSignatureError:
+    """Map a transaction's failed block result (GetTx) to the error a caller should handle.
+
+    A stateful order can pass CheckTx and fail in its block (e.g. ``clob`` 3007 when
+    collateral changed in between): nothing of it took effect.
+
+    Returns:
+        :class:`StaleSignatureError` when the block refused its timestamp nonce (sign
+        again), else a :class:`PermanentExchangeError` with the chain's reason.
+    """
+    error = error_from_chain(codespace, code, raw_log)
+    if isinstance(error, PermanentExchangeError | StaleSignatureError):
+        return error
+    reason = getattr(error, "reason", "") or texts.refused_with_code(codespace, code)
+    return PermanentExchangeError(reason, code=code, codespace=codespace, raw_log=raw_log)
