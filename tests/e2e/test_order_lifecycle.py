@@ -195,3 +195,39 @@ async def test_a_signature_refused_as_stale_every_time_fails_after_bounded_resig
     text = await _only_message(me.chat)
     assert "kept refusing the order's signature as out of date" in text
     assert "nothing was placed" in text
+
+
+async def test_a_placed_stateful_order_is_not_signed_again_while_nothing_proves_it_absent(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    """A node without a transaction index finds nothing, and a resend of bytes already used
+    meets "nonce rejected": neither proves the order absent. While the Indexer lags, the
+    order is not signed again (its id, filled and removed, would place a second order)."""
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    dydx_double.node.tx_index = False
+    dydx_double.indexer.lag = 60.0
+    try:
+        answer = await post_alert(web, me, size="0.1", order_type="limit", price="3000")
+        await _until(lambda: len(dydx_double.node.broadcasts) >= 1)
+        dydx_double.node.reject_next(5, code=32, codespace="sdk", log=STALE_NONCE_LOG)
+        await asyncio.sleep(6)  # GetTx "not found", the resend refused as stale, many looks
+        assert len(placed_orders(dydx_double)) == 1
+        assert len({r.tx_hash for r in dydx_double.node.broadcasts}) == 1  # never re-signed
+        dydx_double.node.clear_faults()
+        dydx_double.indexer.lag = 0.0  # the Indexer catches up and shows the fill
+        row = await wait_alert(live_sessionmaker, answer["id"], within=30)
+    finally:
+        dydx_double.node.tx_index = True
+        dydx_double.node.clear_faults()
+        dydx_double.indexer.lag = 0.0
+    assert row.state is AlertState.EXECUTED, row.reason
+    assert len(placed_orders(dydx_double)) == 1
+    (ledger,) = await orders_of(live_sessionmaker, me.user_id)
+    assert ledger.state is OrderState.FILLED
+    text = await _only_message(me.chat)
+    assert "Bought 0.1 ETH-USD" in text

@@ -70,8 +70,20 @@ CONFIRM_AFTER = timedelta(seconds=1.5)
 PLACE_DEADLINE = timedelta(seconds=120)
 #: Signatures refused as out of date in a row (in one process) before the order fails.
 MAX_RESIGNS = 3
+#: An Indexer this close to the node's height has processed every block a transaction
+#: signed before the nonce window could have landed in.
+CAUGHT_UP_BLOCKS = 2
 #: Indexer statuses after which an order can no longer fill.
 _DONE_STATUSES = frozenset({"FILLED", "CANCELED"})
+
+
+class _NotFound(Enum):
+    """The caught-up Indexer does not show the order."""
+
+    NOT_FOUND = "not found"
+
+
+_NOT_FOUND = _NotFound.NOT_FOUND
 
 
 class _Sent(Enum):
@@ -297,7 +309,33 @@ class OrderSettler:
             if sent is not _Sent.STALE:
                 return sent is _Sent.FINAL
             # The chain refused the nonce; no block has the bytes (asked just above).
+        if result is None:
+            # "Not found" is not proof: a node without a transaction index never finds
+            # anything, and a refused nonce may be our own, already used. Sign again only
+            # when an Indexer that has processed every block the bytes could have landed in
+            # still does not show the order: the same id placed, filled and removed, then
+            # placed again, would be a second order.
+            found = await self._seen_by_caught_up_indexer(exchange, order)
+            if found is None:
+                return False
+            if found is not _NOT_FOUND:
+                return await self._apply(exchange, order, found)
         return await self._sign_again(exchange, order, now)
+
+    async def _seen_by_caught_up_indexer(
+        self, exchange: Exchange, order: Order
+    ) -> OpenOrder | _NotFound | None:
+        """What an Indexer within :data:`CAUGHT_UP_BLOCKS` of the node says of the order.
+
+        Returns:
+            None while the Indexer lags (nothing can be concluded yet), the order if it
+            shows it, else :data:`_NOT_FOUND`.
+        """
+        indexer, node = await asyncio.gather(exchange.indexer_height(), exchange.block_height())
+        if indexer < node - CAUGHT_UP_BLOCKS:
+            return None
+        found = await exchange.find_order(order.market, order.client_id, flags_of(order))
+        return _NOT_FOUND if found is None else found
 
     async def _sign_again(self, exchange: Exchange, order: Order, now: datetime) -> bool:
         """Sign an order known not placed with a fresh nonce, commit, then send it.

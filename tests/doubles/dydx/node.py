@@ -319,6 +319,9 @@ class NodeServer:
         self.host = host
         self.port = 0
         self.clob_pair_filter_fail_closed = False
+        # A node run without a transaction index (``tx_index = "null"``) answers every GetTx
+        # with "not found", included or not.
+        self.tx_index = True
         self._server: grpc.aio.Server | None = None
         self._lock = threading.Condition()
         self._faults = _Faults()
@@ -774,7 +777,7 @@ class _TxService(_Servicer, tx_grpc.ServiceServicer):
     async def GetTx(
         self, request: tx_service.GetTxRequest, context: grpc.aio.ServicerContext
     ) -> tx_service.GetTxResponse:
-        found = self.node.included_tx(request.hash)
+        found = self.node.included_tx(request.hash) if self.node.tx_index else None
         if found is None or found[1] > self.state.height:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"tx not found: {request.hash}")
         assert found is not None
