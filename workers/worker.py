@@ -124,6 +124,9 @@ class TradingWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Claim and start as many of ``job_ids`` as there are free job slots."""
+        # A job this worker still runs is never claimed again here, even if its lease lapsed
+        # (an event loop stalled past the lease): one process never runs one job twice.
+        job_ids = [job_id for job_id in job_ids if not self._running(job_id.decode())]
         job_ids = job_ids[: max(0, self.max_jobs - self.job_counter)]
         if not job_ids:
             return
@@ -145,6 +148,10 @@ class TradingWorker(Worker):
             task = self.loop.create_task(self.run_job(job_id, int(score)))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
+
+    def _running(self, job_id: str) -> bool:
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def _renew_leases(self) -> None:
         """Extend the in-progress keys of the jobs this worker is running."""

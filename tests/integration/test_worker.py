@@ -217,3 +217,24 @@ async def test_two_workers_sharing_a_queue_run_each_job_once(redis: Redis, redis
     assert len(runs.done) == 100
     assert sorted(runs.done) == sorted((batch, n) for batch in range(20) for n in range(5))
     assert sum(started) == 100
+
+
+async def test_a_job_this_worker_runs_is_not_claimed_again_when_its_lease_lapses(
+    redis: Redis, redis_url: str
+) -> None:
+    """An event loop stalled past the lease lets the in-progress key expire: the job must
+    still not start a second time in the process that runs it."""
+    runs = Runs()
+    runs.release.clear()
+    async with running(redis_url, runs, idle_poll=0.02) as worker, job_queue(redis_url) as queue:
+        await queue.enqueue("record", "once", job_id="once")
+        await settled(lambda: runs.running == 1)
+        await redis.delete(in_progress_key_prefix + "once")  # the lease lapsed
+        await queue.enqueue("record", "nudge", job_id="nudge")  # wake the worker: it polls
+        await runs.until(0, within=1)
+        await asyncio.sleep(0.3)
+        assert runs.most_running == 2  # "once" and "nudge", never "once" twice
+        assert worker.job_counter == 2
+        runs.release.set()
+        await runs.until(2)
+    assert sorted(runs.done) == ["nudge", "once"]
