@@ -182,8 +182,9 @@ class ExecutionService:
         """A protection step for the entry's bracket, if it asked for one."""
         async with UnitOfWork(self._sessionmaker) as uow:
             bracket = await uow.brackets.for_entry(entry_id)
-        if bracket is not None:
-            await self.protection.advance(bracket.id)
+            bracket_id = bracket.id if bracket is not None else None
+        if bracket_id is not None:
+            await self.protection.advance(bracket_id)
 
     async def _plan(
         self,

@@ -205,12 +205,15 @@ class GroupStep:
         """Who ended the position: one of our orders after the entry, a liquidation fill
         (no order id, per the chain facts), or someone outside tv2dydx."""
         async with UnitOfWork(self._sessionmaker) as uow:
-            ours = await uow.orders.filled_after(
-                view.entry.user_id, view.bracket.market, view.entry.id, paper=view.bracket.paper
-            )
-        for order in ours:
-            if order.purpose in _FOREIGN_CLOSES and order.side is not view.entry.side:
-                return ClosedBy.BOT if order.purpose is OrderPurpose.MANUAL else ClosedBy.ALERT
+            ours = [
+                order.purpose
+                for order in await uow.orders.filled_after(
+                    view.entry.user_id, view.bracket.market, view.entry.id, paper=view.bracket.paper
+                )
+                if order.purpose in _FOREIGN_CLOSES and order.side is not view.entry.side
+            ]
+        if ours:
+            return ClosedBy.BOT if ours[0] is OrderPurpose.MANUAL else ClosedBy.ALERT
         try:
             fills = await self._exchange.fills(view.bracket.market, limit=50)
         except ExchangeError:
