@@ -45,13 +45,21 @@ def protected_text(
     *,
     resized: bool,
     paper: bool,
+    take_profit_refused: str | None = None,
 ) -> str:
-    """The node accepted every leg of a bracket (first placement or a resize)."""
+    """The node accepted every leg of a bracket (first placement or a resize); a refused
+    take-profit is named (the stop-loss protects the position without it)."""
     verb = "resized to" if resized else "placed for"
-    return (
+    text = (
         f"<b>{_head(market, paper)} · Protected</b>\n"
         f"{_legs(take, stop)} placed. Legs {verb} {fmt.size(size)} {market} (reduce-only)."
     )
+    if take_profit_refused is not None:
+        text += (
+            f"\nThe chain refused the take-profit: {take_profit_refused}. "
+            "Take profit yourself or send the alert again once that is fixed."
+        )
+    return text
 
 
 def failed_text(market: str, reason: str, *, paper: bool) -> str:

@@ -10,7 +10,7 @@ stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,11 +21,8 @@ from sqlalchemy import select
 
 from core.db.models import Bracket
 from core.db.repositories.execution import ExecutionRepository
-from core.domain.preferences import Preferences
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
 from core.exchange.factory import create_exchange_provider
-from core.exchange.orders import OrderKind
-from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
@@ -34,6 +31,7 @@ from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env
 from tests.e2e.test_execution_faults import WorkerProcess
+from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
 from tests.trading_stack import (
     Maker,
     Trader,
@@ -44,9 +42,6 @@ from tests.trading_stack import (
     running_worker,
     wait_alert,
 )
-
-MARKET = "ETH-USD"
-_LEG_KINDS = (OrderKind.STOP, OrderKind.TAKE_PROFIT)
 
 
 @pytest.fixture
@@ -85,41 +80,6 @@ async def exchanges(
     provider = create_exchange_provider(live_sessionmaker, settings)
     yield provider
     await provider.close()
-
-
-async def venue(exchanges: ExchangeProvider, me: Trader) -> Exchange:
-    return await exchanges.for_user(me.user_id, Preferences.from_json({}))
-
-
-async def until(predicate: Callable[[], Awaitable[bool]], within: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-
-
-async def protection(exchange: Exchange) -> tuple[Decimal, Decimal, int]:
-    """(position size, resting reduce-only stop-loss size, resting legs) on the market."""
-    held = next((p.size for p in await exchange.positions() if p.market == MARKET), Decimal(0))
-    legs = [o for o in await exchange.open_orders() if o.market == MARKET and o.kind in _LEG_KINDS]
-    stops = sum((o.size for o in legs if o.kind is OrderKind.STOP and o.reduce_only), Decimal(0))
-    return held, stops, len(legs)
-
-
-async def holds(exchange: Exchange, held: Decimal, legs: int) -> bool:
-    """Whether the position is ``held`` with ``legs`` legs resting and the invariant holds."""
-    now_held, stops, resting = await protection(exchange)
-    return now_held == held and resting == legs and (stops == held if held else resting == 0)
-
-
-async def assert_invariant(exchange: Exchange) -> None:
-    held, stops, legs = await protection(exchange)
-    if held:
-        assert stops == held, f"stop-losses cover {stops} of a {held} position"
-    else:
-        assert legs == 0, f"{legs} legs outlived their position"
 
 
 async def brackets_of(maker: Maker, user_id: int) -> list[Bracket]:

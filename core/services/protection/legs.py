@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from core.db.base import utcnow
 from core.db.models import Bracket, Order
 from core.db.repositories.execution import DuplicateLegError
+from core.db.uow import UnitOfWork
 from core.domain.states import UNFILLED_ORDER_STATES, OrderPurpose, OrderSide, OrderState
 from core.exchange.errors import ExchangeError, PermanentExchangeError
 from core.exchange.grid import GridError, worst_price
@@ -28,17 +31,27 @@ PROTECTION_SLIPPAGE_FACTOR = 3
 MAX_PROTECTION_SLIPPAGE = Decimal("0.5")
 
 _KINDS = {OrderPurpose.TAKE_PROFIT: OrderKind.TAKE_PROFIT, OrderPurpose.STOP_LOSS: OrderKind.STOP}
+#: The stop-loss goes first: it is what the invariant needs, and when the chain refuses it
+#: nothing else was placed (so nothing must be cancelled in the block it landed in).
+LEG_ORDER = (OrderPurpose.STOP_LOSS, OrderPurpose.TAKE_PROFIT)
 
 
 class LegDesk:
     """Commits, broadcasts and cancels legs.
 
     Args:
+        sessionmaker: Database sessions.
         placer: Commits and broadcasts each leg like any other order.
         recorder: Records a cancelled leg.
     """
 
-    def __init__(self, placer: OrderPlacer, recorder: OrderRecorder) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        placer: OrderPlacer,
+        recorder: OrderRecorder,
+    ) -> None:
+        self._sessionmaker = sessionmaker
         self._placer = placer
         self._recorder = recorder
         self._log = get_logger(__name__)
@@ -54,7 +67,8 @@ class LegDesk:
         size: Decimal,
     ) -> bool:
         """Commit then broadcast one leg per purpose in ``triggers`` for the bracket's current
-        generation (already committed on the bracket).
+        generation (already committed on the bracket), the stop-loss first; a refused
+        stop-loss stops there.
 
         Returns:
             False when another step had already committed this generation's legs.
@@ -67,7 +81,8 @@ class LegDesk:
         slippage = min(
             trader.prefs.slippage_pct * PROTECTION_SLIPPAGE_FACTOR / 100, MAX_PROTECTION_SLIPPAGE
         )
-        for purpose, trigger in triggers.items():
+        for purpose in [p for p in LEG_ORDER if p in triggers]:
+            trigger = triggers[purpose]
             kind = _KINDS[purpose]
             plan = OrderPlan(
                 market=bracket.market,
@@ -101,7 +116,14 @@ class LegDesk:
                 self._log.info("leg_already_committed", bracket_id=bracket.id, purpose=purpose)
                 return False
             await self._placer.broadcast(exchange, leg_id, signed)
+            if purpose is OrderPurpose.STOP_LOSS and await self._refused(leg_id):
+                break
         return True
+
+    async def _refused(self, leg_id: int) -> bool:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            leg = await uow.orders.get(leg_id)
+            return leg is not None and leg.state is OrderState.REJECTED
 
     async def cancel(self, exchange: Exchange, leg: Order, reason: str) -> bool:
         """Cancel a resting leg and record it CANCELED (a leg something filled meanwhile is

@@ -70,7 +70,7 @@ class ProtectionService:
     ) -> None:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
-        self._desk = LegDesk(placer, recorder)
+        self._desk = LegDesk(sessionmaker, placer, recorder)
         self._settler = settler
         self._log = get_logger(__name__)
 

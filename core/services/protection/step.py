@@ -116,9 +116,9 @@ class GroupStep:
                         view, BracketState.CLOSED, None, texts.LEG_CANCELLED_POSITION_CLOSED
                     )
                 continue
-            refused = [leg for leg in view.current.values() if leg.state is OrderState.REJECTED]
-            if refused:
-                await self._fail(view, refused[0].error or "refused")
+            stop = view.current.get(OrderPurpose.STOP_LOSS)
+            if stop is not None and stop.state is OrderState.REJECTED:
+                await self._fail(view, stop.error or "refused")
                 continue
             if view.bracket.state is BracketState.LEG_FILLED or (
                 view.share.legs_filled > 0 and view.share.target <= 0
@@ -280,6 +280,10 @@ class GroupStep:
             await self._end(view, BracketState.CLOSED, None, None)
             return
         current = view.current
+        take = current.get(OrderPurpose.TAKE_PROFIT)
+        if take is not None and take.state is OrderState.REJECTED and len(triggers) > 1:
+            # The stop-loss stands; the refused take-profit is reported, not retried.
+            del triggers[OrderPurpose.TAKE_PROFIT]
         covered = all(
             purpose in current
             and current[purpose].state in OPEN_ORDER_STATES
@@ -328,10 +332,14 @@ class GroupStep:
         async with UnitOfWork(self._sessionmaker) as uow:
             view.legs = list(await uow.brackets.legs([bracket.id]))
             uow.detach(*view.legs)
-        refused = [leg for leg in view.current.values() if leg.state is OrderState.REJECTED]
-        if refused:
-            await self._fail(view, refused[0].error or "refused")
-        elif all(view.current[p].state not in _IN_FLIGHT for p in triggers):
+        stop = view.current.get(OrderPurpose.STOP_LOSS)
+        if stop is not None and stop.state is OrderState.REJECTED:
+            await self._fail(view, stop.error or "refused")
+            return
+        take = view.current.get(OrderPurpose.TAKE_PROFIT)
+        if take is not None and take.state is OrderState.REJECTED and len(triggers) > 1:
+            del triggers[OrderPurpose.TAKE_PROFIT]
+        if all(view.current[p].state not in _IN_FLIGHT for p in triggers):
             await self._rest(view, triggers, target)
 
     async def _rest(
@@ -353,6 +361,7 @@ class GroupStep:
             )
             if not moved:
                 return
+            take = view.current.get(OrderPurpose.TAKE_PROFIT)
             await self._notify(
                 uow,
                 texts.protected_text(
@@ -362,6 +371,11 @@ class GroupStep:
                     target,
                     resized=bracket.generation > 1,
                     paper=bracket.paper,
+                    take_profit_refused=(
+                        take.error or "refused"
+                        if take is not None and take.state is OrderState.REJECTED
+                        else None
+                    ),
                 ),
                 f"bracket:{bracket.id}:gen:{bracket.generation}:protected",
             )
