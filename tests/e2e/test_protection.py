@@ -289,3 +289,39 @@ async def test_a_worker_killed_after_the_entry_filled_gets_its_legs_on_return(
     await said(me, "Protected")
     (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
     assert bracket.state is BracketState.RESTING
+
+
+async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    assert me.dydx is not None
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1", strategy="old")
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    await protected_entry(live_sessionmaker, web, me, tp_pct="3", sl_pct="2", strategy="new")
+    await until(lambda: holds(exchange, Decimal("0.2"), 4))
+
+    result, _ = dydx_double.external_trade(
+        me.dydx.owner_address, MARKET, "SELL", "0.15", reduce_only=True
+    )
+    assert result.ok, result.log
+    # The newest bracket gives up its whole 0.1, the oldest 0.05: its legs are resized
+    # (the new generation placed before the old is cancelled).
+    await until(lambda: holds(exchange, Decimal("0.05"), 2), within=30)
+    await assert_invariant(exchange)
+    old, new = await brackets_of(live_sessionmaker, me.user_id)
+    assert (new.state, new.reduced_size) == (BracketState.CLOSED, Decimal("0.1"))
+    assert (old.state, old.target_size, old.generation) == (
+        BracketState.RESTING,
+        Decimal("0.05"),
+        2,
+    )
+    await said(me, "Position reduced")
+    await said(me, "Legs resized to 0.05 ETH-USD")
