@@ -325,3 +325,25 @@ async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(
     )
     await said(me, "Position reduced")
     await said(me, "Legs resized to 0.05 ETH-USD")
+
+
+async def test_a_trailing_stop_alone_places_no_leg_and_says_so(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, trail_pct="1")
+    await said(me, "trailing stops (trail_pct) are not supported yet")
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert (bracket.state, bracket.trail_pct, bracket.generation) == (
+        BracketState.CLOSED,
+        Decimal(1),
+        0,
+    )
+    assert await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)  # none was asked

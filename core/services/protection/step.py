@@ -277,7 +277,13 @@ class GroupStep:
             return
         if not triggers:
             # Only a trailing stop was asked (not emulated yet): nothing to place.
-            await self._end(view, BracketState.CLOSED, None, None)
+            await self._end(
+                view,
+                BracketState.CLOSED,
+                texts.no_trailing_stop_text(bracket.market),
+                None,
+                dedupe=f"order:{view.entry.id}:no-trailing",
+            )
             return
         current = view.current
         take = current.get(OrderPurpose.TAKE_PROFIT)
