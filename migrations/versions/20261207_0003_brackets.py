@@ -67,10 +67,16 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), server_default="0", nullable=False),
         sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.Column(
-            "updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
         ),
         sa.ForeignKeyConstraint(
             ["entry_order_id"],
@@ -130,9 +136,7 @@ def downgrade() -> None:
     op.create_unique_constraint(
         op.f("uq_orders_alert_id_purpose"), "orders", ["alert_id", "purpose"]
     )
-    op.drop_constraint(
-        op.f("uq_orders_bracket_id_purpose_generation"), "orders", type_="unique"
-    )
+    op.drop_constraint(op.f("uq_orders_bracket_id_purpose_generation"), "orders", type_="unique")
     op.drop_index(op.f("ix_orders_bracket_id"), table_name="orders")
     op.drop_constraint(op.f("fk_orders_bracket_id_brackets"), "orders", type_="foreignkey")
     op.drop_column("orders", "generation")
