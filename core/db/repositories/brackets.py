@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -61,7 +61,8 @@ class BracketRepository:
                 Bracket.next_check_at <= now,
             )
             .group_by(Bracket.user_id, Bracket.paper, Bracket.market)
-            .order_by(Bracket.user_id, Bracket.market)
+            # The longest-waiting first, so a large backlog is worked through in turn.
+            .order_by(func.min(Bracket.next_check_at))
             .limit(limit)
         )
         return [(row.user_id, row.paper, row.market) for row in rows]
