@@ -7,6 +7,7 @@ from arq import cron, func
 
 from core.services.jobs import EXECUTE_ALERT
 from workers.context import bind_job_context, job, shutdown, startup
+from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
 from workers.jobs.paper_triggers import paper_triggers
@@ -14,6 +15,7 @@ from workers.jobs.reconcile_orders import reconcile_orders
 from workers.jobs.screen_compliance import screen_compliance
 from workers.jobs.sweep_alerts import sweep_alerts
 
+EVERY_SECOND = set(range(60))
 EVERY_TWO_SECONDS = set(range(0, 60, 2))
 EVERY_FIVE_SECONDS = set(range(0, 60, 5))
 EVERY_FIVE_MINUTES = set(range(2, 60, 5))
@@ -39,6 +41,8 @@ class WorkerSettings:
         # Orders a killed worker or a timed-out job left with an open outcome.
         cron(job(reconcile_orders), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=120),
         cron(job(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
+        # Brackets a killed job left, and resting legs while nothing reports fills sooner.
+        cron(job(advance_brackets), second=EVERY_SECOND, run_at_startup=True, timeout=60),
     ]
     # arq 0.28 would hold every job's in-progress key for the longest timeout above + 10 s;
     # workers.worker.TradingWorker instead holds it for a 10 s lease it renews while the job

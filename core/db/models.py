@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db.base import Base, TimestampMixin, utcnow
 from core.domain.states import (
     AlertState,
+    BracketState,
     NotificationState,
     OrderPurpose,
     OrderSide,
@@ -240,6 +241,12 @@ class Order(TimestampMixin, Base):
     position_before: Mapped[Decimal | None]
     entry_before: Mapped[Decimal | None]
     realized_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    # A take-profit / stop-loss leg: its bracket, and which placement of the bracket's legs
+    # it belongs to (a resized leg is a new generation, so a new row).
+    bracket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("brackets.id", ondelete="SET NULL", use_alter=True), index=True
+    )
+    generation: Mapped[int | None] = mapped_column(Integer)
     # Timeline for /why: signed (committed) → broadcast → answered → filled / closed.
     signed_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime | None]
@@ -249,9 +256,66 @@ class Order(TimestampMixin, Base):
 
     __table_args__ = (
         UniqueConstraint("owner_address", "subaccount_number", "client_id"),
-        # One order per purpose per alert: a retried job cannot create a second entry.
-        UniqueConstraint("alert_id", "purpose"),
+        # One entry (or close) per alert: a retried job cannot create a second one. Legs
+        # are unique per bracket, purpose and generation instead.
+        Index(
+            "uq_orders_alert_id_purpose",
+            "alert_id",
+            "purpose",
+            unique=True,
+            postgresql_where=sql_text("bracket_id IS NULL"),
+        ),
+        UniqueConstraint("bracket_id", "purpose", "generation"),
         CheckConstraint("size > 0", name="size_positive"),
+    )
+
+
+class Bracket(TimestampMixin, Base):
+    """The protection an entry asked for (take-profit, stop-loss, trailing, breakeven),
+    committed with the entry so it survives any crash; its legs are ``orders`` rows."""
+
+    __tablename__ = "brackets"
+
+    id: Mapped[int] = _id()
+    entry_order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int] = _user_fk()
+    paper: Mapped[bool] = mapped_column(default=False, server_default=false())
+    market: Mapped[str] = mapped_column(String(32))
+    owner_address: Mapped[str] = mapped_column(String(64))
+    subaccount_number: Mapped[int] = mapped_column(Integer)
+    position_side: Mapped[PositionSide] = mapped_column(_enum(PositionSide, "bracket_side"))
+    tp_price: Mapped[Decimal | None]
+    tp_pct: Mapped[Decimal | None]
+    sl_price: Mapped[Decimal | None]
+    sl_pct: Mapped[Decimal | None]
+    trail_pct: Mapped[Decimal | None]
+    be_trigger_pct: Mapped[Decimal | None]
+    state: Mapped[BracketState] = mapped_column(_enum(BracketState, "bracket_state"))
+    # What the legs must cover: the entry's fills, less its legs' fills and reductions.
+    target_size: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    # How much of the entry a reduce from elsewhere took away (newest brackets first).
+    reduced_size: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
+    # The current placement of legs (0: none yet).
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tp_trigger: Mapped[Decimal | None]
+    sl_trigger: Mapped[Decimal | None]
+    trail_anchor: Mapped[Decimal | None]
+    breakeven_done: Mapped[bool] = mapped_column(default=False, server_default=false())
+    failure_reason: Mapped[str | None]
+    next_check_at: Mapped[datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    closed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # The cron takes brackets that may still need work and are due.
+        Index(
+            "ix_brackets_due",
+            "next_check_at",
+            postgresql_where=sql_text("state NOT IN ('CLOSED', 'FAILED')"),
+        ),
+        Index("ix_brackets_subaccount", "owner_address", "subaccount_number"),
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.repositories.alerts import AlertRepository
 from core.db.repositories.audit import AuditRepository
+from core.db.repositories.brackets import BracketRepository
 from core.db.repositories.credentials import CredentialRepository
 from core.db.repositories.notifications import NotificationRepository
 from core.db.repositories.orders import (
@@ -44,6 +45,7 @@ class UnitOfWork:
     webhooks: WebhookRepository
     alerts: AlertRepository
     orders: OrderRepository
+    brackets: BracketRepository
     fills: FillRepository
     positions: PositionRepository
     nonces: NonceRepository
@@ -62,6 +64,7 @@ class UnitOfWork:
         self.webhooks = WebhookRepository(self.session)
         self.alerts = AlertRepository(self.session)
         self.orders = OrderRepository(self.session)
+        self.brackets = BracketRepository(self.session)
         self.fills = FillRepository(self.session)
         self.positions = PositionRepository(self.session)
         self.nonces = NonceRepository(self.session)

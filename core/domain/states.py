@@ -1,9 +1,10 @@
 """Domain vocabulary shared by every layer: states, sides and purposes.
 
-The alert and order state machines are defined here, once: :data:`ALERT_TRANSITIONS` and
-:data:`ORDER_TRANSITIONS` list every allowed move. The repositories' transition functions
-and the hot path's SQL derive their allowed-from states from these tables
-(:func:`sources_of`), so a state can only ever move forward.
+The alert, order and bracket state machines are defined here, once:
+:data:`ALERT_TRANSITIONS`, :data:`ORDER_TRANSITIONS` and :data:`BRACKET_TRANSITIONS` list
+every allowed move. The repositories' transition functions and the hot path's SQL derive
+their allowed-from states from these tables (:func:`sources_of`), so a state can only ever
+move forward.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 
 class AlertState(StrEnum):
@@ -50,6 +51,22 @@ _FINAL_ORDER_STATES = frozenset(
 )
 
 
+class BracketState(StrEnum):
+    """Lifecycle of an entry's requested protection (its take-profit / stop-loss legs)."""
+
+    REQUESTED = "REQUESTED"  # committed with its entry; nothing filled yet to protect
+    PLACING = "PLACING"  # a generation of legs is being committed and broadcast
+    RESTING = "RESTING"  # the node accepted every leg of the current generation
+    LEG_FILLED = "LEG_FILLED"  # a leg filled; its sibling is being cancelled
+    CLOSED = "CLOSED"  # nothing left to protect: every leg is gone
+    FAILED = "FAILED"  # the chain refused a leg: the trader was told what to do
+
+    @property
+    def is_final(self) -> bool:
+        """Whether no further transition is possible."""
+        return self in (BracketState.CLOSED, BracketState.FAILED)
+
+
 class OrderSide(StrEnum):
     """Order side."""
 
@@ -58,7 +75,8 @@ class OrderSide(StrEnum):
 
 
 class OrderPurpose(StrEnum):
-    """Why an order exists; one order per (alert, purpose)."""
+    """Why an order exists: one entry / close per alert; legs are one per (bracket, purpose,
+    generation)."""
 
     ENTRY = "ENTRY"
     CLOSE = "CLOSE"
@@ -120,12 +138,32 @@ ORDER_TRANSITIONS: Mapping[OrderState, frozenset[OrderState]] = MappingProxyType
     }
 )
 
+_FINAL_BRACKET_STATES = frozenset({BracketState.CLOSED, BracketState.FAILED})
+
+#: Every allowed move of a bracket. Legs are placed (again, for a resize) from PLACING; a
+#: resting bracket goes back to PLACING when its legs must change size; a filled leg, a
+#: closed position or a refusal ends it.
+BRACKET_TRANSITIONS: Mapping[BracketState, frozenset[BracketState]] = MappingProxyType(
+    {
+        BracketState.REQUESTED: frozenset({BracketState.PLACING}) | _FINAL_BRACKET_STATES,
+        BracketState.PLACING: frozenset({BracketState.RESTING, BracketState.LEG_FILLED})
+        | _FINAL_BRACKET_STATES,
+        BracketState.RESTING: frozenset({BracketState.PLACING, BracketState.LEG_FILLED})
+        | _FINAL_BRACKET_STATES,
+        BracketState.LEG_FILLED: frozenset({BracketState.CLOSED}),
+        **{state: frozenset[BracketState]() for state in _FINAL_BRACKET_STATES},
+    }
+)
+
 #: The state a new alert is written in when accepted, and when refused at intake.
 ALERT_INITIAL_STATES = frozenset({AlertState.ACCEPTED, AlertState.REJECTED})
 #: The state a new order is committed in (before anything leaves the process).
 ORDER_INITIAL_STATE = OrderState.SUBMITTING
+#: The state a bracket is committed in, with its entry.
+BRACKET_INITIAL_STATE = BracketState.REQUESTED
 
-_State = TypeVar("_State", AlertState, OrderState)
+_State = TypeVar("_State", AlertState, OrderState, BracketState)
+_AnyState = AlertState | OrderState | BracketState
 
 
 class IllegalTransitionError(ValueError):
@@ -136,7 +174,7 @@ class IllegalTransitionError(ValueError):
         target: The state asked for.
     """
 
-    def __init__(self, current: AlertState | OrderState, target: AlertState | OrderState) -> None:
+    def __init__(self, current: _AnyState, target: _AnyState) -> None:
         kind = type(target).__name__
         super().__init__(f"{kind} cannot move from {current.value} to {target.value}")
         self.current = current
@@ -144,9 +182,13 @@ class IllegalTransitionError(ValueError):
 
 
 def _table(state: _State) -> Mapping[_State, frozenset[_State]]:
+    table: Any = ALERT_TRANSITIONS
     if isinstance(state, OrderState):
-        return ORDER_TRANSITIONS
-    return ALERT_TRANSITIONS
+        table = ORDER_TRANSITIONS
+    elif isinstance(state, BracketState):
+        table = BRACKET_TRANSITIONS
+    found: Mapping[_State, frozenset[_State]] = table
+    return found
 
 
 def can_transition(current: _State, target: _State) -> bool:
@@ -181,3 +223,5 @@ OPEN_ORDER_STATES: frozenset[OrderState] = open_states(OrderState)
 OPEN_ALERT_STATES: frozenset[AlertState] = open_states(AlertState)
 #: Open orders nothing has filled yet: those that may still take a first fill.
 UNFILLED_ORDER_STATES: frozenset[OrderState] = sources_of(OrderState.PARTIALLY_FILLED)
+#: Brackets that may still need work.
+OPEN_BRACKET_STATES: frozenset[BracketState] = open_states(BracketState)

@@ -172,9 +172,16 @@ class TradingService:
             uow.audit.record(user_id=user_id, actor="user", action="panic")
             await uow.commit()
         exchange, prefs = await self._open(user_id)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            legs = await uow.orders.live_legs(user_id, paper=exchange.is_paper)
+            protecting = {(leg.market, leg.client_id) for leg in legs}
         failures: list[str] = []
         cancelled = 0
         for order in await exchange.open_orders():
+            if (order.market, order.client_id) in protecting:
+                # A leg keeps protecting its position until the close below has filled;
+                # then protection cancels it and tells the trader why.
+                continue
             try:
                 short_term = order.flags is OrderFlags.SHORT_TERM
                 signed = await exchange.sign_cancel(
@@ -206,6 +213,10 @@ class TradingService:
                 failures.append(f"{position.market}: {exc.reason}")
             except ExchangeError as exc:
                 failures.append(f"{position.market}: {exc}")
+        # Legs of positions that were already flat, or whose close filled elsewhere.
+        await self._execution.protection.advance_for_subaccount(
+            exchange.owner_address, exchange.subaccount_number
+        )
         self._log.warning(
             "panic", user_id=user_id, cancelled=cancelled, closed=len(closed), failed=len(failures)
         )

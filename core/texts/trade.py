@@ -139,29 +139,10 @@ def paused_for_loss_text(loss: Decimal, limit: Decimal) -> str:
     )
 
 
-def protection_text(market: str, take: Decimal | None, stop: Decimal | None, *, paper: bool) -> str:
-    """Take-profit / stop-loss orders were placed."""
-    parts = []
-    if take is not None:
-        parts.append(f"take-profit {fmt.price(take)}")
-    if stop is not None:
-        parts.append(f"stop-loss {fmt.price(stop)}")
-    return f"{PAPER_TAG if paper else ''}🛡 {market}: " + " and ".join(parts) + " placed."
-
-
-def no_trailing_stop_text(market: str) -> str:
-    """The alert asked for a trailing stop, which tv2dydx does not place yet."""
-    return (
-        f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
-        "Use sl_pct or sl_price for a stop-loss."
-    )
-
-
 # Reasons recorded on an alert or order (shown in /why, /webhook and the messages above) --
 
 TRADING_PAUSED = "trading is paused"
 NO_ORDER_IN_TIME = "no order was placed in time"
-LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"
 EXPIRED_BEFORE_BOOK = "the order expired before it reached the order book"
 NOT_PLACED_IN_TIME = (
     "the order never reached dYdX in time, so nothing was placed; "

@@ -358,7 +358,8 @@ async def test_take_profit_and_stop_loss_follow_the_fill_and_cancel_each_other(
         if len(placed_orders(dydx_double)) == 3:
             break
         await asyncio.sleep(0.05)
-    _entry, take, stop = placed_orders(dydx_double)
+    # The stop-loss goes first: if the chain refuses it, nothing else is left to cancel.
+    _entry, stop, take = placed_orders(dydx_double)
     assert take.order_id.order_flags == stop.order_id.order_flags == 32  # conditional
     assert take.condition_type == ProtoOrder.ConditionType.CONDITION_TYPE_TAKE_PROFIT
     assert stop.condition_type == ProtoOrder.ConditionType.CONDITION_TYPE_STOP_LOSS

@@ -27,6 +27,7 @@ SENTENCE_FREE = (
     "core/exchange/dydx/keys.py",
     "core/exchange/grid.py",
     "core/services/execution",
+    "core/services/protection",
     "core/services/intake.py",
     "core/services/trading.py",
 )

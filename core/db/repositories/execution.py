@@ -3,7 +3,8 @@
 
 Between an alert's job starting and its order leaving the process there are three
 statements, each its own transaction: load the alert with its trader and key, allocate a
-client id, and insert the signed order together with the alert's move to PROCESSING.
+client id, and insert the signed order together with the alert's move to PROCESSING and the
+entry's bracket (its requested take-profit / stop-loss).
 Through the ORM unit of work the same steps took a dozen round trips (pre-ping, BEGIN,
 COMMIT); here asyncpg prepares each statement once per connection. Everything after the
 broadcast (settling, fills, messages) stays with the repositories and the unit of work.
@@ -21,7 +22,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
 from core.db.sql import sql_literals
-from core.domain.states import ORDER_INITIAL_STATE, AlertState, OrderState, sources_of
+from core.domain.states import (
+    BRACKET_INITIAL_STATE,
+    ORDER_INITIAL_STATE,
+    AlertState,
+    OrderState,
+    sources_of,
+)
 
 _LOAD = """
 SELECT a.id, a.user_id, a.state, a.fields, a.received_at, a.strategy, a.market,
@@ -43,23 +50,38 @@ DO UPDATE SET next_client_id = subaccount_counters.next_client_id + 1
 RETURNING next_client_id - 1
 """
 
-# The order and the alert's PROCESSING mark commit together (a data-modifying CTE always
-# runs), so an alert still ACCEPTED never has an order. States come from the domain's state
-# machine (constants, never input), written into one literal statement prepared once.
+# The order, the alert's PROCESSING mark and the entry's bracket (the protection it asked
+# for) commit together in one statement (a data-modifying CTE always runs), so an alert
+# still ACCEPTED never has an order and an entry that reaches the chain always has its
+# protection recorded. States come from the domain's state machines (constants, never
+# input), written into one literal statement prepared once.
 _INSERT_ORDER = f"""
 WITH picked AS (
     UPDATE alerts SET state = '{AlertState.PROCESSING.value}', started_at = $27
     WHERE $27::timestamptz IS NOT NULL AND id = $2
       AND state IN ({sql_literals(sources_of(AlertState.PROCESSING))})
+), placed AS (
+    INSERT INTO orders (user_id, alert_id, parent_order_id, purpose, paper, market,
+                        owner_address, subaccount_number, client_id, clob_pair_id, order_flags,
+                        side, order_type, size, price, trigger_price, reduce_only, time_in_force,
+                        good_til_block, good_til_block_time, state, tx_bytes, tx_hash,
+                        reference_price, position_before, entry_before, signed_at, created_at,
+                        updated_at, bracket_id, generation)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+            $19, $20, '{ORDER_INITIAL_STATE.value}', $21, $22, $23, $24, $25, $26, $26, $26,
+            $35, $36)
+    RETURNING id, user_id, paper, market, owner_address, subaccount_number
+), protected AS (
+    INSERT INTO brackets (entry_order_id, user_id, paper, market, owner_address,
+                          subaccount_number, position_side, tp_price, tp_pct, sl_price, sl_pct,
+                          trail_pct, be_trigger_pct, state, next_check_at, created_at,
+                          updated_at)
+    SELECT id, user_id, paper, market, owner_address, subaccount_number, $28::varchar,
+           $29::numeric, $30::numeric, $31::numeric, $32::numeric, $33::numeric, $34::numeric,
+           '{BRACKET_INITIAL_STATE.value}', $26, $26, $26
+    FROM placed WHERE $28::varchar IS NOT NULL
 )
-INSERT INTO orders (user_id, alert_id, parent_order_id, purpose, paper, market, owner_address,
-                    subaccount_number, client_id, clob_pair_id, order_flags, side, order_type,
-                    size, price, trigger_price, reduce_only, time_in_force, good_til_block,
-                    good_til_block_time, state, tx_bytes, tx_hash, reference_price,
-                    position_before, entry_before, signed_at, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, '{ORDER_INITIAL_STATE.value}', $21, $22, $23, $24, $25, $26, $26, $26)
-RETURNING id
+SELECT id FROM placed
 """  # noqa: S608 - only the domain's state constants are interpolated
 
 
@@ -70,6 +92,15 @@ UPDATE orders SET state = '{OrderState.SUBMITTED.value}', submitted_at = $2, acc
                   tx_hash = $4, updated_at = $3
 WHERE id = $1 AND state IN ({sql_literals(sources_of(OrderState.SUBMITTED))})
 """  # noqa: S608 - only the domain's state constants are interpolated
+
+
+class DuplicateLegError(Exception):
+    """A leg of this bracket, purpose and generation is already committed (another step
+    placed it): nothing was written."""
+
+
+#: The constraint that makes a retried step unable to place a second leg.
+_LEG_UNIQUE = "uq_orders_bracket_id_purpose_generation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +155,21 @@ class NewOrder:
     position_before: Decimal | None
     entry_before: Decimal | None
     signed_at: datetime
+    bracket_id: int | None = None
+    generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewBracket:
+    """The protection an entry asked for, committed with it (prices and percents as sent)."""
+
+    position_side: str
+    tp_price: Decimal | None = None
+    tp_pct: Decimal | None = None
+    sl_price: Decimal | None = None
+    sl_pct: Decimal | None = None
+    trail_pct: Decimal | None = None
+    be_trigger_pct: Decimal | None = None
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -207,12 +253,32 @@ class ExecutionRepository:
         value = await (await self._open()).fetchval(_ALLOCATE, owner_address, subaccount_number)
         return int(value)
 
-    async def insert_order(self, order: NewOrder, *, picked_up: datetime | None) -> int:
-        """Commit the order as SUBMITTING; with ``picked_up``, move its alert to PROCESSING.
+    async def insert_order(
+        self,
+        order: NewOrder,
+        *,
+        picked_up: datetime | None,
+        bracket: NewBracket | None = None,
+    ) -> int:
+        """Commit the order as SUBMITTING; with ``picked_up``, move its alert to PROCESSING;
+        with ``bracket``, record the protection the entry asked for (all in one statement).
 
         Returns:
             The order's id.
+
+        Raises:
+            DuplicateLegError: The order is a leg and its generation already has one.
         """
+        try:
+            return await self._insert(order, picked_up, bracket)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == _LEG_UNIQUE:
+                raise DuplicateLegError(str(exc)) from None
+            raise
+
+    async def _insert(
+        self, order: NewOrder, picked_up: datetime | None, bracket: NewBracket | None
+    ) -> int:
         value = await (await self._open()).fetchval(
             _INSERT_ORDER,
             order.user_id,
@@ -242,6 +308,15 @@ class ExecutionRepository:
             order.entry_before,
             order.signed_at,
             picked_up,
+            bracket.position_side if bracket else None,
+            bracket.tp_price if bracket else None,
+            bracket.tp_pct if bracket else None,
+            bracket.sl_price if bracket else None,
+            bracket.sl_pct if bracket else None,
+            bracket.trail_pct if bracket else None,
+            bracket.be_trigger_pct if bracket else None,
+            order.bracket_id,
+            order.generation,
         )
         return int(value)
 

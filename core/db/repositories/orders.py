@@ -38,25 +38,22 @@ class OrderRepository:
             statement = statement.with_for_update()
         return await self._session.scalar(statement)
 
-    async def for_alert(self, alert_id: int) -> Sequence[Order]:
-        """Every order of an alert, oldest first."""
-        rows = await self._session.scalars(
-            select(Order).where(Order.alert_id == alert_id).order_by(Order.id)
-        )
+    async def for_alert(self, alert_id: int, *, legs: bool = True) -> Sequence[Order]:
+        """Every order of an alert (without its legs if ``legs`` is False), oldest first."""
+        statement = select(Order).where(Order.alert_id == alert_id)
+        if not legs:
+            statement = statement.where(Order.bracket_id.is_(None))
+        rows = await self._session.scalars(statement.order_by(Order.id))
         return rows.all()
 
     async def get_for_alert(self, alert_id: int, purpose: OrderPurpose) -> Order | None:
-        """The order of an alert with this purpose (there is at most one)."""
+        """The entry or close of an alert with this purpose (there is at most one; legs,
+        one per bracket generation, are not counted)."""
         return await self._session.scalar(
-            select(Order).where(Order.alert_id == alert_id, Order.purpose == purpose)
+            select(Order).where(
+                Order.alert_id == alert_id, Order.purpose == purpose, Order.bracket_id.is_(None)
+            )
         )
-
-    async def children(self, parent_id: int) -> Sequence[Order]:
-        """Orders placed because of ``parent_id`` (its take-profit and stop-loss)."""
-        rows = await self._session.scalars(
-            select(Order).where(Order.parent_order_id == parent_id).order_by(Order.id)
-        )
-        return rows.all()
 
     async def unsettled(self, updated_before: datetime, limit: int = 100) -> Sequence[int]:
         """Ids of orders whose outcome is still open and untouched since ``updated_before``."""
@@ -68,13 +65,32 @@ class OrderRepository:
         )
         return rows.all()
 
-    async def live_conditionals(self, user_id: int, market: str) -> Sequence[Order]:
-        """The user's take-profit / stop-loss orders on ``market`` that may still trigger."""
+    async def filled_after(
+        self, user_id: int, market: str, after_order_id: int, *, paper: bool
+    ) -> Sequence[Order]:
+        """The user's orders on ``market`` placed after ``after_order_id`` that filled
+        something (not legs), newest first: who closed or flipped a position."""
+        rows = await self._session.scalars(
+            select(Order)
+            .where(
+                Order.user_id == user_id,
+                Order.market == market,
+                Order.paper.is_(paper),
+                Order.id > after_order_id,
+                Order.bracket_id.is_(None),
+                Order.filled_size > 0,
+            )
+            .order_by(Order.id.desc())
+        )
+        return rows.all()
+
+    async def live_legs(self, user_id: int, *, paper: bool) -> Sequence[Order]:
+        """The user's take-profit / stop-loss legs that may still rest or fill."""
         rows = await self._session.scalars(
             select(Order).where(
                 Order.user_id == user_id,
-                Order.market == market,
-                Order.purpose.in_((OrderPurpose.TAKE_PROFIT, OrderPurpose.STOP_LOSS)),
+                Order.paper.is_(paper),
+                Order.bracket_id.is_not(None),
                 Order.state.in_(sorted(OPEN_ORDER_STATES)),
             )
         )

@@ -2,8 +2,9 @@
 
 Alert: load → resume an earlier run's order, or expire / skip → the trader's exchange →
 plan against live market data → commit the signed order (:mod:`.place`) → broadcast →
-settle (:mod:`.settle`) → protect the entry (:mod:`.protect`).
-Manual close: plan → commit → broadcast → settle, through the same steps.
+settle (:mod:`.settle`) → a protection step for the entry's bracket
+(:mod:`core.services.protection`), which was committed with the entry.
+Manual close: plan → commit → broadcast → settle → a protection step for the subaccount.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.alerts.schema import AlertOrder
 from core.db.base import utcnow
-from core.db.repositories.execution import ExecutionRepository
+from core.db.repositories.execution import ExecutionRepository, NewBracket
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.domain.states import OPEN_ALERT_STATES, OrderPurpose
+from core.domain.states import OPEN_ALERT_STATES, OrderPurpose, OrderSide, PositionSide
 from core.exchange.errors import ExchangeUnavailableError
 from core.exchange.grid import GridError
 from core.exchange.port import Exchange, Position
@@ -46,6 +47,7 @@ from core.services.planning import (
     RefusalKind,
     plan_order,
 )
+from core.services.protection.service import ProtectionService
 from core.texts import trade as texts
 
 #: A broadcast order shows on the Indexer a block later at the earliest: the first look
@@ -88,15 +90,19 @@ class ExecutionService:
         self._max_lag = max_lag
         recorder = OrderRecorder(sessionmaker)
         self._placer = OrderPlacer(store, recorder)
-        self._protector = Protector(sessionmaker, self._placer, recorder)
+        protector = Protector(sessionmaker)
         self._settler = OrderSettler(
             sessionmaker,
             exchanges,
             recorder,
-            self._protector,
+            protector,
             settle_timeout=settle_timeout,
             poll_interval=poll_interval,
         )
+        self.protection = ProtectionService(
+            sessionmaker, exchanges, self._placer, recorder, self._settler
+        )
+        protector.bind(self.protection)
         self._reconciler = Reconciler(sessionmaker, self._settler, recorder)
         self._alerts = AlertOutcomes(sessionmaker)
         self._expiry = AlertExpiry(sessionmaker, max_lag=max_lag)
@@ -161,6 +167,7 @@ class ExecutionService:
             purpose=plan.purpose,
             height=height,
             picked_up=picked_up,
+            bracket=_bracket_of(request, plan),
         )
         timings["signed_committed"] = time.perf_counter()
         await self._placer.broadcast(exchange, order_id, signed)
@@ -168,8 +175,16 @@ class ExecutionService:
         self._log_timings(alert_id, order_id, started, timings)
         await asyncio.sleep(FIRST_LOOK_DELAY)
         outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
-        await self._protector.protect(order_id, exchange=exchange)
+        await self._protect(order_id)
         return outcome
+
+    async def _protect(self, entry_id: int) -> None:
+        """A protection step for the entry's bracket, if it asked for one."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            bracket = await uow.brackets.for_entry(entry_id)
+            bracket_id = bracket.id if bracket is not None else None
+        if bracket_id is not None:
+            await self.protection.advance(bracket_id)
 
     async def _plan(
         self,
@@ -222,14 +237,14 @@ class ExecutionService:
 
     async def _resume(self, alert_id: int, trader: Trader, request: AlertOrder) -> Outcome:
         async with UnitOfWork(self._sessionmaker) as uow:
-            order_ids = [order.id for order in await uow.orders.for_alert(alert_id)]
+            order_ids = [order.id for order in await uow.orders.for_alert(alert_id, legs=False)]
         exchange = await self._exchange_or_fail(alert_id, trader, request)
         if exchange is None:
             return Outcome.FAILED
         outcome = Outcome.OPEN
         for order_id in order_ids:
             outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
-        await self._protector.protect(order_ids[0], exchange=exchange)
+        await self._protect(order_ids[0])
         return outcome
 
     async def _exchange_or_fail(
@@ -283,6 +298,10 @@ class ExecutionService:
         )
         await self._placer.broadcast(exchange, order_id, signed)
         await self._settler.settle(order_id, exchange=exchange, wait=True)
+        # The position is smaller or flat: its legs shrink or go, and the trader hears why.
+        await self.protection.advance_for_subaccount(
+            exchange.owner_address, exchange.subaccount_number
+        )
         return order_id
 
     async def reconcile(self, *, older_than: timedelta = timedelta(seconds=3)) -> int:
@@ -300,3 +319,18 @@ class ExecutionService:
             How many alerts were expired.
         """
         return await self._expiry.expire_stuck(older_than=older_than)
+
+
+def _bracket_of(request: AlertOrder, plan: OrderPlan) -> NewBracket | None:
+    """The protection an entry asked for, committed with it (None when it asked for none)."""
+    asked = (request.tp_price, request.tp_pct, request.sl_price, request.sl_pct, request.trail_pct)
+    if plan.purpose is not OrderPurpose.ENTRY or all(value is None for value in asked):
+        return None
+    return NewBracket(
+        position_side=(PositionSide.LONG if plan.side is OrderSide.BUY else PositionSide.SHORT),
+        tp_price=request.tp_price,
+        tp_pct=request.tp_pct,
+        sl_price=request.sl_price,
+        sl_pct=request.sl_pct,
+        trail_pct=request.trail_pct,
+    )

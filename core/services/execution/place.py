@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from core.db.base import utcnow
-from core.db.repositories.execution import ExecutionRepository, NewOrder
+from core.db.repositories.execution import ExecutionRepository, NewBracket, NewOrder
 from core.domain.preferences import Preferences
 from core.domain.states import OrderPurpose, OrderSide, OrderState, PositionSide
 from core.exchange.errors import (
@@ -69,10 +69,16 @@ class OrderPlacer:
         trigger_price: Decimal | None = None,
         parent_order_id: int | None = None,
         picked_up: datetime | None = None,
+        bracket: NewBracket | None = None,
+        leg_of: tuple[int, int] | None = None,
     ) -> tuple[int, SignedTx]:
         """Allocate a client id, sign, and commit the order as SUBMITTING (step 1).
 
-        With ``picked_up``, the alert moves to PROCESSING in the same transaction.
+        With ``picked_up``, the alert moves to PROCESSING in the same transaction; with
+        ``bracket``, the entry's requested protection is committed with it.
+
+        Args:
+            leg_of: ``(bracket id, generation)`` of a take-profit / stop-loss leg.
 
         Returns:
             The order's id and its signed transaction.
@@ -128,8 +134,11 @@ class OrderPlacer:
                 position_before=plan.position_before,
                 entry_before=plan.entry_before,
                 signed_at=utcnow(),
+                bracket_id=leg_of[0] if leg_of else None,
+                generation=leg_of[1] if leg_of else None,
             ),
             picked_up=picked_up if alert_id is not None else None,
+            bracket=bracket,
         )
         self._log.info(
             "order_committed",

@@ -253,7 +253,10 @@ class OrderRecorder:
                 texts.unfilled_text(alert_id, strategy, order.market, reason, paper=order.paper),
             )
             alert_state = AlertState.FAILED
-        if order.purpose is not OrderPurpose.MANUAL or user.notify_chat_id is not None:
+        # A leg that ends unfilled (cancelled, refused, expired) is the protection service's
+        # to explain: it says what became of the position's protection.
+        speaks = order.bracket_id is None or order.filled_size > 0
+        if speaks and (order.purpose is not OrderPurpose.MANUAL or user.notify_chat_id is not None):
             # A manual order is answered in the chat that asked; a channel still hears of it.
             await uow.notifications.enqueue(
                 chat_id=chat,

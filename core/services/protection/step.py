@@ -1,0 +1,448 @@
+"""One step towards the invariant for one position (its brackets, oldest first).
+
+In order: brackets whose entry never filled end; a filled leg cancels the sibling of its
+own bracket; a flat or flipped position cancels every leg; a smaller position shrinks the
+newest brackets (LIFO); what is left is covered by legs sized to its target, a new
+generation placed before the old one is cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.alerts.schema import Action, AlertOrder
+from core.db.base import utcnow
+from core.db.models import Bracket, Order
+from core.db.uow import UnitOfWork
+from core.domain.states import (
+    OPEN_ORDER_STATES,
+    BracketState,
+    OrderPurpose,
+    OrderState,
+    PositionSide,
+)
+from core.exchange.errors import ExchangeError
+from core.exchange.grid import GridError
+from core.exchange.port import Exchange, MarketInfo
+from core.runtime.logs import get_logger
+from core.services.execution.trader import Trader
+from core.services.planning import protective_prices
+from core.services.protection.coverage import Share, shrink_lifo
+from core.services.protection.legs import LegDesk
+from core.texts import protection as texts
+from core.texts.protection import ClosedBy
+
+NOTIFY_PROTECTION = "protection"
+#: A resting bracket is looked at again this often when nothing calls it sooner (the monitor
+#: calls it on every fill; this is the polling fallback).
+RESTING_RECHECK = timedelta(seconds=5)
+#: Leg states in which the node has not answered yet (settling re-sends their bytes).
+_IN_FLIGHT = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN, OrderState.RECEIVED})
+_FOREIGN_CLOSES = frozenset({OrderPurpose.CLOSE, OrderPurpose.MANUAL, OrderPurpose.ENTRY})
+
+
+@dataclass
+class View:
+    """A bracket with its entry and every leg it ever had."""
+
+    bracket: Bracket
+    entry: Order
+    legs: list[Order] = field(default_factory=list)
+
+    @property
+    def sign(self) -> int:
+        """+1 for a long bracket, -1 for a short one."""
+        return 1 if self.bracket.position_side is PositionSide.LONG else -1
+
+    @property
+    def live(self) -> list[Order]:
+        """Legs that may still rest or fill."""
+        return [leg for leg in self.legs if leg.state in OPEN_ORDER_STATES]
+
+    @property
+    def current(self) -> dict[OrderPurpose, Order]:
+        """Legs of the current generation, by purpose."""
+        return {leg.purpose: leg for leg in self.legs if leg.generation == self.bracket.generation}
+
+    @property
+    def share(self) -> Share:
+        """Its claim on the position."""
+        return Share(
+            bracket_id=self.bracket.id,
+            entry_filled=self.entry.filled_size,
+            legs_filled=sum((leg.filled_size for leg in self.legs), Decimal(0)),
+            reduced=self.bracket.reduced_size,
+        )
+
+
+class GroupStep:
+    """Advances the brackets of one position with one exchange and one trader.
+
+    Args:
+        sessionmaker: Database sessions.
+        desk: Places and cancels legs.
+        exchange: The trader's venue (paper or live, as the brackets).
+        trader: Whose position.
+        position: The position's signed size (positive long) as the venue reports it.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        desk: LegDesk,
+        exchange: Exchange,
+        trader: Trader,
+        position: Decimal,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._desk = desk
+        self._exchange = exchange
+        self._trader = trader
+        self._position = position
+        self._market: MarketInfo | None = None
+        self._log = get_logger(__name__)
+
+    async def run(self, views: list[View]) -> None:
+        """One step for every open bracket of the position."""
+        active: list[View] = []
+        for view in views:
+            if view.entry.filled_size <= 0:
+                if view.entry.state.is_final:
+                    await self._end(
+                        view, BracketState.CLOSED, None, texts.LEG_CANCELLED_POSITION_CLOSED
+                    )
+                continue
+            stop = view.current.get(OrderPurpose.STOP_LOSS)
+            if stop is not None and stop.state is OrderState.REJECTED:
+                await self._fail(view, stop.error or "refused")
+                continue
+            if view.bracket.state is BracketState.LEG_FILLED or (
+                view.share.legs_filled > 0 and view.share.target <= 0
+            ):
+                others = [v for v in views if v is not view and v.entry.filled_size > 0]
+                await self._leg_filled(view, others)
+                continue
+            active.append(view)
+        still: list[View] = []
+        for view in active:
+            if self._position * view.sign <= 0:
+                await self._closed_elsewhere(view)
+            else:
+                still.append(view)
+        cuts = shrink_lifo([view.share for view in still], abs(self._position))
+        for view in still:
+            cut = cuts.get(view.bracket.id, Decimal(0))
+            if cut > 0:
+                view.bracket.reduced_size += cut
+                if view.share.target <= 0:
+                    await self._end(
+                        view,
+                        BracketState.CLOSED,
+                        texts.reduced_text(
+                            view.bracket.market,
+                            abs(self._position),
+                            True,
+                            paper=view.bracket.paper,
+                        ),
+                        texts.LEG_CANCELLED_POSITION_REDUCED,
+                        dedupe=f"bracket:{view.bracket.id}:reduced",
+                    )
+                    continue
+            await self._cover(view)
+
+    # ----------------------------------------------------------------------- endings
+
+    async def _leg_filled(self, view: View, others: list[View]) -> None:
+        bracket = view.bracket
+        if bracket.state is not BracketState.LEG_FILLED:
+            async with UnitOfWork(self._sessionmaker) as uow:
+                if not await uow.brackets.transition(bracket, BracketState.LEG_FILLED):
+                    return
+                await uow.commit()
+        cancelled = [
+            await self._desk.cancel(self._exchange, leg, texts.LEG_CANCELLED_SIBLING_FILLED)
+            for leg in view.live
+        ]
+        filled = [leg for leg in view.legs if leg.filled_size > 0]
+        take_profit = any(leg.purpose is OrderPurpose.TAKE_PROFIT for leg in filled)
+        still = sum((v.share.target for v in others if v.sign == view.sign), Decimal(0))
+        text = texts.leg_hit_text(
+            bracket.market,
+            take_profit=take_profit,
+            realized_pnl=sum((leg.realized_pnl for leg in filled), Decimal(0)),
+            sibling_cancelled=any(cancelled),
+            still_covered=min(still, abs(self._position)),
+            paper=bracket.paper,
+        )
+        if all(cancelled):
+            await self._end(
+                view, BracketState.CLOSED, text, None, dedupe=f"bracket:{bracket.id}:hit"
+            )
+
+    async def _closed_elsewhere(self, view: View) -> None:
+        closed_by = await self._closed_by(view)
+        current = view.current
+        text = texts.closed_text(
+            view.bracket.market,
+            closed_by,
+            take=OrderPurpose.TAKE_PROFIT in current,
+            stop=OrderPurpose.STOP_LOSS in current,
+            paper=view.bracket.paper,
+        )
+        await self._end(
+            view,
+            BracketState.CLOSED,
+            text if view.bracket.generation > 0 else None,
+            texts.LEG_CANCELLED_POSITION_CLOSED,
+            dedupe=f"bracket:{view.bracket.id}:closed",
+        )
+
+    async def _closed_by(self, view: View) -> ClosedBy:
+        """Who ended the position: one of our orders after the entry, a liquidation fill
+        (no order id, per the chain facts), or someone outside tv2dydx."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            ours = [
+                order.purpose
+                for order in await uow.orders.filled_after(
+                    view.entry.user_id, view.bracket.market, view.entry.id, paper=view.bracket.paper
+                )
+                if order.purpose in _FOREIGN_CLOSES and order.side is not view.entry.side
+            ]
+        if ours:
+            return ClosedBy.BOT if ours[0] is OrderPurpose.MANUAL else ClosedBy.ALERT
+        try:
+            fills = await self._exchange.fills(view.bracket.market, limit=50)
+        except ExchangeError:
+            fills = []
+        since = view.bracket.created_at
+        if any(fill.order_id is None and fill.created_at >= since for fill in fills):
+            return ClosedBy.LIQUIDATION
+        return ClosedBy.OUTSIDE
+
+    async def _fail(self, view: View, reason: str) -> None:
+        await self._end(
+            view,
+            BracketState.FAILED,
+            texts.failed_text(view.bracket.market, reason, paper=view.bracket.paper),
+            texts.LEG_CANCELLED_PROTECTION_FAILED,
+            dedupe=f"bracket:{view.bracket.id}:failed",
+            failure_reason=reason,
+        )
+
+    async def _end(
+        self,
+        view: View,
+        to: BracketState,
+        text: str | None,
+        cancel_reason: str | None,
+        *,
+        dedupe: str | None = None,
+        failure_reason: str | None = None,
+    ) -> None:
+        """Cancel every live leg, then move the bracket to a final state and say why.
+
+        A leg whose cancel was not accepted keeps the bracket open: the next step retries.
+        """
+        if cancel_reason is not None:
+            results = [
+                await self._desk.cancel(self._exchange, leg, cancel_reason) for leg in view.live
+            ]
+            if not all(results):
+                await self._save_progress(view)
+                return
+        async with UnitOfWork(self._sessionmaker) as uow:
+            values: dict[str, object] = {
+                "closed_at": utcnow(),
+                "reduced_size": view.bracket.reduced_size,
+            }
+            if failure_reason is not None:
+                values["failure_reason"] = failure_reason
+            if not await uow.brackets.transition(view.bracket, to, **values):
+                return
+            if text is not None:
+                await self._notify(uow, text, dedupe or f"bracket:{view.bracket.id}:{to.value}")
+            await uow.commit()
+
+    # ----------------------------------------------------------------------- covering
+
+    async def _cover(self, view: View) -> None:
+        bracket = view.bracket
+        target = view.share.target
+        triggers = await self._triggers(view)
+        if triggers is None:
+            return
+        if not triggers:
+            # Only a trailing stop was asked (not emulated yet): nothing to place.
+            await self._end(
+                view,
+                BracketState.CLOSED,
+                texts.no_trailing_stop_text(bracket.market),
+                None,
+                dedupe=f"order:{view.entry.id}:no-trailing",
+            )
+            return
+        current = view.current
+        take = current.get(OrderPurpose.TAKE_PROFIT)
+        if take is not None and take.state is OrderState.REJECTED and len(triggers) > 1:
+            # The stop-loss stands; the refused take-profit is reported, not retried.
+            del triggers[OrderPurpose.TAKE_PROFIT]
+        covered = all(
+            purpose in current
+            and current[purpose].state in OPEN_ORDER_STATES
+            and current[purpose].size == target
+            for purpose in triggers
+        )
+        if covered:
+            if any(current[purpose].state in _IN_FLIGHT for purpose in triggers):
+                await self._save_progress(view)  # settling re-sends; look again soon
+                return
+            await self._rest(view, triggers, target)
+            return
+        generation = bracket.generation + 1
+        async with UnitOfWork(self._sessionmaker) as uow:
+            if not await uow.brackets.transition(
+                bracket,
+                BracketState.PLACING,
+                generation=generation,
+                target_size=target,
+                reduced_size=bracket.reduced_size,
+                tp_trigger=triggers.get(OrderPurpose.TAKE_PROFIT),
+                sl_trigger=triggers.get(OrderPurpose.STOP_LOSS),
+                next_check_at=utcnow(),
+            ):
+                return  # another step moved it: it places the legs
+            if bracket.trail_pct is not None:
+                await uow.notifications.enqueue(
+                    chat_id=self._trader.chat_id,
+                    user_id=self._trader.user_id,
+                    kind=NOTIFY_PROTECTION,
+                    text=texts.no_trailing_stop_text(bracket.market),
+                    dedupe_key=f"order:{view.entry.id}:no-trailing",
+                )
+            await uow.commit()
+        assert self._market is not None  # set by _triggers
+        try:
+            placed = await self._desk.place(
+                self._exchange, self._trader, bracket, view.entry, self._market, triggers, target
+            )
+        except (GridError, ExchangeError) as exc:
+            self._log.warning("leg_not_signed", bracket_id=bracket.id, error=str(exc))
+            await self._fail(view, texts.NOT_PRICED if isinstance(exc, GridError) else str(exc))
+            return
+        if not placed:
+            return
+        async with UnitOfWork(self._sessionmaker) as uow:
+            view.legs = list(await uow.brackets.legs([bracket.id]))
+            uow.detach(*view.legs)
+        stop = view.current.get(OrderPurpose.STOP_LOSS)
+        if stop is not None and stop.state is OrderState.REJECTED:
+            await self._fail(view, stop.error or "refused")
+            return
+        take = view.current.get(OrderPurpose.TAKE_PROFIT)
+        if take is not None and take.state is OrderState.REJECTED and len(triggers) > 1:
+            del triggers[OrderPurpose.TAKE_PROFIT]
+        if all(view.current[p].state not in _IN_FLIGHT for p in triggers):
+            await self._rest(view, triggers, target)
+
+    async def _rest(
+        self, view: View, triggers: dict[OrderPurpose, Decimal], target: Decimal
+    ) -> None:
+        """Every leg of the current generation was accepted: cancel older ones (new before
+        old), RESTING, and tell the trader once per generation."""
+        bracket = view.bracket
+        stale = [leg for leg in view.live if leg.generation != bracket.generation]
+        for leg in stale:
+            await self._desk.cancel(self._exchange, leg, texts.LEG_REPLACED)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            moved = await uow.brackets.transition(
+                bracket,
+                BracketState.RESTING,
+                target_size=target,
+                reduced_size=bracket.reduced_size,
+                next_check_at=utcnow() + RESTING_RECHECK,
+            )
+            if not moved:
+                return
+            take = view.current.get(OrderPurpose.TAKE_PROFIT)
+            await self._notify(
+                uow,
+                texts.protected_text(
+                    bracket.market,
+                    triggers.get(OrderPurpose.TAKE_PROFIT),
+                    triggers.get(OrderPurpose.STOP_LOSS),
+                    target,
+                    resized=bracket.generation > 1,
+                    paper=bracket.paper,
+                    take_profit_refused=(
+                        take.error or "refused"
+                        if take is not None and take.state is OrderState.REJECTED
+                        else None
+                    ),
+                ),
+                f"bracket:{bracket.id}:gen:{bracket.generation}:protected",
+            )
+            await uow.commit()
+
+    async def _triggers(self, view: View) -> dict[OrderPurpose, Decimal] | None:
+        """Trigger prices of the legs the bracket asked for, from its entry's average price
+        (None when the market cannot be read now)."""
+        bracket = view.bracket
+        if self._market is None:
+            try:
+                self._market = await self._exchange.market(bracket.market)
+            except (KeyError, ExchangeError) as exc:
+                self._log.warning("protection_market_unreadable", error=str(exc))
+                return None
+        asked = AlertOrder(
+            market=bracket.market,
+            action=Action.BUY,
+            tp_price=bracket.tp_price,
+            tp_pct=bracket.tp_pct,
+            sl_price=bracket.sl_price,
+            sl_pct=bracket.sl_pct,
+        )
+        try:
+            take, stop = protective_prices(
+                asked, view.entry.side, view.entry.average_price or Decimal(0), self._market
+            )
+        except GridError:
+            take = stop = None
+        triggers = {
+            purpose: price
+            for purpose, price in (
+                (OrderPurpose.TAKE_PROFIT, take),
+                (OrderPurpose.STOP_LOSS, stop),
+            )
+            if price is not None
+        }
+        if not triggers and (
+            bracket.tp_price or bracket.tp_pct or bracket.sl_price or bracket.sl_pct
+        ):
+            await self._fail(view, texts.NOT_PRICED)
+            return None
+        return triggers
+
+    # ----------------------------------------------------------------------- plumbing
+
+    async def _save_progress(self, view: View) -> None:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            await uow.brackets.transition(
+                view.bracket,
+                view.bracket.state,
+                reduced_size=view.bracket.reduced_size,
+                next_check_at=utcnow(),
+            )
+            await uow.commit()
+
+    async def _notify(self, uow: UnitOfWork, text: str, dedupe_key: str) -> None:
+        await uow.notifications.enqueue(
+            chat_id=self._trader.chat_id,
+            user_id=self._trader.user_id,
+            kind=NOTIFY_PROTECTION,
+            text=text,
+            dedupe_key=dedupe_key,
+        )

@@ -1,0 +1,140 @@
+"""Texts of protection notifications: a position's take-profit / stop-loss legs (HTML)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from core.texts import fmt
+
+PAPER_TAG = "📝 PAPER · "
+
+
+class ClosedBy(StrEnum):
+    """Who or what ended the position a bracket protected."""
+
+    ALERT = "ALERT"  # a close alert, or an entry that flipped the position
+    BOT = "BOT"  # /close or /panic
+    OUTSIDE = "OUTSIDE"  # the dYdX web app, another tool
+    LIQUIDATION = "LIQUIDATION"
+
+
+def _head(market: str, paper: bool) -> str:
+    return f"{PAPER_TAG if paper else ''}🛡 {market}"
+
+
+def _legs(take: Decimal | None, stop: Decimal | None) -> str:
+    parts = []
+    if take is not None:
+        parts.append(f"take-profit {fmt.price(take)}")
+    if stop is not None:
+        parts.append(f"stop-loss {fmt.price(stop)}")
+    return " and ".join(parts)
+
+
+def _leg_names(take: bool, stop: bool) -> str:
+    names = [name for name, asked in (("take-profit", take), ("stop-loss", stop)) if asked]
+    return " and ".join(names) or "protection"
+
+
+def protected_text(
+    market: str,
+    take: Decimal | None,
+    stop: Decimal | None,
+    size: Decimal,
+    *,
+    resized: bool,
+    paper: bool,
+    take_profit_refused: str | None = None,
+) -> str:
+    """The node accepted every leg of a bracket (first placement or a resize); a refused
+    take-profit is named (the stop-loss protects the position without it)."""
+    verb = "resized to" if resized else "placed for"
+    text = (
+        f"<b>{_head(market, paper)} · Protected</b>\n"
+        f"{_legs(take, stop)} placed. Legs {verb} {fmt.size(size)} {market} (reduce-only)."
+    )
+    if take_profit_refused is not None:
+        text += (
+            f"\nThe chain refused the take-profit: {take_profit_refused}. "
+            "Take profit yourself or send the alert again once that is fixed."
+        )
+    return text
+
+
+def failed_text(market: str, reason: str, *, paper: bool) -> str:
+    """The chain refused a leg: the position is not protected by this entry's legs."""
+    return (
+        f"<b>⚠️ {_head(market, paper)} · Protection failed</b>\n"
+        f"The chain refused a take-profit / stop-loss order: {reason}.\n"
+        f"This part of your position has NO stop-loss now. Close it with /close {market}, "
+        "or fix the cause and send the alert again."
+    )
+
+
+def leg_hit_text(
+    market: str,
+    *,
+    take_profit: bool,
+    realized_pnl: Decimal,
+    sibling_cancelled: bool,
+    still_covered: Decimal,
+    paper: bool,
+) -> str:
+    """A leg filled: its sibling (of the same entry only) was cancelled."""
+    hit, sibling = ("Take-profit", "stop-loss") if take_profit else ("Stop-loss", "take-profit")
+    lines = [
+        f"<b>{_head(market, paper)} · {hit} hit</b>",
+        f"Realized P&amp;L: {fmt.usd(realized_pnl, signed=True)}.",
+    ]
+    if sibling_cancelled:
+        lines.append(f"Its {sibling} was cancelled (only this entry's).")
+    if still_covered > 0:
+        lines.append(
+            f"Your other entries' stop-losses still cover {fmt.size(still_covered)} {market}."
+        )
+    return "\n".join(lines)
+
+
+def closed_text(market: str, closed_by: ClosedBy, *, take: bool, stop: bool, paper: bool) -> str:
+    """The position ended by another route: its legs were cancelled."""
+    how = {
+        ClosedBy.ALERT: "was closed (or flipped) by an alert",
+        ClosedBy.BOT: "was closed from the bot (/close or /panic)",
+        ClosedBy.OUTSIDE: "was closed outside tv2dydx (e.g. in the dYdX app)",
+        ClosedBy.LIQUIDATION: "was liquidated",
+    }[closed_by]
+    return (
+        f"<b>{_head(market, paper)} · Protection removed</b>\n"
+        f"The position {how}, so its {_leg_names(take, stop)} "
+        "orders were cancelled: nothing is left resting."
+    )
+
+
+def reduced_text(market: str, position: Decimal, cancelled: bool, *, paper: bool) -> str:
+    """The position shrank: the newest entries' legs were cancelled or resized."""
+    what = "were cancelled" if cancelled else "are being resized"
+    return (
+        f"<b>{_head(market, paper)} · Position reduced</b>\n"
+        f"Your position is now {fmt.size(position)} {market}: the newest entries' "
+        f"take-profit / stop-loss {what} so the stop-losses cover exactly that."
+    )
+
+
+def no_trailing_stop_text(market: str) -> str:
+    """The alert asked for a trailing stop, which tv2dydx does not place yet."""
+    return (
+        f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
+        "Use sl_pct or sl_price for a stop-loss."
+    )
+
+
+# Reasons recorded on a leg or a bracket (shown in /why and the messages above) -----------
+
+LEG_REPLACED = "cancelled: replaced by a resized leg"
+LEG_CANCELLED_SIBLING_FILLED = "cancelled: the other leg of this entry filled"
+LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"
+LEG_CANCELLED_POSITION_REDUCED = "cancelled: the position was reduced"
+LEG_CANCELLED_PROTECTION_FAILED = "cancelled: the other leg was refused"
+NOT_PRICED = "the take-profit / stop-loss prices could not be set on the market's grid"
+EXCHANGE_UNREACHABLE = "the exchange could not be reached"

@@ -1,0 +1,349 @@
+"""Position protection end to end: brackets committed with their entry, legs placed by whoever
+sees the fill first, one-cancels-other per bracket, legs cancelled with their position by any
+route. Real web app, arq worker (a ``tv2dydx worker`` process where it is killed),
+PostgreSQL, Redis, the dYdX double with the real dydx-v4-client, and the Telegram double.
+
+Every test asserts the invariant: while a position is open and its owner asked for a
+stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from core.db.models import Bracket
+from core.db.repositories.execution import ExecutionRepository
+from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
+from core.exchange.factory import create_exchange_provider
+from core.exchange.provider import ExchangeProvider
+from core.runtime.config import Settings
+from core.services.execution.pipeline import ExecutionService
+from core.services.trading import TradingService
+from tests.doubles.dydx.double import DydxDouble
+from tests.doubles.telegram import TelegramDouble
+from tests.e2e.test_cli import bare_env
+from tests.e2e.test_execution_faults import WorkerProcess
+from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
+from tests.trading_stack import (
+    Maker,
+    Trader,
+    add_trader,
+    orders_of,
+    post_alert,
+    running_web,
+    running_worker,
+    wait_alert,
+)
+
+
+@pytest.fixture
+def settings(
+    make_settings: Callable[..., Settings],
+    telegram_env: dict[str, str],
+    dydx_env: dict[str, str],
+) -> Settings:
+    return make_settings(
+        **telegram_env,
+        **dydx_env,
+        webhook_ip_allowlist="*",
+        alert_rate_per_token=100_000,
+        alert_rate_per_ip=100_000,
+    )
+
+
+@pytest.fixture
+async def web(
+    settings: Settings, live_sessionmaker: Maker, redis: Any
+) -> AsyncIterator[TestClient]:
+    async with running_web(settings) as client:
+        yield client
+
+
+@pytest.fixture
+async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
+    async with running_worker(settings):
+        yield
+
+
+@pytest.fixture
+async def exchanges(
+    settings: Settings, live_sessionmaker: Maker
+) -> AsyncIterator[ExchangeProvider]:
+    provider = create_exchange_provider(live_sessionmaker, settings)
+    yield provider
+    await provider.close()
+
+
+async def brackets_of(maker: Maker, user_id: int) -> list[Bracket]:
+    async with maker() as session:
+        rows = await session.scalars(
+            select(Bracket).where(Bracket.user_id == user_id).order_by(Bracket.id)
+        )
+        return list(rows.all())
+
+
+def texts_of(me: Trader) -> list[str]:
+    return [message.text or "" for message in me.chat.bot_messages]
+
+
+async def said(me: Trader, fragment: str, within: float = 30) -> str:
+    async def found() -> bool:
+        return any(fragment in text for text in texts_of(me))
+
+    await until(found, within)
+    return next(text for text in texts_of(me) if fragment in text)
+
+
+async def protected_entry(maker: Maker, web: TestClient, me: Trader, **fields: Any) -> None:
+    answer = await post_alert(web, me, **fields)
+    assert (await wait_alert(maker, answer["id"])).state is AlertState.EXECUTED
+
+
+async def test_an_entry_with_tp_and_sl_rests_both_legs_and_says_protected_once(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    await assert_invariant(exchange)
+    text = await said(me, "Protected")
+    assert "take-profit $3,060.00 and stop-loss $2,970.00 placed" in text
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert bracket.state is BracketState.RESTING
+    assert bracket.target_size == Decimal("0.1")
+    assert bracket.generation == 1
+    await asyncio.sleep(2)  # the cron keeps looking: nothing more is placed or said
+    assert sum("Protected" in t for t in texts_of(me)) == 1
+    assert len([o for o in await orders_of(live_sessionmaker, me.user_id)]) == 3
+
+
+async def test_stacked_entries_a_take_profit_cancels_only_its_own_stop_loss(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(
+        live_sessionmaker, web, me, tp_price="3050", sl_price="2900", strategy="near"
+    )
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    await protected_entry(
+        live_sessionmaker, web, me, tp_price="3300", sl_price="2950", strategy="far"
+    )
+    await until(lambda: holds(exchange, Decimal("0.2"), 4))
+    await assert_invariant(exchange)
+    near, far = await brackets_of(live_sessionmaker, me.user_id)
+
+    dydx_double.set_oracle_price(MARKET, "3060")  # only the nearer take-profit triggers
+    await until(lambda: holds(exchange, Decimal("0.1"), 2), within=40)
+    await assert_invariant(exchange)
+    text = await said(me, "Its stop-loss was cancelled (only this entry's)")
+    assert "Take-profit hit" in text
+    assert "still cover 0.1 ETH-USD" in text
+    legs = {
+        (o.bracket_id, o.purpose): o
+        for o in await orders_of(live_sessionmaker, me.user_id)
+        if o.bracket_id is not None
+    }
+    assert legs[(near.id, OrderPurpose.TAKE_PROFIT)].state is OrderState.FILLED
+    assert legs[(near.id, OrderPurpose.STOP_LOSS)].state is OrderState.CANCELED
+    assert legs[(far.id, OrderPurpose.STOP_LOSS)].state is OrderState.SUBMITTED
+    assert legs[(far.id, OrderPurpose.TAKE_PROFIT)].state is OrderState.SUBMITTED
+    near, far = await brackets_of(live_sessionmaker, me.user_id)
+    assert (near.state, far.state) == (BracketState.CLOSED, BracketState.RESTING)
+
+
+@pytest.mark.parametrize("route", ["web-app", "liquidation"])
+async def test_a_position_closed_outside_cancels_every_leg_and_tells_the_trader(
+    route: str,
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    assert me.dydx is not None
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    if route == "web-app":
+        result, _ = dydx_double.external_trade(
+            me.dydx.owner_address, MARKET, "SELL", "0.1", reduce_only=True
+        )
+        assert result.ok, result.log
+        expected = "closed outside tv2dydx"
+    else:
+        dydx_double.liquidate(me.dydx.owner_address, MARKET, "2980")
+        expected = "was liquidated"
+    await until(lambda: holds(exchange, Decimal(0), 0), within=30)
+    await assert_invariant(exchange)
+    text = await said(me, expected)
+    assert "take-profit and stop-loss orders were cancelled" in text
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert bracket.state is BracketState.CLOSED
+    assert not any("Not filled" in t for t in texts_of(me))
+
+
+async def test_panic_closes_and_cancels_the_legs_with_the_right_message(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    store = ExecutionRepository(settings.database_url.get_secret_value())
+    try:
+        execution = ExecutionService(
+            live_sessionmaker, exchanges, store, max_lag=timedelta(seconds=60)
+        )
+        report = await TradingService(live_sessionmaker, exchanges, execution).panic(me.user_id)
+    finally:
+        await store.close()
+    assert report.failures == []
+    assert [c.state for c in report.closed] == [OrderState.FILLED]
+    assert report.cancelled == 0  # the legs are protection's to cancel, once the close filled
+    await until(lambda: holds(exchange, Decimal(0), 0))
+    await assert_invariant(exchange)
+    text = await said(me, "closed from the bot (/close or /panic)")
+    assert "take-profit and stop-loss orders were cancelled" in text
+    await asyncio.sleep(6)  # past a reconciliation round: no leg is reported "not filled"
+    assert not any("Not filled" in t for t in texts_of(me)), texts_of(me)
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert bracket.state is BracketState.CLOSED
+
+
+# ------------------------------------------------------------------ a killed worker
+
+
+@pytest.fixture
+def worker_process(
+    base_env: dict[str, str], telegram_env: dict[str, str], dydx_env: dict[str, str]
+) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(bare_env({**base_env, **telegram_env, **dydx_env}))
+    yield process
+    process.stop()
+
+
+async def test_a_worker_killed_after_the_entry_filled_gets_its_legs_on_return(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker_process: WorkerProcess,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    # The node processes the entry (it fills) but holds the answer: the worker dies after
+    # the entry (and its bracket) committed, before any leg.
+    dydx_double.node.hang(120, process_first=True)
+    worker_process.start()
+    await post_alert(web, me, tp_pct="2", sl_pct="1")
+
+    async def entry_filled_on_chain() -> bool:
+        broadcasts = dydx_double.node.broadcasts
+        return len(broadcasts) == 1 and broadcasts[0].processed
+
+    await until(entry_filled_on_chain)
+    worker_process.kill()
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert bracket.state is BracketState.REQUESTED  # committed with the entry
+    held, stops, legs = await protection(exchange)
+    assert (held, stops, legs) == (Decimal("0.1"), Decimal(0), 0)  # unprotected for now
+
+    worker_process.start()
+    started = asyncio.get_running_loop().time()
+    await until(lambda: holds(exchange, Decimal("0.1"), 2), within=30)
+    assert asyncio.get_running_loop().time() - started < 20
+    await assert_invariant(exchange)
+    await said(me, "Protected")
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert bracket.state is BracketState.RESTING
+
+
+async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    assert me.dydx is not None
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1", strategy="old")
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    await protected_entry(live_sessionmaker, web, me, tp_pct="3", sl_pct="2", strategy="new")
+    await until(lambda: holds(exchange, Decimal("0.2"), 4))
+
+    result, _ = dydx_double.external_trade(
+        me.dydx.owner_address, MARKET, "SELL", "0.15", reduce_only=True
+    )
+    assert result.ok, result.log
+    # The newest bracket gives up its whole 0.1, the oldest 0.05: its legs are resized
+    # (the new generation placed before the old is cancelled).
+    await until(lambda: holds(exchange, Decimal("0.05"), 2), within=30)
+    await assert_invariant(exchange)
+    old, new = await brackets_of(live_sessionmaker, me.user_id)
+    assert (new.state, new.reduced_size) == (BracketState.CLOSED, Decimal("0.1"))
+    assert (old.state, old.target_size, old.generation) == (
+        BracketState.RESTING,
+        Decimal("0.05"),
+        2,
+    )
+    await said(me, "Position reduced")
+    await said(me, "Legs resized to 0.05 ETH-USD")
+
+
+async def test_a_trailing_stop_alone_places_no_leg_and_says_so(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me, trail_pct="1")
+    await said(me, "trailing stops (trail_pct) are not supported yet")
+    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+    assert (bracket.state, bracket.trail_pct, bracket.generation) == (
+        BracketState.CLOSED,
+        Decimal(1),
+        0,
+    )
+    assert await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)  # none was asked
