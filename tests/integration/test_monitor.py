@@ -295,7 +295,7 @@ async def test_a_fill_seen_on_the_websocket_is_recorded_once_and_the_latency_pri
             client_id = 100 + round_number
             order_id = await stack.resting_order(user_id, owner, client_id)
             order_ids.append(order_id)
-            stream = monitor._stream
+            stream = monitor.stream
             await eventually(lambda s=stream: ref in monitor.held and s.is_live(ref))
             await eventually(lambda: not monitor._running)  # the catch-up is done
             seen = len(spy.calls)
@@ -383,7 +383,7 @@ async def test_a_websocket_drop_during_a_fill_reconnects_resubscribes_and_catche
     monitor = stack.monitor(spy)
     await monitor.start()
     try:
-        stream = monitor._stream
+        stream = monitor.stream
         await eventually(lambda: stream.is_live(ref))
 
         async def drop_and_fill() -> None:
@@ -430,7 +430,7 @@ async def test_with_the_websocket_unreachable_polling_records_the_fill_within_se
 
         await eventually(filled, within=5)
         assert time.monotonic() - started < 3
-        assert monitor._stream.connection_count == 0
+        assert monitor.stream.connection_count == 0
         assert await stack.fill_count(order_id) == 1
     finally:
         await monitor.stop()
@@ -498,12 +498,12 @@ async def test_two_monitors_share_the_subaccounts_and_one_takes_over_from_a_dead
         await eventually(lambda: len(first.held) == len(second.held) == 6)
         # Held means watched by that monitor alone, leases and subscriptions agree.
         for monitor in (first, second):
-            await eventually(lambda m=monitor: all(m._stream.is_live(r) for r in m.held))
+            await eventually(lambda m=monitor: all(m.stream.is_live(r) for r in m.held))
         assert stack.double.call(lambda: stack.double.indexer.websocket_count) == 2
         # The first dies without handing anything back: its leases run out.
         assert first._task is not None
         first._task.cancel()
-        await first._stream.close()
+        await first.stream.close()
         died = time.monotonic()
         await eventually(lambda: second.held == refs, within=30)
         took_over = time.monotonic() - died
@@ -632,3 +632,29 @@ async def test_the_worker_starts_the_monitor_unless_disabled(
         await stop_monitor(ctx)
     finally:
         await store.close()
+
+
+async def test_leases_are_exclusive_shared_fairly_and_dropped_without_redis(
+    redis: Redis,
+) -> None:
+    refs = many_refs(4)
+    first = SubaccountLeases(redis, ttl=5, prefix="test:lease")
+    second = SubaccountLeases(redis, ttl=5, prefix="test:lease")
+    assert await first.claim(refs) == refs  # alone: everything
+    assert await second.claim(refs) == frozenset()  # held by the first: nothing
+    half = await first.claim(refs)  # two workers now: the first hands back the excess
+    assert len(half) == 2
+    assert await second.claim(refs) == refs - half
+    assert await first.claim(refs) == half  # renewed, not taken again
+    # A subaccount no longer wanted is released at once.
+    fewer = frozenset(sorted(half)[:1])
+    assert await first.claim(fewer) == fewer
+    await first.release_all()
+    assert await second.claim(refs) == refs
+
+    unreachable = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+    try:
+        lonely = SubaccountLeases(unreachable, ttl=5, prefix="test:lease")
+        assert await lonely.claim(refs) == frozenset()
+    finally:
+        await unreachable.aclose()

@@ -101,6 +101,11 @@ class PositionMonitor:
         self._log = get_logger(__name__)
 
     @property
+    def stream(self) -> SubaccountStream:
+        """The venue's stream this monitor drives."""
+        return self._stream
+
+    @property
     def held(self) -> frozenset[SubaccountRef]:
         """The subaccounts this monitor watches."""
         return self._held
