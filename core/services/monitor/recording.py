@@ -14,12 +14,14 @@ runs (the protection service advances the subaccount's brackets there).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
 from core.db.models import Order
 from core.db.uow import UnitOfWork
+from core.domain.states import OrderState
 from core.exchange.errors import ExchangeError
 from core.exchange.stream import (
     FillEvent,
@@ -34,6 +36,8 @@ from core.runtime.logs import get_logger
 Settle = Callable[[int], Awaitable[object]]
 #: Runs after a subaccount was synced.
 AfterSync = Callable[[SubaccountRef], Awaitable[None]]
+#: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
+FRESH_ORDER_AGE = timedelta(seconds=5)
 
 
 def touched_orders(orders: Sequence[Order], events: Sequence[SubaccountEvent]) -> list[Order]:
@@ -55,10 +59,16 @@ def touched_orders(orders: Sequence[Order], events: Sequence[SubaccountEvent]) -
 class LedgerRecorder:
     """Records a subaccount's fills, order states and positions.
 
+    A catch-up leaves out SUBMITTING orders younger than ``fresh_age``: their job is about to
+    broadcast them, and settling would re-broadcast the same bytes alongside it (harmless, but
+    traffic on the hot path). The reconcile cron and the next catch-up take them if the job
+    died.
+
     Args:
         sessionmaker: Database sessions.
         settle: Settles one of our orders (idempotent).
         after_sync: Called after every sync of a subaccount.
+        fresh_age: Age under which a SUBMITTING order is left to its job on a catch-up.
     """
 
     def __init__(
@@ -67,10 +77,12 @@ class LedgerRecorder:
         settle: Settle,
         *,
         after_sync: AfterSync | None = None,
+        fresh_age: timedelta = FRESH_ORDER_AGE,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settle = settle
         self._after_sync = after_sync
+        self._fresh_age = fresh_age
         self._log = get_logger(__name__)
 
     async def subaccount_changed(
@@ -87,7 +99,15 @@ class LedgerRecorder:
             )
             user_id = credential.user_id if credential is not None else None
             uow.detach(*orders)
-        targets = orders if catch_up else touched_orders(orders, events)
+        targets = touched_orders(orders, events)
+        if catch_up:
+            fresh = utcnow() - self._fresh_age
+            targets += [
+                o
+                for o in orders
+                if o not in targets
+                and not (o.state is OrderState.SUBMITTING and o.updated_at > fresh)
+            ]
         for order in targets:
             try:
                 await self._settle(order.id)
