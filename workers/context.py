@@ -19,6 +19,7 @@ from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
 from core.services.notifications import NotificationService
+from workers.monitor import start_monitor, stop_monitor
 
 
 class WorkerContext(TypedDict):
@@ -69,6 +70,7 @@ async def startup(ctx: dict[str, Any]) -> None:
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
     )
+    await start_monitor(ctx)
 
 
 async def bind_job_context(ctx: dict[str, Any]) -> None:
@@ -79,6 +81,7 @@ async def bind_job_context(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
+    await stop_monitor(ctx)
     if "credentials" in ctx:
         await ctx["credentials"].close()
     if "exchanges" in ctx:

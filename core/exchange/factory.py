@@ -15,10 +15,12 @@ from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import DEFAULT_TIMEOUT as NODE_TIMEOUT
 from core.exchange.dydx.node import NodeReader
+from core.exchange.dydx.stream import MAX_SUBACCOUNTS_PER_CONNECTION, DydxStream
 from core.exchange.dydx.venue import DydxVenue
 from core.exchange.dydx.verifier import DydxKeyVerifier
 from core.exchange.keys import KeyVerifier
 from core.exchange.provider import ExchangeProvider
+from core.exchange.stream import SubaccountStream
 from core.exchange.venue import Venue
 from core.runtime.config import DydxEndpoints, Settings
 
@@ -54,4 +56,32 @@ def create_key_verifier(
     return DydxKeyVerifier(
         NodeReader.from_endpoints(endpoints, timeout=node_timeout),
         IndexerClient.from_endpoints(endpoints, timeout=indexer_timeout),
+    )
+
+
+def create_subaccount_stream(
+    endpoints: DydxEndpoints,
+    *,
+    max_per_connection: int = MAX_SUBACCOUNTS_PER_CONNECTION,
+    backoff_initial: float = 0.5,
+    backoff_max: float = 30.0,
+    indexer_timeout: float = INDEXER_TIMEOUT,
+) -> SubaccountStream:
+    """The configured venue's real-time stream of subaccounts (the Indexer WebSocket, with
+    REST snapshots for catching up). Create it inside the running event loop and close it on
+    shutdown.
+
+    Args:
+        endpoints: The venue's endpoints (``settings.dydx``).
+        max_per_connection: Subaccount subscriptions per WebSocket connection.
+        backoff_initial: First reconnect delay, in seconds.
+        backoff_max: Longest reconnect delay, in seconds.
+        indexer_timeout: Seconds allowed per Indexer REST call.
+    """
+    return DydxStream(
+        endpoints.indexer_ws_url,
+        IndexerClient.from_endpoints(endpoints, timeout=indexer_timeout),
+        max_per_connection=max_per_connection,
+        backoff_initial=backoff_initial,
+        backoff_max=backoff_max,
     )

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     alert_rate_per_token: int = Field(default=60, ge=1, le=1_000_000)
     # TradingView's four sender addresses are shared by every user of the instance.
     alert_rate_per_ip: int = Field(default=3000, ge=1, le=10_000_000)
+    # The real-time position monitor in the worker (Indexer WebSocket, REST catch-up).
+    monitor_enabled: bool = True
+    # Lease on each watched subaccount: a dead worker's subaccounts are taken over within it.
+    monitor_lease_seconds: float = Field(default=15.0, ge=0.3, le=300)
+    # Polling interval of a subaccount while its WebSocket subscription is down.
+    monitor_poll_seconds: float = Field(default=3.0, ge=0.1, le=60)
+    # Every watched subaccount is also caught up over REST this often.
+    monitor_catch_up_seconds: float = Field(default=60.0, ge=1, le=3600)
     # Often carries a provider API key in its path, hence secret.
     ethereum_rpc_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None

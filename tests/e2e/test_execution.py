@@ -281,6 +281,11 @@ async def test_a_hanging_node_hits_the_deadline_and_the_order_is_reconciled(
     (ledger,) = await orders_of(live_sessionmaker, me.user_id)
     assert ledger.state is OrderState.FILLED
     assert len(placed_orders(dydx_double)) == 1
+    # The monitor may record the fill (from the Indexer) before our deadline fires.
+    for _ in range(100):
+        if dydx_double.node.broadcasts[0].status != "pending":
+            break
+        await asyncio.sleep(0.1)
     statuses = [record.status for record in dydx_double.node.broadcasts]
     assert statuses[0] == "cancelled"  # our deadline fired on the hanging call
     message = await me.chat.next_message(timeout=10)

@@ -20,6 +20,16 @@ from core.domain.states import (
     sources_of,
 )
 
+#: Order states the position monitor watches a subaccount for.
+WATCHED_ORDER_STATES = frozenset(
+    {
+        OrderState.SUBMITTING,
+        OrderState.SUBMITTED,
+        OrderState.UNKNOWN,
+        OrderState.PARTIALLY_FILLED,
+    }
+)
+
 
 class OrderRepository:
     """Access to ``orders`` (client ids are allocated by :mod:`core.db.repositories.execution`)."""
@@ -93,6 +103,33 @@ class OrderRepository:
                 Order.bracket_id.is_not(None),
                 Order.state.in_(sorted(OPEN_ORDER_STATES)),
             )
+        )
+        return rows.all()
+
+    async def watched_subaccounts(self) -> Sequence[tuple[str, int]]:
+        """``(owner_address, subaccount_number)`` of every live-venue subaccount with an order
+        that may still change: what the position monitor watches."""
+        rows = await self._session.execute(
+            select(Order.owner_address, Order.subaccount_number)
+            .where(Order.state.in_(sorted(WATCHED_ORDER_STATES)), Order.paper.is_(False))
+            .distinct()
+            .order_by(Order.owner_address, Order.subaccount_number)
+        )
+        return [(owner, number) for owner, number in rows.all()]
+
+    async def open_in_subaccount(
+        self, owner_address: str, subaccount_number: int
+    ) -> Sequence[Order]:
+        """Live-venue orders of a subaccount whose outcome is still open, oldest first."""
+        rows = await self._session.scalars(
+            select(Order)
+            .where(
+                Order.owner_address == owner_address,
+                Order.subaccount_number == subaccount_number,
+                Order.paper.is_(False),
+                Order.state.in_(sorted(OPEN_ORDER_STATES)),
+            )
+            .order_by(Order.id)
         )
         return rows.all()
 

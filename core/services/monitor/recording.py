@@ -1,0 +1,135 @@
+"""``LedgerRecorder``: the monitor's listener that writes what changed to PostgreSQL.
+
+It reuses the execution path rather than writing events itself: each of our orders an event
+names (or, on a catch-up, each of the subaccount's orders still open) is settled by
+:meth:`core.services.execution.settle.OrderSettler.settle`, which asks the exchange and
+records through :class:`~core.services.execution.record.OrderRecorder`: fills unique per
+exchange fill id, order states only forward through the repository's transition function,
+the trader's message in the transaction that makes the order final. Whoever sees a fill
+first (the job, the reconcile cron or the monitor) records it; the others find nothing left.
+Position events are written as position snapshots. Then the optional ``after_sync`` hook
+runs (the protection service advances the subaccount's brackets there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.base import utcnow
+from core.db.models import Order
+from core.db.uow import UnitOfWork
+from core.domain.states import OrderState
+from core.exchange.errors import ExchangeError
+from core.exchange.stream import (
+    FillEvent,
+    OrderEvent,
+    PositionEvent,
+    SubaccountEvent,
+    SubaccountRef,
+)
+from core.runtime.logs import get_logger
+
+#: Settles one of our orders by id (``OrderSettler.settle``).
+Settle = Callable[[int], Awaitable[object]]
+#: Runs after a subaccount was synced.
+AfterSync = Callable[[SubaccountRef], Awaitable[None]]
+#: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
+FRESH_ORDER_AGE = timedelta(seconds=5)
+
+
+def touched_orders(orders: Sequence[Order], events: Sequence[SubaccountEvent]) -> list[Order]:
+    """The orders the events are about: named by client id, or, for a fill whose order the
+    venue did not name, every order of that market (liquidations fill none of ours)."""
+    client_ids: set[int] = set()
+    markets: set[str] = set()
+    for event in events:
+        if isinstance(event, OrderEvent):
+            client_ids.add(event.client_id)
+        elif isinstance(event, FillEvent):
+            if event.order_client_id is not None:
+                client_ids.add(event.order_client_id)
+            elif not event.liquidation:
+                markets.add(event.market)
+    return [o for o in orders if o.client_id in client_ids or o.market in markets]
+
+
+class LedgerRecorder:
+    """Records a subaccount's fills, order states and positions.
+
+    A catch-up leaves out SUBMITTING orders younger than ``fresh_age``: their job is about to
+    broadcast them, and settling would re-broadcast the same bytes alongside it (harmless, but
+    traffic on the hot path). The reconcile cron and the next catch-up take them if the job
+    died.
+
+    Args:
+        sessionmaker: Database sessions.
+        settle: Settles one of our orders (idempotent).
+        after_sync: Called after every sync of a subaccount.
+        fresh_age: Age under which a SUBMITTING order is left to its job on a catch-up.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settle: Settle,
+        *,
+        after_sync: AfterSync | None = None,
+        fresh_age: timedelta = FRESH_ORDER_AGE,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._settle = settle
+        self._after_sync = after_sync
+        self._fresh_age = fresh_age
+        self._log = get_logger(__name__)
+
+    async def subaccount_changed(
+        self, ref: SubaccountRef, events: Sequence[SubaccountEvent], *, catch_up: bool
+    ) -> None:
+        """Settle the orders the events touch (all open ones on a catch-up), record the
+        positions, then run ``after_sync``."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            orders = list(
+                await uow.orders.open_in_subaccount(ref.owner_address, ref.subaccount_number)
+            )
+            credential = await uow.credentials.get_by_owner(
+                ref.owner_address, ref.subaccount_number
+            )
+            user_id = credential.user_id if credential is not None else None
+            uow.detach(*orders)
+        targets = touched_orders(orders, events)
+        if catch_up:
+            fresh = utcnow() - self._fresh_age
+            targets += [
+                o
+                for o in orders
+                if o not in targets
+                and not (o.state is OrderState.SUBMITTING and o.updated_at > fresh)
+            ]
+        for order in targets:
+            try:
+                await self._settle(order.id)
+            except ExchangeError as exc:
+                self._log.warning("monitor_settle_failed", order_id=order.id, error=str(exc))
+        positions = {e.market: e for e in events if isinstance(e, PositionEvent)}
+        if positions and user_id is not None:
+            await self._record_positions(user_id, list(positions.values()))
+        if self._after_sync is not None:
+            await self._after_sync(ref)
+
+    async def _record_positions(self, user_id: int, positions: list[PositionEvent]) -> None:
+        async with UnitOfWork(self._sessionmaker) as uow:
+            now = utcnow()
+            for position in positions:
+                await uow.positions.record(
+                    user_id=user_id,
+                    paper=False,
+                    market=position.market,
+                    side=position.side,
+                    size=position.size,
+                    entry_price=position.entry_price,
+                    at=now,
+                )
+            await uow.commit()

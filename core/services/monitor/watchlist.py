@@ -1,0 +1,27 @@
+"""Which subaccounts need watching, read from the ledger."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db.uow import UnitOfWork
+from core.exchange.stream import SubaccountRef
+
+
+class LedgerWatchList:
+    """Subaccounts with something open in the ledger.
+
+    Args:
+        sessionmaker: Database sessions.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def watched(self) -> frozenset[SubaccountRef]:
+        """Live-venue subaccounts with an order whose outcome may still change
+        (SUBMITTING, SUBMITTED, UNKNOWN, PARTIALLY_FILLED)."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            rows = set(await uow.orders.watched_subaccounts())
+            # Brackets (issue #11 item 1) add: rows |= set(await uow.brackets.watched())
+        return frozenset(SubaccountRef(owner, number) for owner, number in rows)

@@ -1,0 +1,108 @@
+"""The worker's real-time position monitor: built and started in ``on_startup``, stopped in
+``on_shutdown`` (``MONITOR_ENABLED=false`` leaves it off)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.adapters.arq_queue import ArqJobQueue
+from core.db.repositories.execution import ExecutionRepository
+from core.exchange.factory import create_subaccount_stream
+from core.exchange.provider import ExchangeProvider
+from core.runtime.config import Settings
+from core.runtime.logs import get_logger
+from core.services.execution.outcome import Outcome
+from core.services.execution.place import OrderPlacer
+from core.services.execution.protect import Protector
+from core.services.execution.record import OrderRecorder
+from core.services.execution.settle import OrderSettler
+from core.services.monitor.lease import SubaccountLeases
+from core.services.monitor.monitor import PositionMonitor
+from core.services.monitor.recording import AfterSync, LedgerRecorder
+from core.services.monitor.watchlist import LedgerWatchList
+
+_log = get_logger(__name__)
+
+
+def build_settler(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    exchanges: ExchangeProvider,
+    store: ExecutionRepository,
+) -> OrderSettler:
+    """The execution path's settler, as :class:`ExecutionService` builds it."""
+    recorder = OrderRecorder(sessionmaker)
+    protector = Protector(sessionmaker, OrderPlacer(store, recorder), recorder)
+    return OrderSettler(sessionmaker, exchanges, recorder, protector)
+
+
+def build_monitor(
+    settings: Settings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    settler: OrderSettler,
+    queue: ArqJobQueue | None = None,
+    after_sync: AfterSync | None = None,
+    lease_prefix: str | None = None,
+) -> PositionMonitor:
+    """A monitor of the configured venue, tuned by the ``MONITOR_*`` settings.
+
+    Args:
+        settings: Application settings.
+        sessionmaker: Database sessions.
+        redis: Redis for the leases.
+        settler: Settles our orders the monitor sees change.
+        queue: Nudged to deliver the trader's messages when an order became final.
+        after_sync: Runs after each sync of a subaccount (the protection service's step).
+        lease_prefix: Lease key prefix (tests keep monitors apart with it).
+    """
+
+    async def settle(order_id: int) -> Outcome:
+        outcome = await settler.settle(order_id)
+        if queue is not None and outcome is not Outcome.OPEN:
+            await queue.nudge_notifications()
+        return outcome
+
+    lease_seconds = settings.monitor_lease_seconds
+    leases = (
+        SubaccountLeases(redis, ttl=lease_seconds, prefix=lease_prefix)
+        if lease_prefix is not None
+        else SubaccountLeases(redis, ttl=lease_seconds)
+    )
+    return PositionMonitor(
+        stream=create_subaccount_stream(settings.dydx),
+        watchlist=LedgerWatchList(sessionmaker),
+        leases=leases,
+        listener=LedgerRecorder(sessionmaker, settle, after_sync=after_sync),
+        # Renewed at a third of the lease's life; polls need the tick at least as often.
+        interval=min(lease_seconds / 3, settings.monitor_poll_seconds, 1.0),
+        poll_interval=settings.monitor_poll_seconds,
+        catch_up_interval=settings.monitor_catch_up_seconds,
+    )
+
+
+async def start_monitor(ctx: dict[str, Any]) -> None:
+    """Build and start the monitor into ``ctx["monitor"]`` unless ``MONITOR_ENABLED`` is off."""
+    settings: Settings = ctx["settings"]
+    if not settings.monitor_enabled:
+        _log.info("monitor_disabled")
+        return
+    monitor = build_monitor(
+        settings,
+        sessionmaker=ctx["sessionmaker"],
+        redis=ctx["redis"],
+        settler=build_settler(ctx["sessionmaker"], ctx["exchanges"], ctx["execution_store"]),
+        queue=ArqJobQueue(ctx["redis"]),
+    )
+    await monitor.start()
+    ctx["monitor"] = monitor
+
+
+async def stop_monitor(ctx: dict[str, Any]) -> None:
+    """Stop the monitor if it runs (its leases are handed back for another worker)."""
+    monitor: PositionMonitor | None = ctx.pop("monitor", None)
+    if monitor is not None:
+        await monitor.stop()
