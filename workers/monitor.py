@@ -9,15 +9,12 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.adapters.arq_queue import ArqJobQueue
-from core.db.repositories.execution import ExecutionRepository
 from core.exchange.factory import create_subaccount_stream
-from core.exchange.provider import ExchangeProvider
+from core.exchange.stream import SubaccountRef
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
 from core.services.execution.outcome import Outcome
-from core.services.execution.place import OrderPlacer
-from core.services.execution.protect import Protector
-from core.services.execution.record import OrderRecorder
+from core.services.execution.pipeline import ExecutionService
 from core.services.execution.settle import OrderSettler
 from core.services.monitor.lease import SubaccountLeases
 from core.services.monitor.monitor import PositionMonitor
@@ -25,17 +22,6 @@ from core.services.monitor.recording import AfterSync, LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
 
 _log = get_logger(__name__)
-
-
-def build_settler(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    exchanges: ExchangeProvider,
-    store: ExecutionRepository,
-) -> OrderSettler:
-    """The execution path's settler, as :class:`ExecutionService` builds it."""
-    recorder = OrderRecorder(sessionmaker)
-    protector = Protector(sessionmaker, OrderPlacer(store, recorder), recorder)
-    return OrderSettler(sessionmaker, exchanges, recorder, protector)
 
 
 def build_monitor(
@@ -90,12 +76,20 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
     if not settings.monitor_enabled:
         _log.info("monitor_disabled")
         return
+    execution: ExecutionService = ctx["execution"]
+
+    async def advance_brackets(ref: SubaccountRef) -> None:
+        # What the monitor just recorded may have filled an entry or a leg: one protection
+        # step for each position of that subaccount (one-cancels-other within a bracket).
+        await execution.protection.advance_for_subaccount(ref.owner_address, ref.subaccount_number)
+
     monitor = build_monitor(
         settings,
         sessionmaker=ctx["sessionmaker"],
         redis=ctx["redis"],
-        settler=build_settler(ctx["sessionmaker"], ctx["exchanges"], ctx["execution_store"]),
+        settler=execution.settler,
         queue=ArqJobQueue(ctx["redis"]),
+        after_sync=advance_brackets,
     )
     await monitor.start()
     ctx["monitor"] = monitor

@@ -43,6 +43,7 @@ from core.exchange.stream import (
 )
 from core.runtime.config import DydxEndpoints, Settings
 from core.services.credentials import CredentialService
+from core.services.execution.pipeline import ExecutionService
 from core.services.execution.settle import OrderSettler
 from core.services.monitor.lease import SubaccountLeases
 from core.services.monitor.monitor import PositionMonitor
@@ -52,7 +53,7 @@ from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
 from tests.doubles.dydx.orders import build_order
 from tests.doubles.dydx.state import ORDER_FLAG_LONG_TERM, TIF_UNSPECIFIED, ChainState
-from workers.monitor import build_settler, start_monitor, stop_monitor
+from workers.monitor import start_monitor, stop_monitor
 
 Maker = async_sessionmaker[AsyncSession]
 ETH = "ETH-USD"
@@ -266,7 +267,9 @@ async def stack(
             redis,
             dydx_double,
             exchanges,
-            build_settler(live_sessionmaker, exchanges, store),
+            ExecutionService(
+                live_sessionmaker, exchanges, store, max_lag=timedelta(seconds=60)
+            ).settler,
         )
     finally:
         await exchanges.close()
@@ -618,6 +621,9 @@ async def test_the_worker_starts_the_monitor_unless_disabled(
             "redis": stack.redis,
             "exchanges": stack.exchanges,
             "execution_store": store,
+            "execution": ExecutionService(
+                stack.maker, stack.exchanges, store, max_lag=timedelta(seconds=60)
+            ),
         }
         await start_monitor(ctx)
         monitor = ctx["monitor"]

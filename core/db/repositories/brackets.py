@@ -67,6 +67,16 @@ class BracketRepository:
         )
         return [(row.user_id, row.paper, row.market) for row in rows]
 
+    async def watched(self) -> Sequence[tuple[str, int]]:
+        """``(owner_address, subaccount_number)`` of every live-venue subaccount with a
+        bracket that may still need work: the position monitor watches them."""
+        rows = await self._session.execute(
+            select(Bracket.owner_address, Bracket.subaccount_number)
+            .where(Bracket.state.in_(sorted(OPEN_BRACKET_STATES)), Bracket.paper.is_(False))
+            .distinct()
+        )
+        return [(owner, number) for owner, number in rows.all()]
+
     async def groups_of_subaccount(
         self, owner_address: str, subaccount_number: int
     ) -> list[GroupKey]:

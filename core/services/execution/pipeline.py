@@ -108,6 +108,11 @@ class ExecutionService:
         self._expiry = AlertExpiry(sessionmaker, max_lag=max_lag)
         self._log = get_logger(__name__)
 
+    @property
+    def settler(self) -> OrderSettler:
+        """The settler of this pipeline (the position monitor settles what it sees with it)."""
+        return self._settler
+
     async def execute_alert(self, alert_id: int) -> Outcome:
         """Execute one accepted alert (idempotent: a second run resumes or does nothing).
 

@@ -20,8 +20,8 @@ class LedgerWatchList:
 
     async def watched(self) -> frozenset[SubaccountRef]:
         """Live-venue subaccounts with an order whose outcome may still change
-        (SUBMITTING, SUBMITTED, UNKNOWN, PARTIALLY_FILLED)."""
+        (SUBMITTING, SUBMITTED, UNKNOWN, PARTIALLY_FILLED) or a bracket still at work."""
         async with UnitOfWork(self._sessionmaker) as uow:
             rows = set(await uow.orders.watched_subaccounts())
-            # Brackets (issue #11 item 1) add: rows |= set(await uow.brackets.watched())
+            rows |= set(await uow.brackets.watched())
         return frozenset(SubaccountRef(owner, number) for owner, number in rows)
