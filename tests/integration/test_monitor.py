@@ -159,7 +159,8 @@ class Stack:
     settler: OrderSettler
 
     def recorder(self) -> LedgerRecorder:
-        return LedgerRecorder(self.maker, self.settler.settle)
+        # No job follows the orders these tests make: the monitor settles them at once.
+        return LedgerRecorder(self.maker, self.settler.settle, job_follows=timedelta(0))
 
     async def trader(self) -> tuple[int, FundedTrader]:
         """A user with a funded dYdX owner and a stored API trading key."""
@@ -664,3 +665,19 @@ async def test_leases_are_exclusive_shared_fairly_and_dropped_without_redis(
         assert await lonely.claim(refs) == frozenset()
     finally:
         await unreachable.aclose()
+
+
+async def test_an_entry_its_job_still_follows_is_left_to_the_job(stack: Stack) -> None:
+    """In a burst, the worker settles each new order once (its job), not twice: the monitor
+    leaves entries younger than the job's window alone, and settles them once older."""
+    user_id, trader = await stack.trader()
+    owner = trader.owner_address
+    ref = SubaccountRef(owner, 0)
+    order_id = await stack.resting_order(user_id, owner, 300)
+    fill_resting(stack.double, "2850")
+    followed = LedgerRecorder(stack.maker, stack.settler.settle)  # the production window
+    await followed.subaccount_changed(ref, [], catch_up=True)
+    assert (await stack.order(order_id)).state is not OrderState.FILLED
+    stale = LedgerRecorder(stack.maker, stack.settler.settle, job_follows=timedelta(0))
+    await stale.subaccount_changed(ref, [], catch_up=True)
+    assert (await stack.order(order_id)).state is OrderState.FILLED

@@ -31,6 +31,7 @@ from core.exchange.stream import (
     SubaccountRef,
 )
 from core.runtime.logs import get_logger
+from core.services.execution.settle import DEFAULT_SETTLE_TIMEOUT
 
 #: Settles one of our orders by id (``OrderSettler.settle``).
 Settle = Callable[[int], Awaitable[object]]
@@ -38,6 +39,12 @@ Settle = Callable[[int], Awaitable[object]]
 AfterSync = Callable[[SubaccountRef], Awaitable[None]]
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
 FRESH_ORDER_AGE = timedelta(seconds=5)
+#: An entry or close younger than this is followed by its own job (which waits up to
+#: :data:`~core.services.execution.settle.DEFAULT_SETTLE_TIMEOUT` for it): the monitor leaves
+#: it alone, so a burst of new orders is not settled twice on the worker's event loop. Legs
+#: (bracket orders) have no job and are always settled here; a job that died is covered by
+#: the reconcile cron within seconds.
+JOB_FOLLOWS = timedelta(seconds=DEFAULT_SETTLE_TIMEOUT + 5)
 
 
 def touched_orders(orders: Sequence[Order], events: Sequence[SubaccountEvent]) -> list[Order]:
@@ -69,6 +76,7 @@ class LedgerRecorder:
         settle: Settles one of our orders (idempotent).
         after_sync: Called after every sync of a subaccount.
         fresh_age: Age under which a SUBMITTING order is left to its job on a catch-up.
+        job_follows: Age under which an entry or close is left to the job following it.
     """
 
     def __init__(
@@ -78,11 +86,13 @@ class LedgerRecorder:
         *,
         after_sync: AfterSync | None = None,
         fresh_age: timedelta = FRESH_ORDER_AGE,
+        job_follows: timedelta = JOB_FOLLOWS,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._settle = settle
         self._after_sync = after_sync
         self._fresh_age = fresh_age
+        self._job_follows = job_follows
         self._log = get_logger(__name__)
 
     async def subaccount_changed(
@@ -99,6 +109,8 @@ class LedgerRecorder:
             )
             user_id = credential.user_id if credential is not None else None
             uow.detach(*orders)
+        followed = utcnow() - self._job_follows
+        orders = [o for o in orders if o.bracket_id is not None or o.created_at <= followed]
         targets = touched_orders(orders, events)
         if catch_up:
             fresh = utcnow() - self._fresh_age
