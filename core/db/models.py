@@ -267,6 +267,8 @@ class Order(TimestampMixin, Base):
         ),
         UniqueConstraint("bracket_id", "purpose", "generation"),
         CheckConstraint("size > 0", name="size_positive"),
+        # The position monitor keeps watching a subaccount for a while after its last order.
+        Index("ix_orders_created_at", "created_at"),
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db.base import utcnow
 from core.db.models import AccountNonce, Fill, Order, Position
 from core.domain.states import (
     OPEN_ORDER_STATES,
@@ -21,6 +22,9 @@ from core.domain.states import (
 )
 
 #: Order states the position monitor watches a subaccount for.
+#: A subaccount stays watched this long after its last order: a trader who trades again
+#: soon keeps the subscription instead of paying a new subscribe and REST catch-up each time.
+WATCH_LINGER = timedelta(minutes=10)
 WATCHED_ORDER_STATES = frozenset(
     {
         OrderState.SUBMITTING,
@@ -108,10 +112,15 @@ class OrderRepository:
 
     async def watched_subaccounts(self) -> Sequence[tuple[str, int]]:
         """``(owner_address, subaccount_number)`` of every live-venue subaccount with an order
-        that may still change: what the position monitor watches."""
+        that may still change, or one placed in the last :data:`WATCH_LINGER`: what the
+        position monitor watches."""
+        recent = utcnow() - WATCH_LINGER
         rows = await self._session.execute(
             select(Order.owner_address, Order.subaccount_number)
-            .where(Order.state.in_(sorted(WATCHED_ORDER_STATES)), Order.paper.is_(False))
+            .where(
+                or_(Order.state.in_(sorted(WATCHED_ORDER_STATES)), Order.created_at >= recent),
+                Order.paper.is_(False),
+            )
             .distinct()
             .order_by(Order.owner_address, Order.subaccount_number)
         )
