@@ -17,9 +17,11 @@ from core.services.execution.outcome import Outcome
 from core.services.execution.pipeline import ExecutionService
 from core.services.execution.settle import OrderSettler
 from core.services.monitor.lease import SubaccountLeases
+from core.services.monitor.listener import OracleListener
 from core.services.monitor.monitor import PositionMonitor
 from core.services.monitor.recording import AfterSync, LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
+from core.services.protection.trailing_service import TrailingService
 
 _log = get_logger(__name__)
 
@@ -33,6 +35,7 @@ def build_monitor(
     queue: ArqJobQueue | None = None,
     after_sync: AfterSync | None = None,
     lease_prefix: str | None = None,
+    oracle_listener: OracleListener | None = None,
 ) -> PositionMonitor:
     """A monitor of the configured venue, tuned by the ``MONITOR_*`` settings.
 
@@ -44,6 +47,7 @@ def build_monitor(
         queue: Nudged to deliver the trader's messages when an order became final.
         after_sync: Runs after each sync of a subaccount (the protection service's step).
         lease_prefix: Lease key prefix (tests keep monitors apart with it).
+        oracle_listener: Told about oracle prices (the trailing service); subscribes markets.
     """
 
     async def settle(order_id: int) -> Outcome:
@@ -63,6 +67,7 @@ def build_monitor(
         watchlist=LedgerWatchList(sessionmaker),
         leases=leases,
         listener=LedgerRecorder(sessionmaker, settle, after_sync=after_sync),
+        oracle_listener=oracle_listener,
         # Renewed at a third of the lease's life; polls need the tick at least as often.
         interval=min(lease_seconds / 3, settings.monitor_poll_seconds, 1.0),
         poll_interval=settings.monitor_poll_seconds,
@@ -83,13 +88,24 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         # step for each position of that subaccount (one-cancels-other within a bracket).
         await execution.protection.advance_for_subaccount(ref.owner_address, ref.subaccount_number)
 
+    queue = ArqJobQueue(ctx["redis"])
+    # Trailing stops and breakeven follow the oracle prices the monitor subscribes.
+    trailing = TrailingService(
+        ctx["sessionmaker"],
+        execution.protection,
+        ctx["exchanges"],
+        nudge=queue.nudge_notifications,
+    )
+    await trailing.start()
+    ctx["trailing"] = trailing
     monitor = build_monitor(
         settings,
         sessionmaker=ctx["sessionmaker"],
         redis=ctx["redis"],
         settler=execution.settler,
-        queue=ArqJobQueue(ctx["redis"]),
+        queue=queue,
         after_sync=advance_brackets,
+        oracle_listener=trailing,
     )
     await monitor.start()
     ctx["monitor"] = monitor
@@ -100,3 +116,6 @@ async def stop_monitor(ctx: dict[str, Any]) -> None:
     monitor: PositionMonitor | None = ctx.pop("monitor", None)
     if monitor is not None:
         await monitor.stop()
+    trailing: TrailingService | None = ctx.pop("trailing", None)
+    if trailing is not None:
+        await trailing.stop()

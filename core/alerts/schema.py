@@ -32,6 +32,7 @@ MAX_SLIPPAGE_PCT = Decimal(50)
 MAX_TP_PCT = Decimal(1000)
 MAX_SL_PCT = Decimal(100)
 MAX_TRAIL_PCT = Decimal(100)
+MAX_BE_TRIGGER_PCT = Decimal(100)
 
 
 class Action(StrEnum):
@@ -87,6 +88,7 @@ class AlertOrder:
     sl_pct: Decimal | None = None
     sl_price: Decimal | None = None
     trail_pct: Decimal | None = None
+    be_trigger_pct: Decimal | None = None
     reverse: bool = False
     alert_id: str | None = None
     time: datetime | None = None
@@ -125,6 +127,7 @@ class AlertOrder:
                 "sl_pct",
                 "sl_price",
                 "trail_pct",
+                "be_trigger_pct",
             )
             if fields.get(name) is not None
         }
@@ -207,6 +210,7 @@ _NATIVE = frozenset(
         "sl_pct",
         "sl_price",
         "trail_pct",
+        "be_trigger_pct",
         "reverse",
         "alert_id",
         "time",
@@ -226,6 +230,7 @@ _DECIMAL_RULES: dict[str, dict[str, Any]] = {
     "sl_pct": {"maximum": MAX_SL_PCT},
     "sl_price": {"maximum": MAX_PRICE},
     "trail_pct": {"maximum": MAX_TRAIL_PCT},
+    "be_trigger_pct": {"maximum": MAX_BE_TRIGGER_PCT},
 }
 _SIZING = ("size", "size_usd", "size_pct")
 
@@ -318,6 +323,10 @@ def parse_alert(body: Mapping[str, Any]) -> AlertOrder:
     for pct, absolute in (("tp_pct", "tp_price"), ("sl_pct", "sl_price")):
         if pct in parsed and absolute in parsed:
             errors[absolute] = texts.only_one_of(pct, absolute)
+    if "be_trigger_pct" in parsed and not any(
+        name in parsed or name in errors for name in ("sl_pct", "sl_price", "trail_pct")
+    ):
+        errors["be_trigger_pct"] = texts.BREAKEVEN_NEEDS_STOP
     if errors:
         raise AlertSchemaError(errors)
     return AlertOrder(**parsed)

@@ -74,6 +74,9 @@ def either_not_both(native: str, alias: str) -> str:
     return f"give either {native} or {alias}, not both"
 
 
+BREAKEVEN_NEEDS_STOP = "needs a stop-loss to move: give sl_pct, sl_price or trail_pct too"
+
+
 def only_one_of(first: str, second: str) -> str:
     """Two fields that exclude each other, both given."""
     return f"give only one of {first}, {second}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
@@ -121,17 +123,32 @@ def reduced_text(market: str, position: Decimal, cancelled: bool, *, paper: bool
     )
 
 
-def no_trailing_stop_text(market: str) -> str:
-    """The alert asked for a trailing stop, which tv2dydx does not place yet."""
-    return (
-        f"⚠️ {market}: trailing stops (trail_pct) are not supported yet, so none was placed. "
-        "Use sl_pct or sl_price for a stop-loss."
-    )
+@dataclass(frozen=True, slots=True)
+class StopMoved:
+    """One stop-loss a trailing stop or breakeven moved (for :func:`stops_moved_text`)."""
+
+    market: str
+    long: bool
+    from_trigger: Decimal | None
+    to_trigger: Decimal
+    breakeven: bool
+
+
+def stops_moved_text(moves: Sequence[StopMoved], *, paper: bool) -> str:
+    """Stop-losses moved since the last such message (one message per few seconds)."""
+    lines = [f"<b>{PAPER_TAG if paper else ''}🛡 Stop moved</b>"]
+    for move in moves:
+        side = "long" if move.long else "short"
+        why = "breakeven: entry + fees" if move.breakeven else "trailing"
+        was = f"{fmt.price(move.from_trigger)} → " if move.from_trigger is not None else ""
+        lines.append(f"{move.market} {side}: stop-loss {was}{fmt.price(move.to_trigger)} ({why})")
+    return "\n".join(lines)
 
 
 # Reasons recorded on a leg or a bracket (shown in /why and the messages above) -----------
 
 LEG_REPLACED = "cancelled: replaced by a resized leg"
+LEG_STOP_MOVED = "cancelled: the stop-loss moved (trailing stop or breakeven)"
 LEG_CANCELLED_SIBLING_FILLED = "cancelled: the other leg of this entry filled"
 LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"
 LEG_CANCELLED_POSITION_REDUCED = "cancelled: the position was reduced"

@@ -327,7 +327,7 @@ async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(
     await said(me, "Legs resized to 0.05 ETH-USD")
 
 
-async def test_a_trailing_stop_alone_places_no_leg_and_says_so(
+async def test_a_trailing_stop_alone_starts_as_a_stop_loss_trail_pct_away(
     settings: Settings,
     live_sessionmaker: Maker,
     telegram_double: TelegramDouble,
@@ -339,11 +339,14 @@ async def test_a_trailing_stop_alone_places_no_leg_and_says_so(
     me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
     exchange = await venue(exchanges, me)
     await protected_entry(live_sessionmaker, web, me, trail_pct="1")
-    await said(me, "trailing stops (trail_pct) are not supported yet")
+    await until(lambda: holds(exchange, Decimal("0.1"), 1))
+    await assert_invariant(exchange)
+    text = await said(me, "Protected")
+    assert "stop-loss $2,970.00 placed" in text
+    assert not any("not supported" in t for t in texts_of(me))
     (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
-    assert (bracket.state, bracket.trail_pct, bracket.generation) == (
-        BracketState.CLOSED,
+    assert (bracket.trail_pct, bracket.generation, bracket.sl_trigger) == (
         Decimal(1),
-        0,
+        1,
+        Decimal(2970),
     )
-    assert await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)  # none was asked

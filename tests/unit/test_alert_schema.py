@@ -170,3 +170,14 @@ def test_parse_alert_raises_only_schema_errors(body: dict[str, Any]) -> None:
     else:
         json.dumps(alert.to_fields())
         assert dedupe_key(alert, received_at=NOW, window_seconds=60)[0]
+
+
+def test_breakeven_is_parsed_bounded_and_needs_a_stop() -> None:
+    base = {"market": "ETHUSD", "action": "buy", "size": "0.1"}
+    alert = parse_alert({**base, "trail_pct": "1", "be_trigger_pct": "0.5"})
+    assert (alert.trail_pct, alert.be_trigger_pct) == (Decimal(1), Decimal("0.5"))
+    assert AlertOrder.from_fields(alert.to_fields()) == alert
+    assert parse_alert({**base, "sl_pct": 2, "be_trigger_pct": 1}).be_trigger_pct == Decimal(1)
+    assert "stop-loss" in errors_of({**base, "be_trigger_pct": "1"})["be_trigger_pct"]
+    assert "be_trigger_pct" in errors_of({**base, "sl_pct": "1", "be_trigger_pct": "101"})
+    assert "be_trigger_pct" in errors_of({**base, "sl_pct": "1", "be_trigger_pct": "-1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -76,6 +76,18 @@ class BracketRepository:
             .distinct()
         )
         return [(owner, number) for owner, number in rows.all()]
+
+    async def resting_moving(self) -> Sequence[Bracket]:
+        """Live-venue RESTING brackets with a trailing stop or breakeven (the trailing
+        service tracks them)."""
+        rows = await self._session.scalars(
+            select(Bracket).where(
+                Bracket.state == BracketState.RESTING,
+                Bracket.paper.is_(False),
+                or_(Bracket.trail_pct.is_not(None), Bracket.be_trigger_pct.is_not(None)),
+            )
+        )
+        return rows.all()
 
     async def groups_of_subaccount(
         self, owner_address: str, subaccount_number: int

@@ -328,7 +328,14 @@ class ExecutionService:
 
 def _bracket_of(request: AlertOrder, plan: OrderPlan) -> NewBracket | None:
     """The protection an entry asked for, committed with it (None when it asked for none)."""
-    asked = (request.tp_price, request.tp_pct, request.sl_price, request.sl_pct, request.trail_pct)
+    asked = (
+        request.tp_price,
+        request.tp_pct,
+        request.sl_price,
+        request.sl_pct,
+        request.trail_pct,
+        request.be_trigger_pct,
+    )
     if plan.purpose is not OrderPurpose.ENTRY or all(value is None for value in asked):
         return None
     return NewBracket(
@@ -338,4 +345,5 @@ def _bracket_of(request: AlertOrder, plan: OrderPlan) -> NewBracket | None:
         sl_price=request.sl_price,
         sl_pct=request.sl_pct,
         trail_pct=request.trail_pct,
+        be_trigger_pct=request.be_trigger_pct,
     )

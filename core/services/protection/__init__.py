@@ -11,5 +11,5 @@ second, the real-time monitor, ``/close`` and ``/panic``):
 
 The legs are ordinary orders, committed before they are broadcast (:mod:`.legs`); how much
 each bracket must cover is decided by :mod:`.coverage`; trailing stops and breakeven are
-evaluated by :mod:`.trailing` (not wired to orders yet).
+evaluated by :mod:`.trailing` and moved on the venue by :mod:`.trailing_service`.
 """

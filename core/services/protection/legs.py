@@ -65,10 +65,13 @@ class LegDesk:
         market: MarketInfo,
         triggers: dict[OrderPurpose, Decimal],
         size: Decimal,
+        *,
+        generation: int | None = None,
     ) -> bool:
         """Commit then broadcast one leg per purpose in ``triggers`` for the bracket's current
         generation (already committed on the bracket), the stop-loss first; a refused
-        stop-loss stops there.
+        stop-loss stops there. ``generation`` overrides the bracket's (a trailing move
+        commits its leg above it, and the bracket follows once the node accepted).
 
         Returns:
             False when another step had already committed this generation's legs.
@@ -110,7 +113,7 @@ class LegDesk:
                     kind=kind,
                     trigger_price=trigger,
                     parent_order_id=entry.id,
-                    leg_of=(bracket.id, bracket.generation),
+                    leg_of=(bracket.id, bracket.generation if generation is None else generation),
                 )
             except DuplicateLegError:
                 self._log.info("leg_already_committed", bracket_id=bracket.id, purpose=purpose)

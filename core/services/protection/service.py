@@ -109,15 +109,21 @@ class ProtectionService:
             groups = await uow.brackets.due_groups(utcnow(), limit)
         return sum([await self._step(key) for key in groups])
 
+    @property
+    def desk(self) -> LegDesk:
+        """Places and cancels legs (the trailing service moves stop-losses with it)."""
+        return self._desk
+
     @contextlib.asynccontextmanager
-    async def _hold(self, key: GroupKey) -> AsyncIterator[bool]:
-        """Hold the position's advisory lock for the block (False: someone else has it)."""
+    async def hold(self, key: GroupKey) -> AsyncIterator[bool]:
+        """Hold the position's advisory lock for the block (False: someone else has it);
+        a step and a trailing move of one position never run at once."""
         async with self._sessionmaker() as session, session.begin():
             held = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_key(key))))
             yield bool(held)
 
     async def _step(self, key: GroupKey) -> int:
-        async with self._hold(key) as held:
+        async with self.hold(key) as held:
             if not held:
                 return 0
             return await self._step_held(key)

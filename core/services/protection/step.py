@@ -65,8 +65,11 @@ class View:
 
     @property
     def current(self) -> dict[OrderPurpose, Order]:
-        """Legs of the current generation, by purpose."""
-        return {leg.purpose: leg for leg in self.legs if leg.generation == self.bracket.generation}
+        """The newest leg of each purpose up to the current generation (a trailing stop's
+        move is a generation of its own holding only the new stop-loss; a move the node did
+        not accept is above the bracket's generation and so not current)."""
+        legs = [leg for leg in self.legs if (leg.generation or 0) <= self.bracket.generation]
+        return {leg.purpose: leg for leg in sorted(legs, key=lambda leg: leg.generation or 0)}
 
     @property
     def share(self) -> Share:
@@ -276,14 +279,8 @@ class GroupStep:
         if triggers is None:
             return
         if not triggers:
-            # Only a trailing stop was asked (not emulated yet): nothing to place.
-            await self._end(
-                view,
-                BracketState.CLOSED,
-                texts.no_trailing_stop_text(bracket.market),
-                None,
-                dedupe=f"order:{view.entry.id}:no-trailing",
-            )
+            # Nothing a leg could be placed for (only a breakeven was asked).
+            await self._end(view, BracketState.CLOSED, None, None)
             return
         current = view.current
         take = current.get(OrderPurpose.TAKE_PROFIT)
@@ -302,7 +299,8 @@ class GroupStep:
                 return
             await self._rest(view, triggers, target)
             return
-        generation = bracket.generation + 1
+        # Above any leg's: a trailing move the node refused left a leg above the bracket's.
+        generation = max([bracket.generation, *(leg.generation or 0 for leg in view.legs)]) + 1
         async with UnitOfWork(self._sessionmaker) as uow:
             if not await uow.brackets.transition(
                 bracket,
@@ -315,14 +313,6 @@ class GroupStep:
                 next_check_at=utcnow(),
             ):
                 return  # another step moved it: it places the legs
-            if bracket.trail_pct is not None:
-                await uow.notifications.enqueue(
-                    chat_id=self._trader.chat_id,
-                    user_id=self._trader.user_id,
-                    kind=NOTIFY_PROTECTION,
-                    text=texts.no_trailing_stop_text(bracket.market),
-                    dedupe_key=f"order:{view.entry.id}:no-trailing",
-                )
             await uow.commit()
         assert self._market is not None  # set by _triggers
         try:
@@ -354,9 +344,12 @@ class GroupStep:
         """Every leg of the current generation was accepted: cancel older ones (new before
         old), RESTING, and tell the trader once per generation."""
         bracket = view.bracket
-        stale = [leg for leg in view.live if leg.generation != bracket.generation]
+        current = {leg.id for leg in view.current.values()}
+        stale = [leg for leg in view.live if leg.id not in current]
         for leg in stale:
             await self._desk.cancel(self._exchange, leg, texts.LEG_REPLACED)
+        # Resting already (a trailing move's generation): nothing new to tell.
+        told = bracket.state is BracketState.RESTING
         async with UnitOfWork(self._sessionmaker) as uow:
             moved = await uow.brackets.transition(
                 bracket,
@@ -365,7 +358,8 @@ class GroupStep:
                 reduced_size=bracket.reduced_size,
                 next_check_at=utcnow() + RESTING_RECHECK,
             )
-            if not moved:
+            if not moved or told:
+                await uow.commit()
                 return
             take = view.current.get(OrderPurpose.TAKE_PROFIT)
             await self._notify(
@@ -397,13 +391,15 @@ class GroupStep:
             except (KeyError, ExchangeError) as exc:
                 self._log.warning("protection_market_unreadable", error=str(exc))
                 return None
+        fixed_stop = bracket.sl_price is not None or bracket.sl_pct is not None
         asked = AlertOrder(
             market=bracket.market,
             action=Action.BUY,
             tp_price=bracket.tp_price,
             tp_pct=bracket.tp_pct,
             sl_price=bracket.sl_price,
-            sl_pct=bracket.sl_pct,
+            # A trailing stop alone starts trail_pct away from the entry.
+            sl_pct=bracket.sl_pct if fixed_stop else bracket.trail_pct,
         )
         try:
             take, stop = protective_prices(
@@ -411,6 +407,9 @@ class GroupStep:
             )
         except GridError:
             take = stop = None
+        moving = bracket.trail_pct is not None or bracket.be_trigger_pct is not None
+        if moving and bracket.generation > 0 and bracket.sl_trigger is not None:
+            stop = bracket.sl_trigger  # where the trailing service last moved it
         triggers = {
             purpose: price
             for purpose, price in (
