@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from html import escape
 
 from core.texts import fmt
 
@@ -138,3 +139,55 @@ LEG_CANCELLED_POSITION_REDUCED = "cancelled: the position was reduced"
 LEG_CANCELLED_PROTECTION_FAILED = "cancelled: the other leg was refused"
 NOT_PRICED = "the take-profit / stop-loss prices could not be set on the market's grid"
 EXCHANGE_UNREACHABLE = "the exchange could not be reached"
+
+
+# A trader's own changes from /positions (issue #11 item 6) -------------------------------
+
+LEG_REMOVED_BY_TRADER = "cancelled: the trader removed the take-profit"
+
+
+def not_a_price(text: str) -> str:
+    """The stop-loss typed is not a positive number or percentage."""
+    return (
+        f"“{escape(text[:32])}” is not a price. Send a price like 2950 or a percentage "
+        "from your entry like 1.5%. Nothing was changed."
+    )
+
+
+def stop_off_grid(price: Decimal, tick: Decimal) -> str:
+    """The stop-loss price is not a whole number of ticks."""
+    return (
+        f"{fmt.price(price)} is not on this market's price grid (steps of "
+        f"{fmt.price(tick)}). Nothing was changed."
+    )
+
+
+def stop_wrong_side(market: str, stop: Decimal, oracle: Decimal, *, long: bool) -> str:
+    """The stop-loss would trigger at once."""
+    where = "below" if long else "above"
+    side = "long" if long else "short"
+    return (
+        f"A {side}'s stop-loss must be {where} the {escape(market)} price now "
+        f"({fmt.price(oracle)}); {fmt.price(stop)} would trigger at once. Nothing was changed."
+    )
+
+
+def nothing_to_move(market: str) -> str:
+    """No open position or no protection to change there."""
+    return f"Your {escape(market)} position has no protection to change. /positions lists it."
+
+
+def stop_moved_text(market: str, stop: Decimal, *, paper: bool) -> str:
+    """The stop-loss legs now rest at the new trigger price."""
+    return (
+        f"<b>{_head(market, paper)} · Stop-loss moved</b>\n"
+        f"Your stop-loss now triggers at {fmt.price(stop)} (the old one was cancelled "
+        "after the new one was accepted)."
+    )
+
+
+def take_profit_removed_text(market: str, cancelled: int) -> str:
+    """The take-profit legs were cancelled; the stop-loss stays."""
+    if not cancelled:
+        return f"{escape(market)} has no take-profit resting; nothing was changed."
+    return f"🛡 {escape(market)}: take-profit removed. Your stop-loss stays."

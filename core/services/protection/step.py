@@ -294,6 +294,7 @@ class GroupStep:
             purpose in current
             and current[purpose].state in OPEN_ORDER_STATES
             and current[purpose].size == target
+            and current[purpose].trigger_price == triggers[purpose]  # a moved stop: re-place
             for purpose in triggers
         )
         if covered:
@@ -375,7 +376,8 @@ class GroupStep:
                     triggers.get(OrderPurpose.TAKE_PROFIT),
                     triggers.get(OrderPurpose.STOP_LOSS),
                     target,
-                    resized=bracket.generation > 1,
+                    # A new generation of the same size is a moved stop, not a resize.
+                    resized=any(leg.size != target for leg in stale),
                     paper=bracket.paper,
                     take_profit_refused=(
                         take.error or "refused"
@@ -411,6 +413,13 @@ class GroupStep:
             )
         except GridError:
             take = stop = None
+        if stop is None and bracket.sl_price is not None and bracket.generation > 0:
+            # A stop the trader moved past the entry (e.g. to breakeven) still protects while
+            # it is on the right side of the oracle.
+            long = bracket.position_side is PositionSide.LONG
+            oracle = self._market.oracle_price
+            if (bracket.sl_price < oracle) if long else (bracket.sl_price > oracle):
+                stop = bracket.sl_price
         triggers = {
             purpose: price
             for purpose, price in (
