@@ -66,7 +66,7 @@ async def move_stop(
         await message.answer(str(exc))  # still waiting: the trader may send another price
         return
     try:
-        trigger = await trading.move_stop(user.id, market, stop)
+        moved = await trading.move_stop(user.id, market, stop)
     except ProtectionInputError as exc:
         await message.answer(str(exc))  # still waiting, as above
         return
@@ -76,7 +76,10 @@ async def move_stop(
         return
     await state.clear()
     paper = (await control.preferences(user.id)).paper
-    await message.answer(protection_texts.stop_moved_text(market, trigger, paper=paper))
+    if not moved.resting:
+        # Resting already: the protection message says "Stop-loss moved" (also when the
+        # cron finishes a move started here).
+        await message.answer(protection_texts.stop_moving_text(market, moved.trigger, paper=paper))
     await send_positions(message, user, trading, paper=paper)
 
 

@@ -16,7 +16,7 @@ from core.exchange.port import Account, Exchange, OpenOrder, Position
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.pipeline import ExecutionService
-from core.services.protection.manual import StopInput
+from core.services.protection.manual import StopInput, StopMove
 from core.texts import trade as texts
 
 __all__ = [
@@ -203,7 +203,7 @@ class TradingService:
                 ]
         return views
 
-    async def move_stop(self, user_id: int, market: str, stop: StopInput) -> Decimal:
+    async def move_stop(self, user_id: int, market: str, stop: StopInput) -> StopMove:
         """Move the position's stop-loss (see :meth:`ProtectionService.move_stop`)."""
         return await self._execution.protection.move_stop(user_id, market, stop)
 

@@ -186,6 +186,15 @@ def stop_moved_text(market: str, stop: Decimal, *, paper: bool) -> str:
     )
 
 
+def stop_moving_text(market: str, stop: Decimal, *, paper: bool) -> str:
+    """The new stop-loss was sent but the chain has not confirmed it yet."""
+    return (
+        f"<b>{_head(market, paper)} · Moving the stop-loss</b>\n"
+        f"The new stop-loss at {fmt.price(stop)} was sent; the old one is cancelled as soon "
+        "as the chain accepts it, and I'll confirm here."
+    )
+
+
 def take_profit_removed_text(market: str, cancelled: int) -> str:
     """The take-profit legs were cancelled; the stop-loss stays."""
     if not cancelled:

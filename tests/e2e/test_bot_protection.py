@@ -146,17 +146,22 @@ async def test_positions_shows_the_legs_and_the_stop_moves_new_before_old(
 
     await me.chat.send("2980")
     moved = (await me.chat.wait_for(lambda m: "Stop-loss moved" in (m.text or ""), 20)).text
-    assert moved is not None
-    assert "Stop-loss moved" in moved, moved
-    assert "now triggers at $2,980.00" in moved, moved
+    assert "Your stop-loss now triggers at $2,980.00" in (moved or ""), moved
+
+    async def replaced() -> bool:
+        legs = await _legs(live_sessionmaker, me, OrderPurpose.STOP_LOSS)
+        return len(legs) == 1 and legs[0] != old_stop
+
+    await until(replaced)
     (new_stop,) = await _legs(live_sessionmaker, me, OrderPurpose.STOP_LOSS)
     assert new_stop != old_stop
     log = [(e.kind, e.key[2]) for e in dydx_double.state.tx_log[before:] if e.key and e.code == 0]
     assert log.index(("place_order", new_stop)) < log.index(("cancel_order", old_stop)), log
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
     await assert_invariant(exchange)
-    again = (await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)).text or ""
-    assert "  • stop-loss $2,980.00 · 0.1 · resting" in again, again
+    await me.chat.send("/positions")
+    again = await me.chat.wait_for(lambda m: "$2,980.00 · 0.1" in (m.text or ""), 15)
+    assert "  • stop-loss $2,980.00 · 0.1 · resting" in (again.text or ""), again.text
 
 
 @pytest.mark.usefixtures("running_bot", "worker")

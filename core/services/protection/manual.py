@@ -22,7 +22,7 @@ from core.db.models import Bracket
 from core.db.repositories.brackets import GroupKey
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.domain.states import BracketState, OrderPurpose, PositionSide
+from core.domain.states import BracketState, OrderPurpose, OrderState, PositionSide
 from core.exchange.grid import check_price, round_price_to_tick
 from core.exchange.provider import ExchangeProvider
 from core.services.protection.legs import LegDesk
@@ -34,6 +34,19 @@ HUNDRED = Decimal(100)
 class ProtectionInputError(ValueError):
     """A trader's protection change that cannot be done; the message says why in plain
     words and nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopMove:
+    """What moving a stop-loss did.
+
+    Attributes:
+        trigger: The stop-loss trigger price now asked for.
+        resting: Whether the new stop-losses already rest (the old ones cancelled).
+    """
+
+    trigger: Decimal
+    resting: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +112,7 @@ class ManualProtection:
             paper = Preferences.from_json(user.settings).paper if user is not None else False
         return (user_id, paper, market.strip().upper())
 
-    async def move_stop(self, user_id: int, market: str, stop: StopInput) -> Decimal:
+    async def move_stop(self, user_id: int, market: str, stop: StopInput) -> StopMove:
         """Move the stop-loss of every bracket of the position to one trigger price.
 
         The price is checked against the oracle (a long's stop below it, a short's above)
@@ -108,7 +121,8 @@ class ManualProtection:
         are cancelled (the step's generations).
 
         Returns:
-            The stop-loss trigger now asked for.
+            The trigger asked for, and whether every stop-loss already rests there (if not,
+            the cron finishes the move and the trader gets the protection message).
 
         Raises:
             ProtectionInputError: No protection to move, or the price is not valid.
@@ -134,7 +148,21 @@ class ManualProtection:
                     )
                 await uow.commit()
             await self._step_held(key)
-        return trigger
+        return StopMove(trigger, await self._stops_rest_at(key, trigger))
+
+    async def _stops_rest_at(self, key: GroupKey, trigger: Decimal) -> bool:
+        brackets = await self._brackets(key)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            legs = await uow.brackets.legs([b.id for b in brackets])
+        current = {(b.id, b.generation) for b in brackets}
+        stops = [
+            leg
+            for leg in legs
+            if leg.purpose is OrderPurpose.STOP_LOSS and (leg.bracket_id, leg.generation) in current
+        ]
+        return bool(stops) and all(
+            leg.state is OrderState.SUBMITTED and leg.trigger_price == trigger for leg in stops
+        )
 
     async def _valid_stop(self, key: GroupKey, stop: StopInput) -> Decimal:
         user_id, paper, market = key
@@ -216,4 +244,10 @@ class ManualProtection:
         return cancelled
 
 
-__all__ = ["ManualProtection", "ProtectionInputError", "StopInput", "parse_stop"]
+__all__ = [
+    "ManualProtection",
+    "ProtectionInputError",
+    "StopInput",
+    "StopMove",
+    "parse_stop",
+]

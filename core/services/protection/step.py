@@ -369,22 +369,32 @@ class GroupStep:
             if not moved:
                 return
             take = view.current.get(OrderPurpose.TAKE_PROFIT)
-            await self._notify(
-                uow,
-                texts.protected_text(
+            before = [leg for leg in view.legs if leg.generation == bracket.generation - 1]
+            stop = triggers.get(OrderPurpose.STOP_LOSS)
+            if stop is not None and any(
+                leg.purpose is OrderPurpose.STOP_LOSS and leg.trigger_price != stop
+                for leg in before
+            ):
+                # The trader (or a trailing rule) moved the stop: say that, not "protected".
+                text = texts.stop_moved_text(bracket.market, stop, paper=bracket.paper)
+            else:
+                text = texts.protected_text(
                     bracket.market,
                     triggers.get(OrderPurpose.TAKE_PROFIT),
                     triggers.get(OrderPurpose.STOP_LOSS),
                     target,
                     # A new generation of the same size is a moved stop, not a resize.
-                    resized=any(leg.size != target for leg in stale),
+                    resized=any(leg.size != target for leg in before),
                     paper=bracket.paper,
                     take_profit_refused=(
                         take.error or "refused"
                         if take is not None and take.state is OrderState.REJECTED
                         else None
                     ),
-                ),
+                )
+            await self._notify(
+                uow,
+                text,
                 f"bracket:{bracket.id}:gen:{bracket.generation}:protected",
             )
             await uow.commit()
