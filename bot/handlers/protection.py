@@ -33,6 +33,17 @@ class StopForm(StatesGroup):
     price = State()
 
 
+class AddForm(StatesGroup):
+    """Adding protection to one position: its stop-loss, then its take-profit."""
+
+    stop = State()
+    take = State()
+
+
+_STOP_KEY = "new_stop"  # FSM data key: the stop-loss typed, until the take-profit comes
+_NONE = frozenset({"none", "no", "-", "skip"})
+
+
 @router.callback_query(ProtectCD.filter(F.action == ProtectAction.MOVE_STOP))
 async def ask_stop(query: CallbackQuery, callback_data: ProtectCD, state: FSMContext) -> None:
     """Ask for the new stop-loss."""
@@ -43,7 +54,7 @@ async def ask_stop(query: CallbackQuery, callback_data: ProtectCD, state: FSMCon
         await query.message.answer(texts.ask_stop(callback_data.market))
 
 
-@router.message(Command("cancel"), StateFilter(StopForm))
+@router.message(Command("cancel"), StateFilter(StopForm, AddForm))
 async def cancel_stop(message: Message, state: FSMContext) -> None:
     """Keep the stop-loss as it is."""
     await state.clear()
@@ -120,4 +131,63 @@ async def remove_tp(
         return
     await message.answer(protection_texts.take_profit_removed_text(callback_data.market, cancelled))
     paper = (await control.preferences(user.id)).paper
+    await send_positions(message, user, trading, paper=paper)
+
+
+@router.callback_query(ProtectCD.filter(F.action == ProtectAction.ADD))
+async def ask_protection(query: CallbackQuery, callback_data: ProtectCD, state: FSMContext) -> None:
+    """Ask for the stop-loss first."""
+    await state.set_state(AddForm.stop)
+    await state.update_data({_MARKET_KEY: callback_data.market})
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.answer(texts.ask_protection_stop(callback_data.market))
+
+
+@router.message(StateFilter(AddForm.stop), F.text)
+async def protection_stop(message: Message, state: FSMContext) -> None:
+    """Keep the stop-loss (its checks against the market come with the take-profit)."""
+    market = str((await state.get_data()).get(_MARKET_KEY, ""))
+    try:
+        parse_stop(message.text or "")
+    except ProtectionInputError as exc:
+        await message.answer(str(exc))
+        return
+    await state.update_data({_STOP_KEY: message.text or ""})
+    await state.set_state(AddForm.take)
+    await message.answer(texts.ask_protection_take(market))
+
+
+@router.message(StateFilter(AddForm.take), F.text)
+async def protection_take(
+    message: Message,
+    state: FSMContext,
+    user: UserView,
+    trading: TradingService,
+    control: ControlService,
+) -> None:
+    """Create the protection; a price the market refuses asks again from the stop-loss."""
+    data = await state.get_data()
+    market = str(data.get(_MARKET_KEY, ""))
+    answer = (message.text or "").strip()
+    try:
+        stop = parse_stop(str(data.get(_STOP_KEY, "")))
+        take = None if answer.lower() in _NONE else parse_stop(answer)
+    except ProtectionInputError as exc:
+        await message.answer(str(exc))  # still waiting for the take-profit
+        return
+    try:
+        placed = await trading.protect_position(user.id, market, stop, take)
+    except ProtectionInputError as exc:
+        await state.set_state(AddForm.stop)
+        await message.answer(f"{exc}\n{texts.ask_protection_stop(market)}")
+        return
+    except (TradingNotReadyError, ExchangeError) as exc:
+        await state.clear()
+        await message.answer(failure(exc))
+        return
+    await state.clear()
+    paper = (await control.preferences(user.id)).paper
+    if not placed.resting:
+        await message.answer(protection_texts.stop_moving_text(market, placed.trigger, paper=paper))
     await send_positions(message, user, trading, paper=paper)

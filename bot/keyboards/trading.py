@@ -47,6 +47,7 @@ class ProtectAction(StrEnum):
     REMOVE_TP = "rt"
     REMOVE_TP_YES = "ry"
     REMOVE_TP_NO = "rn"
+    ADD = "ad"
 
 
 class ProtectCD(CallbackData, prefix="prot"):
@@ -57,7 +58,8 @@ class ProtectCD(CallbackData, prefix="prot"):
 
 
 def position_actions(buttons: list[tuple[str, bool, bool]]) -> InlineKeyboardMarkup | None:
-    """One row per position: move its stop-loss, remove its take-profit.
+    """One row per position: move its stop-loss and remove its take-profit, or add
+    protection when no stop-loss rests.
 
     Args:
         buttons: ``(market, has a stop-loss, has a take-profit)`` per position.
@@ -78,10 +80,15 @@ def position_actions(buttons: list[tuple[str, bool, bool]]) -> InlineKeyboardMar
                 callback_data=ProtectCD(action=ProtectAction.REMOVE_TP, market=market),
             )
             row += 1
-        if row:
-            sizes.append(row)
+        if not stop:
+            builder.button(
+                text=f"{texts.ADD_PROTECTION_BUTTON} · {market}",
+                callback_data=ProtectCD(action=ProtectAction.ADD, market=market),
+            )
+            row += 1
+        sizes.append(row)
     if not sizes:
-        return None
+        return None  # no position
     builder.adjust(*sizes)
     return builder.as_markup()
 

@@ -207,6 +207,13 @@ class TradingService:
         """Move the position's stop-loss (see :meth:`ProtectionService.move_stop`)."""
         return await self._execution.protection.move_stop(user_id, market, stop)
 
+    async def protect_position(
+        self, user_id: int, market: str, stop: StopInput, take: StopInput | None
+    ) -> StopMove:
+        """Add a stop-loss (and take-profit) to an unprotected position (see
+        :meth:`ProtectionService.protect_position`)."""
+        return await self._execution.protection.protect_position(user_id, market, stop, take)
+
     async def remove_take_profit(self, user_id: int, market: str) -> int:
         """Cancel the position's take-profit (see
         :meth:`ProtectionService.remove_take_profit`)."""

@@ -162,14 +162,28 @@ def stop_off_grid(price: Decimal, tick: Decimal) -> str:
     )
 
 
-def stop_wrong_side(market: str, stop: Decimal, oracle: Decimal, *, long: bool) -> str:
-    """The stop-loss would trigger at once."""
-    where = "below" if long else "above"
-    side = "long" if long else "short"
+def wrong_side(
+    market: str, trigger: Decimal, oracle: Decimal, *, below: bool, stop_loss: bool
+) -> str:
+    """The stop-loss or take-profit would trigger at once."""
+    what = "stop-loss" if stop_loss else "take-profit"
+    side = ("long" if below else "short") if stop_loss else ("short" if below else "long")
+    where = "below" if below else "above"
     return (
-        f"A {side}'s stop-loss must be {where} the {escape(market)} price now "
-        f"({fmt.price(oracle)}); {fmt.price(stop)} would trigger at once. Nothing was changed."
+        f"A {side}'s {what} must be {where} the {escape(market)} price now "
+        f"({fmt.price(oracle)}); {fmt.price(trigger)} would trigger at once. Nothing was changed."
     )
+
+
+def already_protected(market: str) -> str:
+    """Add protection on a position a stop-loss already protects."""
+    return (
+        f"Your {escape(market)} position already has a stop-loss: use Move stop-loss in "
+        "/positions. Nothing was changed."
+    )
+
+
+ADOPTED_ENTRY = "the position as it was when protection was added from /positions"
 
 
 def nothing_to_move(market: str) -> str:
@@ -187,11 +201,11 @@ def stop_moved_text(market: str, stop: Decimal, *, paper: bool) -> str:
 
 
 def stop_moving_text(market: str, stop: Decimal, *, paper: bool) -> str:
-    """The new stop-loss was sent but the chain has not confirmed it yet."""
+    """The stop-loss was sent but the chain has not confirmed it yet."""
     return (
-        f"<b>{_head(market, paper)} · Moving the stop-loss</b>\n"
-        f"The new stop-loss at {fmt.price(stop)} was sent; the old one is cancelled as soon "
-        "as the chain accepts it, and I'll confirm here."
+        f"<b>{_head(market, paper)} · Placing the stop-loss</b>\n"
+        f"The stop-loss at {fmt.price(stop)} was sent; I'll confirm here once the chain "
+        "accepts it (a stop-loss it replaces is cancelled only then)."
     )
 
 

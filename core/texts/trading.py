@@ -16,6 +16,7 @@ PANIC_CONFIRM_BUTTON = "🛑 Yes, close everything now"
 PANIC_CANCEL_BUTTON = "No, keep everything"
 MOVE_STOP_BUTTON = "Move stop-loss"
 REMOVE_TP_BUTTON = "Remove take-profit"
+ADD_PROTECTION_BUTTON = "Add protection"
 REMOVE_TP_CONFIRM_BUTTON = "Yes, remove the take-profit"
 REMOVE_TP_CANCEL_BUTTON = "No, keep it"
 
@@ -281,3 +282,19 @@ def confirm_remove_tp(market: str) -> str:
 def kept() -> str:
     """The trader changed their mind."""
     return "Nothing was changed."
+
+
+def ask_protection_stop(market: str) -> str:
+    """After "Add protection": the stop-loss first."""
+    return (
+        f"Send the stop-loss for your {escape(market)} position: a price like 2950, or a "
+        "percentage from your entry like 1.5%. /cancel leaves it unprotected."
+    )
+
+
+def ask_protection_take(market: str) -> str:
+    """Then the optional take-profit."""
+    return (
+        f"And a take-profit for {escape(market)}? A price, a percentage from your entry like "
+        "3%, or “none”."
+    )

@@ -23,7 +23,7 @@ from tests.conftest import polling_bot
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import protected_entry
-from tests.protection_checks import assert_invariant, holds, until, venue
+from tests.protection_checks import assert_invariant, holds, protection, until, venue
 from tests.trading_stack import (
     Maker,
     Trader,
@@ -198,3 +198,53 @@ async def test_remove_take_profit_asks_then_cancels_only_it(
     assert "take-profit" not in shown, shown
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in shown, shown
     assert await _legs(live_sessionmaker, me, OrderPurpose.TAKE_PROFIT) == []
+
+
+@pytest.mark.usefixtures("running_bot", "worker")
+async def test_add_protection_to_an_unprotected_position_rests_its_legs(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+) -> None:
+    me = await _trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    await protected_entry(live_sessionmaker, web, me)  # no take-profit, no stop-loss
+
+    async def unprotected() -> bool:
+        return await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)
+
+    await until(unprotected)
+
+    await me.chat.send("/positions")
+    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)
+    assert "⚠️ unprotected: no stop-loss is resting on this position" in (screen.text or "")
+    assert [b.text for b in screen.buttons] == ["Add protection · ETH-USD"]
+
+    before = len(dydx_double.state.tx_log)
+    await me.chat.press(screen, text="Add protection · ETH-USD")
+    assert "Send the stop-loss for your ETH-USD position" in (
+        (await me.chat.next_message(15)).text or ""
+    )
+    assert "is not a price" in await _ask(me, "lower")
+    assert "And a take-profit for ETH-USD?" in await _ask(me, "3100")
+    # The market refuses a long's stop-loss above its price: asked again, nothing placed.
+    refused = await _ask(me, "none")
+    assert "stop-loss must be below the ETH-USD price now" in refused, refused
+    assert "Send the stop-loss for your ETH-USD position" in refused
+    assert len(dydx_double.state.tx_log) == before
+    assert "And a take-profit for ETH-USD?" in await _ask(me, "1%")
+    await me.chat.send("3090")
+    shown = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 20)
+    await until(lambda: holds(exchange, Decimal("0.1"), 2))
+    await assert_invariant(exchange)
+    said = await me.chat.wait_for(lambda m: "Protected" in (m.text or ""), 20)
+    assert "take-profit $3,090.00 and stop-loss $2,970.00 placed" in (said.text or "")
+    del shown
+    await me.chat.send("/positions")
+    again = await me.chat.wait_for(lambda m: "$2,970.00 · 0.1" in (m.text or ""), 15)
+    assert "  • stop-loss $2,970.00 · 0.1 · resting" in (again.text or ""), again.text
+    assert "  • take-profit $3,090.00 · 0.1 · resting" in (again.text or ""), again.text
+    assert "unprotected" not in (again.text or "")

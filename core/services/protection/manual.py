@@ -10,6 +10,7 @@ one is cancelled. Asking twice for the same thing changes nothing the second tim
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,12 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
-from core.db.models import Bracket
+from core.db.models import Bracket, Order
 from core.db.repositories.brackets import GroupKey
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.domain.states import BracketState, OrderPurpose, OrderState, PositionSide
+from core.domain.states import BracketState, OrderPurpose, OrderSide, OrderState, PositionSide
 from core.exchange.grid import check_price, round_price_to_tick
+from core.exchange.orders import OrderKind, TimeInForce
+from core.exchange.port import Exchange, MarketInfo, Position
 from core.exchange.provider import ExchangeProvider
 from core.services.protection.legs import LegDesk
 from core.texts import protection as texts
@@ -72,6 +75,34 @@ def parse_stop(text: str) -> StopInput:
     if not value.is_finite() or value <= 0 or (pct and value >= HUNDRED):
         raise ProtectionInputError(texts.not_a_price(text))
     return StopInput(pct=value) if pct else StopInput(price=value)
+
+
+def _trigger(position: Position, info: MarketInfo, given: StopInput, *, stop_loss: bool) -> Decimal:
+    """A stop-loss or take-profit trigger the trader typed, checked against the oracle (a
+    stop-loss on the losing side of it, a take-profit on the winning side) and the grid; a
+    percentage is taken from the entry and rounded towards the price, as an alert's.
+
+    Raises:
+        ProtectionInputError: Off the grid, or on the wrong side of the oracle.
+    """
+    long = position.side is PositionSide.LONG
+    below = long if stop_loss else not long  # the trigger must be below the oracle
+    if given.pct is not None:
+        raw = position.entry_price * (1 - given.pct / HUNDRED if below else 1 + given.pct / HUNDRED)
+        trigger = round_price_to_tick(raw, info, up=below)
+    else:
+        assert given.price is not None
+        trigger = given.price
+        try:
+            check_price(trigger, info)
+        except ValueError:
+            raise ProtectionInputError(texts.stop_off_grid(trigger, info.tick_size)) from None
+    oracle = info.oracle_price
+    if (trigger >= oracle) if below else (trigger <= oracle):
+        raise ProtectionInputError(
+            texts.wrong_side(position.market, trigger, oracle, below=below, stop_loss=stop_loss)
+        )
+    return trigger
 
 
 def _lock_key(key: GroupKey) -> int:
@@ -152,19 +183,28 @@ class ManualProtection:
 
     async def _stops_rest_at(self, key: GroupKey, trigger: Decimal) -> bool:
         brackets = await self._brackets(key)
-        async with UnitOfWork(self._sessionmaker) as uow:
-            legs = await uow.brackets.legs([b.id for b in brackets])
         current = {(b.id, b.generation) for b in brackets}
-        stops = [
-            leg
-            for leg in legs
-            if leg.purpose is OrderPurpose.STOP_LOSS and (leg.bracket_id, leg.generation) in current
-        ]
+        async with UnitOfWork(self._sessionmaker) as uow:
+            stops = [
+                (leg.state, leg.trigger_price)
+                for leg in await uow.brackets.legs([b.id for b in brackets])
+                if leg.purpose is OrderPurpose.STOP_LOSS
+                and (leg.bracket_id, leg.generation) in current
+            ]
         return bool(stops) and all(
-            leg.state is OrderState.SUBMITTED and leg.trigger_price == trigger for leg in stops
+            state is OrderState.SUBMITTED and price == trigger for state, price in stops
         )
 
     async def _valid_stop(self, key: GroupKey, stop: StopInput) -> Decimal:
+        position, info, _ = await self._position(key)
+        return _trigger(position, info, stop, stop_loss=True)
+
+    async def _position(self, key: GroupKey) -> tuple[Position, MarketInfo, Exchange]:
+        """The open position, its market and the trader's venue (as the key's paper flag).
+
+        Raises:
+            ProtectionInputError: No open position there.
+        """
         user_id, paper, market = key
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
@@ -173,26 +213,80 @@ class ManualProtection:
         position = next((p for p in await exchange.positions() if p.market == market), None)
         if position is None or position.size <= 0:
             raise ProtectionInputError(texts.nothing_to_move(market))
-        info = await exchange.market(market)
-        long = position.side is PositionSide.LONG
-        if stop.pct is not None:
-            raw = position.entry_price * (
-                1 - stop.pct / HUNDRED if long else 1 + stop.pct / HUNDRED
-            )
-            # Towards the price, as an alert's sl_pct (never more loss than asked).
-            trigger = round_price_to_tick(raw, info, up=long)
-        else:
-            assert stop.price is not None
-            trigger = stop.price
-            try:
-                check_price(trigger, info)
-            except ValueError:
-                raise ProtectionInputError(texts.stop_off_grid(trigger, info.tick_size)) from None
-        if (trigger >= info.oracle_price) if long else (trigger <= info.oracle_price):
-            raise ProtectionInputError(
-                texts.stop_wrong_side(market, trigger, info.oracle_price, long=long)
-            )
-        return trigger
+        return position, await exchange.market(market), exchange
+
+    async def protect_position(
+        self, user_id: int, market: str, stop: StopInput, take: StopInput | None
+    ) -> StopMove:
+        """Protect a position that has no stop-loss: a bracket for its current size, with
+        the stop-loss (and take-profit) given, advanced at once.
+
+        The bracket's entry is a ledger row standing for the position as it is (purpose
+        MANUAL, already FILLED, never sent: it has no bytes and a negative client id no
+        venue uses), so coverage, LIFO and one-cancels-other work as for an alert's entry.
+
+        Returns:
+            The stop-loss trigger, and whether the legs already rest.
+
+        Raises:
+            ProtectionInputError: No position, a stop-loss rests already, or a price is
+                not valid.
+            TradingNotReadyError: The trader cannot trade.
+            ExchangeError: The venue could not be asked.
+        """
+        key = await self._key(user_id, market)
+        position, info, exchange = await self._position(key)
+        sl = _trigger(position, info, stop, stop_loss=True)
+        tp = _trigger(position, info, take, stop_loss=False) if take is not None else None
+        async with self._wait_for(key):
+            for bracket in await self._brackets(key):
+                if bracket.sl_price is not None or bracket.sl_pct is not None:
+                    raise ProtectionInputError(texts.already_protected(key[2]))
+            long = position.side is PositionSide.LONG
+            now = utcnow()
+            async with UnitOfWork(self._sessionmaker) as uow:
+                entry = Order(
+                    user_id=user_id,
+                    purpose=OrderPurpose.MANUAL,
+                    paper=key[1],
+                    market=key[2],
+                    owner_address=exchange.owner_address,
+                    subaccount_number=exchange.subaccount_number,
+                    client_id=-(secrets.randbelow(2**31) + 1),
+                    order_flags=0,
+                    side=OrderSide.BUY if long else OrderSide.SELL,
+                    order_type=OrderKind.MARKET.value,
+                    size=position.size,
+                    price=position.entry_price,
+                    reduce_only=False,
+                    time_in_force=TimeInForce.IOC.value,
+                    state=OrderState.FILLED,
+                    filled_size=position.size,
+                    average_price=position.entry_price,
+                    error=texts.ADOPTED_ENTRY,
+                    filled_at=now,
+                    closed_at=now,
+                )
+                uow.orders.add(entry)
+                await uow.session.flush()
+                uow.brackets.add(
+                    Bracket(
+                        entry_order_id=entry.id,
+                        user_id=user_id,
+                        paper=key[1],
+                        market=key[2],
+                        owner_address=exchange.owner_address,
+                        subaccount_number=exchange.subaccount_number,
+                        position_side=position.side,
+                        sl_price=sl,
+                        tp_price=tp,
+                        state=BracketState.REQUESTED,
+                        next_check_at=now,
+                    )
+                )
+                await uow.commit()
+            await self._step_held(key)
+        return StopMove(sl, await self._stops_rest_at(key, sl))
 
     async def remove_take_profit(self, user_id: int, market: str) -> int:
         """Cancel the take-profit legs of the position and ask for none any more; the

@@ -423,9 +423,9 @@ class GroupStep:
             )
         except GridError:
             take = stop = None
-        if stop is None and bracket.sl_price is not None and bracket.generation > 0:
-            # A stop the trader moved past the entry (e.g. to breakeven) still protects while
-            # it is on the right side of the oracle.
+        if stop is None and bracket.sl_price is not None and self._by_hand(view):
+            # A stop the trader set by hand past the entry (e.g. to breakeven) still protects
+            # while it is on the right side of the oracle.
             long = bracket.position_side is PositionSide.LONG
             oracle = self._market.oracle_price
             if (bracket.sl_price < oracle) if long else (bracket.sl_price > oracle):
@@ -444,6 +444,12 @@ class GroupStep:
             await self._fail(view, texts.NOT_PRICED)
             return None
         return triggers
+
+    @staticmethod
+    def _by_hand(view: View) -> bool:
+        """Whether the trader set the bracket's prices from the bot (a moved stop, or
+        protection added to a position)."""
+        return view.bracket.generation > 0 or view.entry.purpose is OrderPurpose.MANUAL
 
     # ----------------------------------------------------------------------- plumbing
 
