@@ -12,6 +12,7 @@ from bot.handlers import (
     key,
     link,
     notify,
+    protection,
     settings,
     start,
     trading,
@@ -35,6 +36,7 @@ def get_routers() -> list[Router]:
         notify.router,
         why.router,
         trading.router,
+        protection.router,
     ]
     for feature in features:
         gated.include_router(feature)

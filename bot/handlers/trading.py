@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.keyboards import trading as keyboards
 from bot.keyboards.trading import PanicCD, PanicChoice
+from core.domain.states import OrderPurpose
 from core.exchange.errors import (
     ExchangeError,
     ExchangeUnavailableError,
@@ -32,7 +33,7 @@ PANIC_CONFIRM_SECONDS = 60
 _PANIC_KEY = "panic_question"  # FSM data key of the live confirmation
 
 
-def _failure(exc: TradingNotReadyError | ExchangeError) -> str:
+def failure(exc: TradingNotReadyError | ExchangeError) -> str:
     """Plain words for why a trading command did not go through."""
     if isinstance(exc, TradingNotReadyError):
         return texts.not_ready(exc.reason)
@@ -49,15 +50,33 @@ def _failure(exc: TradingNotReadyError | ExchangeError) -> str:
 async def positions(
     message: Message, user: UserView, trading: TradingService, control: ControlService
 ) -> None:
-    """Open positions and collateral, live."""
-    paper = (await control.preferences(user.id)).paper
+    """Open positions with their protection, and collateral, live."""
+    await send_positions(message, user, trading, paper=(await control.preferences(user.id)).paper)
+
+
+async def send_positions(
+    message: Message, user: UserView, trading: TradingService, *, paper: bool
+) -> None:
+    """The /positions screen, with a row of protection buttons per protected position."""
     try:
         items = await trading.positions(user.id)
         account = await trading.account(user.id)
     except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(_failure(exc))
+        await message.answer(failure(exc))
         return
-    await message.answer(texts.positions(items, account, paper=paper))
+    protection = await trading.protection(user.id, [item.market for item in items])
+    buttons = [
+        (
+            market,
+            any(leg.purpose is OrderPurpose.STOP_LOSS for b in brackets for leg in b.legs),
+            any(leg.purpose is OrderPurpose.TAKE_PROFIT for b in brackets for leg in b.legs),
+        )
+        for market, brackets in sorted(protection.items())
+    ]
+    await message.answer(
+        texts.positions(items, account, paper=paper, protection=protection),
+        reply_markup=keyboards.position_actions(buttons),
+    )
 
 
 @router.message(Command("orders"))
@@ -69,7 +88,7 @@ async def orders(
     try:
         items = await trading.open_orders(user.id)
     except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(_failure(exc))
+        await message.answer(failure(exc))
         return
     await message.answer(texts.orders(items, paper=paper))
 
@@ -95,7 +114,7 @@ async def close(
         await message.answer(texts.nothing_to_close(exc.market))
         return
     except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(_failure(exc))
+        await message.answer(failure(exc))
         return
     await message.answer(texts.closed(result))
 

@@ -9,22 +9,38 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.domain.states import OrderSide, OrderState
+from core.domain.states import OrderPurpose, OrderSide, OrderState
 from core.exchange.errors import ExchangeError, PermanentExchangeError
 from core.exchange.orders import OrderFlags
 from core.exchange.port import Account, Exchange, OpenOrder, Position
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.pipeline import ExecutionService
+from core.services.protection.manual import StopInput, StopMove
 from core.texts import trade as texts
 
 __all__ = [
+    "BracketView",
     "CloseResult",
+    "LegView",
     "NothingToCloseError",
     "PanicReport",
     "TradingNotReadyError",
     "TradingService",
 ]
+
+
+#: Leg states /positions shows: live ones and refused ones (with their reason).
+_SHOWN_LEG_STATES = frozenset(
+    {
+        OrderState.RECEIVED,
+        OrderState.SUBMITTING,
+        OrderState.SUBMITTED,
+        OrderState.UNKNOWN,
+        OrderState.PARTIALLY_FILLED,
+        OrderState.REJECTED,
+    }
+)
 
 
 class NothingToCloseError(Exception):
@@ -81,6 +97,44 @@ class PanicReport:
     paper: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class LegView:
+    """One take-profit / stop-loss leg as /positions shows it.
+
+    Attributes:
+        purpose: TAKE_PROFIT or STOP_LOSS.
+        trigger: Trigger price.
+        size: Size it closes.
+        state: Its order state (SUBMITTED: resting; REJECTED: refused, see ``error``).
+        error: Why the chain refused it.
+    """
+
+    purpose: OrderPurpose
+    trigger: Decimal | None
+    size: Decimal
+    state: OrderState
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BracketView:
+    """One entry's protection on a position.
+
+    Attributes:
+        bracket_id: The bracket.
+        market: Ticker.
+        stop_asked: Whether it asked for a stop-loss.
+        trail_pct: The trailing distance it asked for, if any.
+        legs: Its current legs (resting, being placed or refused).
+    """
+
+    bracket_id: int
+    market: str
+    stop_asked: bool
+    trail_pct: Decimal | None
+    legs: list[LegView] = field(default_factory=list)
+
+
 class TradingService:
     """Live account views and manual orders for one trader at a time.
 
@@ -118,6 +172,52 @@ class TradingService:
         """Open orders, live from the exchange."""
         exchange, _ = await self._open(user_id)
         return await exchange.open_orders()
+
+    async def protection(self, user_id: int, markets: list[str]) -> dict[str, list[BracketView]]:
+        """The open brackets of the trader's positions in ``markets`` (current venue), with
+        the legs of their current placement, oldest first."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            user = await uow.users.get(user_id)
+            if user is None:
+                return {}
+            paper = Preferences.from_json(user.settings).paper
+            views: dict[str, list[BracketView]] = {}
+            for market in markets:
+                brackets = await uow.brackets.open_in_group(user_id, paper, market)
+                legs = await uow.brackets.legs([b.id for b in brackets])
+                views[market] = [
+                    BracketView(
+                        bracket_id=bracket.id,
+                        market=market,
+                        stop_asked=bracket.sl_price is not None or bracket.sl_pct is not None,
+                        trail_pct=bracket.trail_pct,
+                        legs=[
+                            LegView(leg.purpose, leg.trigger_price, leg.size, leg.state, leg.error)
+                            for leg in legs
+                            if leg.bracket_id == bracket.id
+                            and leg.generation == bracket.generation
+                            and leg.state in _SHOWN_LEG_STATES
+                        ],
+                    )
+                    for bracket in brackets
+                ]
+        return views
+
+    async def move_stop(self, user_id: int, market: str, stop: StopInput) -> StopMove:
+        """Move the position's stop-loss (see :meth:`ProtectionService.move_stop`)."""
+        return await self._execution.protection.move_stop(user_id, market, stop)
+
+    async def protect_position(
+        self, user_id: int, market: str, stop: StopInput, take: StopInput | None
+    ) -> StopMove:
+        """Add a stop-loss (and take-profit) to an unprotected position (see
+        :meth:`ProtectionService.protect_position`)."""
+        return await self._execution.protection.protect_position(user_id, market, stop, take)
+
+    async def remove_take_profit(self, user_id: int, market: str) -> int:
+        """Cancel the position's take-profit (see
+        :meth:`ProtectionService.remove_take_profit`)."""
+        return await self._execution.protection.remove_take_profit(user_id, market)
 
     async def account(self, user_id: int) -> Account:
         """Equity and free collateral, live from the exchange."""

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from html import escape
 
 from core.texts import fmt
 
@@ -155,3 +156,78 @@ LEG_CANCELLED_POSITION_REDUCED = "cancelled: the position was reduced"
 LEG_CANCELLED_PROTECTION_FAILED = "cancelled: the other leg was refused"
 NOT_PRICED = "the take-profit / stop-loss prices could not be set on the market's grid"
 EXCHANGE_UNREACHABLE = "the exchange could not be reached"
+
+
+# A trader's own changes from /positions (issue #11 item 6) -------------------------------
+
+LEG_REMOVED_BY_TRADER = "cancelled: the trader removed the take-profit"
+
+
+def not_a_price(text: str) -> str:
+    """The stop-loss typed is not a positive number or percentage."""
+    return (
+        f"“{escape(text[:32])}” is not a price. Send a price like 2950 or a percentage "
+        "from your entry like 1.5%. Nothing was changed."
+    )
+
+
+def stop_off_grid(price: Decimal, tick: Decimal) -> str:
+    """The stop-loss price is not a whole number of ticks."""
+    return (
+        f"{fmt.price(price)} is not on this market's price grid (steps of "
+        f"{fmt.price(tick)}). Nothing was changed."
+    )
+
+
+def wrong_side(
+    market: str, trigger: Decimal, oracle: Decimal, *, below: bool, stop_loss: bool
+) -> str:
+    """The stop-loss or take-profit would trigger at once."""
+    what = "stop-loss" if stop_loss else "take-profit"
+    side = ("long" if below else "short") if stop_loss else ("short" if below else "long")
+    where = "below" if below else "above"
+    return (
+        f"A {side}'s {what} must be {where} the {escape(market)} price now "
+        f"({fmt.price(oracle)}); {fmt.price(trigger)} would trigger at once. Nothing was changed."
+    )
+
+
+def already_protected(market: str) -> str:
+    """Add protection on a position a stop-loss already protects."""
+    return (
+        f"Your {escape(market)} position already has a stop-loss: use Move stop-loss in "
+        "/positions. Nothing was changed."
+    )
+
+
+ADOPTED_ENTRY = "the position as it was when protection was added from /positions"
+
+
+def nothing_to_move(market: str) -> str:
+    """No open position or no protection to change there."""
+    return f"Your {escape(market)} position has no protection to change. /positions lists it."
+
+
+def stop_moved_text(market: str, stop: Decimal, *, paper: bool) -> str:
+    """The stop-loss legs now rest at the new trigger price."""
+    return (
+        f"<b>{_head(market, paper)} · Stop-loss moved</b>\n"
+        f"Your stop-loss now triggers at {fmt.price(stop)} (the old one was cancelled "
+        "after the new one was accepted)."
+    )
+
+
+def stop_moving_text(market: str, stop: Decimal, *, paper: bool) -> str:
+    """The stop-loss was sent but the chain has not confirmed it yet."""
+    return (
+        f"<b>{_head(market, paper)} · Placing the stop-loss</b>\n"
+        f"The stop-loss at {fmt.price(stop)} was sent; I'll confirm here once the chain "
+        "accepts it (a stop-loss it replaces is cancelled only then)."
+    )
+
+
+def take_profit_removed_text(market: str, cancelled: int) -> str:
+    """The take-profit legs were cancelled; the stop-loss stays."""
+    if not cancelled:
+        return f"{escape(market)} has no take-profit resting; nothing was changed."
+    return f"🛡 {escape(market)}: take-profit removed. Your stop-loss stays."

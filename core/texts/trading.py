@@ -5,15 +5,20 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from core.domain.states import OrderSide, OrderState
+from core.domain.states import OrderPurpose, OrderSide, OrderState
 from core.texts import fmt
 
 if TYPE_CHECKING:  # the view types only: texts import neither services nor venues at run time
     from core.exchange.port import Account, OpenOrder, Position
-    from core.services.trading import CloseResult, PanicReport
+    from core.services.trading import BracketView, CloseResult, LegView, PanicReport
 
 PANIC_CONFIRM_BUTTON = "🛑 Yes, close everything now"
 PANIC_CANCEL_BUTTON = "No, keep everything"
+MOVE_STOP_BUTTON = "Move stop-loss"
+REMOVE_TP_BUTTON = "Remove take-profit"
+ADD_PROTECTION_BUTTON = "Add protection"
+REMOVE_TP_CONFIRM_BUTTON = "Yes, remove the take-profit"
+REMOVE_TP_CANCEL_BUTTON = "No, keep it"
 
 # The values of ``OrderKind.STOP`` and ``OrderKind.TAKE_PROFIT`` (a StrEnum, not imported).
 _CONDITIONAL_KINDS = frozenset({"STOP", "TAKE_PROFIT"})
@@ -28,8 +33,49 @@ def _side(side: OrderSide) -> str:
     return "bought" if side is OrderSide.BUY else "sold"
 
 
-def positions(items: list[Position], account: Account, *, paper: bool) -> str:
-    """Open positions and the account's collateral."""
+_LEG_NAMES = {OrderPurpose.TAKE_PROFIT: "take-profit", OrderPurpose.STOP_LOSS: "stop-loss"}
+_PLACING = {OrderState.RECEIVED, OrderState.SUBMITTING, OrderState.UNKNOWN}
+
+
+def _leg_line(leg: LegView) -> str:
+    if leg.state is OrderState.REJECTED:
+        state = f"failed: {escape(leg.error or 'refused by the chain')}"
+    elif leg.state in _PLACING:
+        state = "placing"
+    elif leg.state is OrderState.PARTIALLY_FILLED:
+        state = "partly filled"
+    else:
+        state = "resting"
+    trigger = fmt.price(leg.trigger) if leg.trigger is not None else "?"
+    return f"  • {_LEG_NAMES[leg.purpose]} {trigger} · {fmt.number(leg.size)} · {state}"
+
+
+def _protection_lines(brackets: list[BracketView]) -> list[str]:
+    """A position's legs, oldest entry first, and plain words when no stop-loss rests."""
+    lines: list[str] = []
+    for bracket in brackets:
+        lines += [_leg_line(leg) for leg in sorted(bracket.legs, key=lambda leg: leg.purpose)]
+        if bracket.trail_pct is not None:
+            lines.append(f"  • trailing {fmt.number(bracket.trail_pct)} % (not active yet)")
+    stops = [
+        leg
+        for bracket in brackets
+        for leg in bracket.legs
+        if leg.purpose is OrderPurpose.STOP_LOSS and leg.state is not OrderState.REJECTED
+    ]
+    if not stops:
+        lines.append("  ⚠️ unprotected: no stop-loss is resting on this position")
+    return lines
+
+
+def positions(
+    items: list[Position],
+    account: Account,
+    *,
+    paper: bool,
+    protection: dict[str, list[BracketView]] | None = None,
+) -> str:
+    """Open positions with their take-profit / stop-loss legs, and the account's collateral."""
     lines = [f"📊 <b>Positions</b> ({_venue(paper)})"]
     if not items:
         lines.append("No open positions.")
@@ -39,6 +85,8 @@ def positions(items: list[Position], account: Account, *, paper: bool) -> str:
             f"{fmt.number(position.size)} @ {fmt.price(position.entry_price)} · "
             f"PnL {fmt.usd(position.unrealized_pnl, signed=True)}"
         )
+        if protection is not None:
+            lines += _protection_lines(protection.get(position.market, []))
     lines.append("")
     lines.append(
         f"Equity {fmt.usd(account.equity)} · free collateral {fmt.usd(account.free_collateral)}"
@@ -215,4 +263,38 @@ def panic_not_ready(reason: str) -> str:
     return (
         f"⏸ Trading is paused, but I couldn't reach your account: {escape(reason)}. "
         "Check /positions and /orders."
+    )
+
+
+def ask_stop(market: str) -> str:
+    """After "Move stop-loss": what to send."""
+    return (
+        f"Send the new stop-loss for {escape(market)}: a price like 2950, or a percentage "
+        "from your entry like 1.5%. /cancel keeps it as it is."
+    )
+
+
+def confirm_remove_tp(market: str) -> str:
+    """The question before the take-profit is cancelled."""
+    return f"Remove the take-profit of your {escape(market)} position? The stop-loss stays."
+
+
+def kept() -> str:
+    """The trader changed their mind."""
+    return "Nothing was changed."
+
+
+def ask_protection_stop(market: str) -> str:
+    """After "Add protection": the stop-loss first."""
+    return (
+        f"Send the stop-loss for your {escape(market)} position: a price like 2950, or a "
+        "percentage from your entry like 1.5%. /cancel leaves it unprotected."
+    )
+
+
+def ask_protection_take(market: str) -> str:
+    """Then the optional take-profit."""
+    return (
+        f"And a take-profit for {escape(market)}? A price, a percentage from your entry like "
+        "3%, or “none”."
     )

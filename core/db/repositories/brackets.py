@@ -28,6 +28,10 @@ class BracketRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
+    def add(self, bracket: Bracket) -> None:
+        """Stage a new bracket (protection added by hand; an entry's comes with its insert)."""
+        self._session.add(bracket)
+
     async def get(self, bracket_id: int) -> Bracket | None:
         """A bracket by id."""
         return await self._session.get(Bracket, bracket_id)

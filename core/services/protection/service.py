@@ -26,6 +26,7 @@ from core.services.execution.record import OrderRecorder
 from core.services.execution.settle import OrderSettler
 from core.services.execution.trader import Trader
 from core.services.protection.legs import LegDesk
+from core.services.protection.manual import ManualProtection
 from core.services.protection.step import RESTING_RECHECK, GroupStep, View
 
 #: How long an open entry is left to its job before a step settles it too.
@@ -43,7 +44,7 @@ def _lock_key(key: GroupKey) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-class ProtectionService:
+class ProtectionService(ManualProtection):
     """Moves brackets towards: while a position is open and its owner asked for a
     stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives its
     position; every change reaches the trader.

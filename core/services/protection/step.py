@@ -291,6 +291,7 @@ class GroupStep:
             purpose in current
             and current[purpose].state in OPEN_ORDER_STATES
             and current[purpose].size == target
+            and current[purpose].trigger_price == triggers[purpose]  # a moved stop: re-place
             for purpose in triggers
         )
         if covered:
@@ -362,21 +363,32 @@ class GroupStep:
                 await uow.commit()
                 return
             take = view.current.get(OrderPurpose.TAKE_PROFIT)
-            await self._notify(
-                uow,
-                texts.protected_text(
+            before = [leg for leg in view.legs if leg.generation == bracket.generation - 1]
+            stop = triggers.get(OrderPurpose.STOP_LOSS)
+            if stop is not None and any(
+                leg.purpose is OrderPurpose.STOP_LOSS and leg.trigger_price != stop
+                for leg in before
+            ):
+                # The trader (or a trailing rule) moved the stop: say that, not "protected".
+                text = texts.stop_moved_text(bracket.market, stop, paper=bracket.paper)
+            else:
+                text = texts.protected_text(
                     bracket.market,
                     triggers.get(OrderPurpose.TAKE_PROFIT),
                     triggers.get(OrderPurpose.STOP_LOSS),
                     target,
-                    resized=bracket.generation > 1,
+                    # A new generation of the same size is a moved stop, not a resize.
+                    resized=any(leg.size != target for leg in before),
                     paper=bracket.paper,
                     take_profit_refused=(
                         take.error or "refused"
                         if take is not None and take.state is OrderState.REJECTED
                         else None
                     ),
-                ),
+                )
+            await self._notify(
+                uow,
+                text,
                 f"bracket:{bracket.id}:gen:{bracket.generation}:protected",
             )
             await uow.commit()
@@ -407,6 +419,13 @@ class GroupStep:
             )
         except GridError:
             take = stop = None
+        if stop is None and bracket.sl_price is not None and self._by_hand(view):
+            # A stop the trader set by hand past the entry (e.g. to breakeven) still protects
+            # while it is on the right side of the oracle.
+            long = bracket.position_side is PositionSide.LONG
+            oracle = self._market.oracle_price
+            if (bracket.sl_price < oracle) if long else (bracket.sl_price > oracle):
+                stop = bracket.sl_price
         moving = bracket.trail_pct is not None or bracket.be_trigger_pct is not None
         if moving and bracket.generation > 0 and bracket.sl_trigger is not None:
             stop = bracket.sl_trigger  # where the trailing service last moved it
@@ -424,6 +443,12 @@ class GroupStep:
             await self._fail(view, texts.NOT_PRICED)
             return None
         return triggers
+
+    @staticmethod
+    def _by_hand(view: View) -> bool:
+        """Whether the trader set the bracket's prices from the bot (a moved stop, or
+        protection added to a position)."""
+        return view.bracket.generation > 0 or view.entry.purpose is OrderPurpose.MANUAL
 
     # ----------------------------------------------------------------------- plumbing
 
