@@ -288,7 +288,9 @@ async def run(*, traders: int, rounds: int) -> None:
                 return len(rows) == traders and all(r["state"] == "RESTING" for r in rows)
 
             await wait_for(resting, f"round {round_no}'s brackets to rest")
-            await asyncio.sleep(1)  # a quiet moment: the entries' own work is over
+            # A quiet moment: the entries' own work is over and the monitor (ticking every
+            # second) has subscribed the subaccounts again.
+            await asyncio.sleep(2)
             fills_mark, broadcasts_mark = await asyncio.to_thread(doubles.ask, "marks")
             await asyncio.to_thread(doubles.ask, "oracle", str(TP_PRICE))
 
