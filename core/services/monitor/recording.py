@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
@@ -100,6 +101,13 @@ class LedgerRecorder:
     ) -> None:
         """Settle the orders the events touch (all open ones on a catch-up), record the
         positions, then run ``after_sync``."""
+        # What this sync does (a settle's protection step among it) logs as the monitor's.
+        with structlog.contextvars.bound_contextvars(via="monitor"):
+            await self._sync(ref, events, catch_up=catch_up)
+
+    async def _sync(
+        self, ref: SubaccountRef, events: Sequence[SubaccountEvent], *, catch_up: bool
+    ) -> None:
         async with UnitOfWork(self._sessionmaker) as uow:
             orders = list(
                 await uow.orders.open_in_subaccount(ref.owner_address, ref.subaccount_number)

@@ -3,9 +3,11 @@ whoever calls (the execution job, a cron, the monitor, ``/close`` and ``/panic``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from datetime import timedelta
 from decimal import Decimal
 
@@ -35,6 +37,22 @@ ENTRY_LEFT_TO_JOB = timedelta(seconds=3)
 WAITING_RECHECK = timedelta(seconds=2)
 #: When the trader's venue cannot be built or asked, look again after this long.
 RETRY_LATER = timedelta(seconds=30)
+#: Steps at once in a process when the pool's size is unknown.
+DEFAULT_STEP_SLOTS = 4
+
+#: The positions whose lock this task holds (a settle inside a step may ask for a step).
+_holding: ContextVar[tuple[GroupKey, ...]] = ContextVar("protection_holding", default=())
+
+
+def _step_slots(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """How many positions a process steps at once: half its pool's steady size.
+
+    A step holds its lock's connection and takes a second one for its work; unbounded
+    (a burst of bracketed alerts, a block of fills) the lock connections alone took the
+    whole pool and every step waited for a second connection until the pool timed out.
+    """
+    size = getattr(getattr(sessionmaker.kw.get("bind"), "pool", None), "size", None)
+    return max(1, size() // 2) if callable(size) else DEFAULT_STEP_SLOTS
 
 
 def _lock_key(key: GroupKey) -> int:
@@ -73,6 +91,7 @@ class ProtectionService(ManualProtection):
         self._exchanges = exchanges
         self._desk = LegDesk(sessionmaker, placer, recorder)
         self._settler = settler
+        self._slots = asyncio.Semaphore(_step_slots(sessionmaker))
         self._log = get_logger(__name__)
 
     async def advance(self, bracket_id: int) -> None:
@@ -124,10 +143,20 @@ class ProtectionService(ManualProtection):
             yield bool(held)
 
     async def _step(self, key: GroupKey) -> int:
-        async with self.hold(key) as held:
-            if not held:
-                return 0
-            return await self._step_held(key)
+        holding = _holding.get()
+        if key in holding:
+            return 0  # this task's own step holds it (and sees what a settle inside found)
+        async with contextlib.AsyncExitStack() as stack:
+            if not holding:  # a step within a step already has its slot
+                await stack.enter_async_context(self._slots)
+            async with self.hold(key) as held:
+                if not held:
+                    return 0
+                token = _holding.set((*holding, key))
+                try:
+                    return await self._step_held(key)
+                finally:
+                    _holding.reset(token)
 
     async def _step_held(self, key: GroupKey) -> int:
         user_id, paper, market = key

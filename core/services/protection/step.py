@@ -170,6 +170,9 @@ class GroupStep:
             await self._desk.cancel(self._exchange, leg, texts.LEG_CANCELLED_SIBLING_FILLED)
             for leg in view.live
         ]
+        # Who got here first (the log context: the monitor's ``via``, a job's or cron's
+        # ``job_id``) is what the fill-to-cancel benchmark counts.
+        self._log.info("bracket_leg_filled", bracket_id=bracket.id, cancelled=sum(cancelled))
         filled = [leg for leg in view.legs if leg.filled_size > 0]
         take_profit = any(leg.purpose is OrderPurpose.TAKE_PROFIT for leg in filled)
         still = sum((v.share.target for v in others if v.sign == view.sign), Decimal(0))
