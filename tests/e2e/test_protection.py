@@ -316,6 +316,13 @@ async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(
     # (the new generation placed before the old is cancelled).
     await until(lambda: holds(exchange, Decimal("0.05"), 2), within=30)
     await assert_invariant(exchange)
+
+    async def settled() -> bool:
+        # The resized legs rest on the venue a moment before the step commits RESTING.
+        brackets = await brackets_of(live_sessionmaker, me.user_id)
+        return brackets[0].state is BracketState.RESTING
+
+    await until(settled, within=30)
     old, new = await brackets_of(live_sessionmaker, me.user_id)
     assert (new.state, new.reduced_size) == (BracketState.CLOSED, Decimal("0.1"))
     assert (old.state, old.target_size, old.generation) == (
