@@ -63,6 +63,25 @@ _PURPOSE_TITLES = {
 }
 
 
+#: What a fill's price is compared with, by the order's purpose.
+_REFERENCES = {"TAKE_PROFIT": "the trigger", "STOP_LOSS": "the trigger", "MANUAL": "the oracle"}
+
+
+def slippage_line(fill: FillSummary) -> str | None:
+    """How far the average price is from the reference, in words a trader reads at once:
+    ``Price: 0.017% worse than $2,999.50 (the alert's price)``; None without a reference."""
+    if not fill.reference_price:
+        return None
+    # Positive = worse for the trader: a buy paid more, a sell got less.
+    direction = 1 if fill.side is OrderSide.BUY else -1
+    slip = (fill.average_price - fill.reference_price) / fill.reference_price * 100 * direction
+    reference = _REFERENCES.get(fill.purpose, "the alert's price")
+    if abs(slip) < Decimal("0.0005"):
+        return f"Price: exactly {fmt.price(fill.reference_price)} ({reference})"
+    word = "worse" if slip > 0 else "better"
+    return f"Price: {abs(slip):.3f}% {word} than {fmt.price(fill.reference_price)} ({reference})"
+
+
 def filled_text(fill: FillSummary) -> str:
     """The message for a filled order."""
     verb = "Bought" if fill.side is OrderSide.BUY else "Sold"
@@ -77,11 +96,9 @@ def filled_text(fill: FillSummary) -> str:
     if partial:
         lines.append(f"Partly filled: {fmt.size(fill.filled_size)} of {fmt.size(fill.size)}.")
     lines.append(f"Fees: {fmt.usd(fill.fee)}")
-    if fill.reference_price:
-        # Positive slippage = worse than the reference for us.
-        direction = 1 if fill.side is OrderSide.BUY else -1
-        slip = (fill.average_price - fill.reference_price) / fill.reference_price * 100 * direction
-        lines.append(f"Slippage: {slip:+.3f}% vs {fmt.price(fill.reference_price)}")
+    slippage = slippage_line(fill)
+    if slippage is not None:
+        lines.append(slippage)
     if fill.realized_pnl is not None:
         lines.append(f"Realized PnL: <b>{fmt.usd(fill.realized_pnl, signed=True)}</b>")
     if fill.position_side is None or fill.position_size == 0:

@@ -132,7 +132,7 @@ async def test_an_alert_becomes_one_order_a_fill_and_a_message(
     assert "ema-cross" in message.text
     assert "Bought 0.1 ETH-USD at $3,000.00" in message.text
     assert "Fees: $0.15" in message.text
-    assert "Slippage: +0.017% vs $2,999.50" in message.text
+    assert "Price: 0.017% worse than $2,999.50 (the alert's price)" in message.text
     assert "Position: LONG 0.1 ETH-USD" in message.text
 
 
