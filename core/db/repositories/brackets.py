@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
@@ -19,6 +20,14 @@ from core.domain.states import (
 
 #: A group of brackets that share one position: (user, paper, market).
 GroupKey = tuple[int, bool, str]
+
+
+def position_lock_key(key: GroupKey) -> int:
+    """A stable 64-bit PostgreSQL advisory-lock key for one position's brackets: every step,
+    trail move and trader's change of one position takes it, so they never interleave."""
+    user_id, paper, market = key
+    digest = hashlib.blake2b(f"bracket:{user_id}:{paper}:{market}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 class BracketRepository:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
 from core.db.models import Bracket, Order
-from core.db.repositories.brackets import GroupKey
+from core.db.repositories.brackets import GroupKey, position_lock_key
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import BracketState, OrderPurpose, OrderSide, OrderState, PositionSide
@@ -105,13 +105,6 @@ def _trigger(position: Position, info: MarketInfo, given: StopInput, *, stop_los
     return trigger
 
 
-def _lock_key(key: GroupKey) -> int:
-    # The service module imports this one: take its key at call time (one key per position).
-    from core.services.protection.service import _lock_key as service_key
-
-    return service_key(key)
-
-
 class ManualProtection:
     """The trader's own changes, mixed into :class:`~.service.ProtectionService` (which
     provides the attributes and the step below)."""
@@ -127,7 +120,7 @@ class ManualProtection:
     async def _wait_for(self, key: GroupKey) -> AsyncIterator[None]:
         """Hold the position's advisory lock for the block, waiting for a running step."""
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(select(func.pg_advisory_xact_lock(_lock_key(key))))
+            await session.execute(select(func.pg_advisory_xact_lock(position_lock_key(key))))
             yield
 
     async def _brackets(self, key: GroupKey) -> list[Bracket]:

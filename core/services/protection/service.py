@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -15,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
-from core.db.repositories.brackets import GroupKey
+from core.db.repositories.brackets import GroupKey, position_lock_key
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import OPEN_ORDER_STATES, BracketState, PositionSide
@@ -53,13 +52,6 @@ def _step_slots(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
     """
     size = getattr(getattr(sessionmaker.kw.get("bind"), "pool", None), "size", None)
     return max(1, size() // 2) if callable(size) else DEFAULT_STEP_SLOTS
-
-
-def _lock_key(key: GroupKey) -> int:
-    """A stable 64-bit advisory-lock key for one position."""
-    user_id, paper, market = key
-    digest = hashlib.blake2b(f"bracket:{user_id}:{paper}:{market}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 class ProtectionService(ManualProtection):
@@ -139,7 +131,9 @@ class ProtectionService(ManualProtection):
         """Hold the position's advisory lock for the block (False: someone else has it);
         a step and a trailing move of one position never run at once."""
         async with self._sessionmaker() as session, session.begin():
-            held = await session.scalar(select(func.pg_try_advisory_xact_lock(_lock_key(key))))
+            held = await session.scalar(
+                select(func.pg_try_advisory_xact_lock(position_lock_key(key)))
+            )
             yield bool(held)
 
     async def _step(self, key: GroupKey) -> int:
