@@ -95,7 +95,7 @@ async def _trader(
 
 async def _ask(me: Trader, text: str) -> str:
     await me.chat.send(text)
-    return (await me.chat.next_message(15)).text or ""
+    return (await me.chat.next_message(45)).text or ""
 
 
 async def _legs(maker: Maker, me: Trader, purpose: OrderPurpose) -> list[int]:
@@ -119,10 +119,10 @@ async def test_positions_shows_the_legs_and_the_stop_moves_new_before_old(
     exchange = await venue(exchanges, me)
     await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
-    await me.chat.next_message(15)  # "Protected"
+    await me.chat.next_message(45)  # "Protected"
 
     await me.chat.send("/positions")
-    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)
+    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)
     text = screen.text or ""
     assert "ETH-USD LONG 0.1 @ $3,000.00" in text, text
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in text, text
@@ -136,7 +136,7 @@ async def test_positions_shows_the_legs_and_the_stop_moves_new_before_old(
     (old_stop,) = await _legs(live_sessionmaker, me, OrderPurpose.STOP_LOSS)
     before = len(dydx_double.state.tx_log)
     await me.chat.press(screen, text="Move stop-loss · ETH-USD")
-    assert "Send the new stop-loss for ETH-USD" in ((await me.chat.next_message(15)).text or "")
+    assert "Send the new stop-loss for ETH-USD" in ((await me.chat.next_message(45)).text or "")
     # Invalid inputs: a short answer, nothing changes, the question stands.
     assert "is not a price" in await _ask(me, "soon")
     assert "must be below the ETH-USD price now" in await _ask(me, "3100")
@@ -145,7 +145,7 @@ async def test_positions_shows_the_legs_and_the_stop_moves_new_before_old(
     assert await _legs(live_sessionmaker, me, OrderPurpose.STOP_LOSS) == [old_stop]
 
     await me.chat.send("2980")
-    moved = (await me.chat.wait_for(lambda m: "Stop-loss moved" in (m.text or ""), 20)).text
+    moved = (await me.chat.wait_for(lambda m: "Stop-loss moved" in (m.text or ""), 45)).text
     assert "Your stop-loss now triggers at $2,980.00" in (moved or ""), moved
 
     async def replaced() -> bool:
@@ -160,7 +160,7 @@ async def test_positions_shows_the_legs_and_the_stop_moves_new_before_old(
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
     await assert_invariant(exchange)
     await me.chat.send("/positions")
-    again = await me.chat.wait_for(lambda m: "$2,980.00 · 0.1" in (m.text or ""), 15)
+    again = await me.chat.wait_for(lambda m: "$2,980.00 · 0.1" in (m.text or ""), 45)
     assert "  • stop-loss $2,980.00 · 0.1 · resting" in (again.text or ""), again.text
 
 
@@ -177,24 +177,24 @@ async def test_remove_take_profit_asks_then_cancels_only_it(
     exchange = await venue(exchanges, me)
     await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
-    await me.chat.next_message(15)
+    await me.chat.next_message(45)
 
     await me.chat.send("/positions")
-    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)
+    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)
     await me.chat.press(screen, text="Remove take-profit · ETH-USD")
-    question = await me.chat.next_message(15)
+    question = await me.chat.next_message(45)
     assert "Remove the take-profit of your ETH-USD position?" in (question.text or "")
     await me.chat.press(question, text="No, keep it")
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
 
     await me.chat.press(screen, text="Remove take-profit · ETH-USD")
-    question = await me.chat.next_message(15)
+    question = await me.chat.next_message(45)
     await me.chat.press(question, text="Yes, remove the take-profit")
-    said = await me.chat.wait_for(lambda m: "take-profit removed" in (m.text or ""), 20)
+    said = await me.chat.wait_for(lambda m: "take-profit removed" in (m.text or ""), 45)
     assert "Your stop-loss stays" in (said.text or "")
     await until(lambda: holds(exchange, Decimal("0.1"), 1))
     await assert_invariant(exchange)
-    shown = (await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)).text or ""
+    shown = (await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)).text or ""
     assert "take-profit" not in shown, shown
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in shown, shown
     assert await _legs(live_sessionmaker, me, OrderPurpose.TAKE_PROFIT) == []
@@ -219,14 +219,14 @@ async def test_add_protection_to_an_unprotected_position_rests_its_legs(
     await until(unprotected)
 
     await me.chat.send("/positions")
-    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 15)
+    screen = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)
     assert "⚠️ unprotected: no stop-loss is resting on this position" in (screen.text or "")
     assert [b.text for b in screen.buttons] == ["Add protection · ETH-USD"]
 
     before = len(dydx_double.state.tx_log)
     await me.chat.press(screen, text="Add protection · ETH-USD")
     assert "Send the stop-loss for your ETH-USD position" in (
-        (await me.chat.next_message(15)).text or ""
+        (await me.chat.next_message(45)).text or ""
     )
     assert "is not a price" in await _ask(me, "lower")
     assert "And a take-profit for ETH-USD?" in await _ask(me, "3100")
@@ -237,14 +237,14 @@ async def test_add_protection_to_an_unprotected_position_rests_its_legs(
     assert len(dydx_double.state.tx_log) == before
     assert "And a take-profit for ETH-USD?" in await _ask(me, "1%")
     await me.chat.send("3090")
-    shown = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 20)
+    shown = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
     await assert_invariant(exchange)
-    said = await me.chat.wait_for(lambda m: "Protected" in (m.text or ""), 20)
+    said = await me.chat.wait_for(lambda m: "Protected" in (m.text or ""), 45)
     assert "take-profit $3,090.00 and stop-loss $2,970.00 placed" in (said.text or "")
     del shown
     await me.chat.send("/positions")
-    again = await me.chat.wait_for(lambda m: "$2,970.00 · 0.1" in (m.text or ""), 15)
+    again = await me.chat.wait_for(lambda m: "$2,970.00 · 0.1" in (m.text or ""), 45)
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in (again.text or ""), again.text
     assert "  • take-profit $3,090.00 · 0.1 · resting" in (again.text or ""), again.text
     assert "unprotected" not in (again.text or "")
