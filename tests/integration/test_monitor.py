@@ -429,13 +429,12 @@ async def test_with_the_websocket_unreachable_polling_records_the_fill_within_se
     try:
         await eventually(lambda: SubaccountRef(owner, 0) in monitor.held)
         fill_resting(stack.double, "2850")
-        started = time.monotonic()
 
         async def filled() -> bool:
             return (await stack.order(order_id)).state is OrderState.FILLED
 
-        await eventually(filled, within=5)
-        assert time.monotonic() - started < 3
+        # Polling (every 0.5 s here) records it; the next catch-up is a minute away.
+        await eventually(filled, within=15)
         assert monitor.stream.connection_count == 0
         assert await stack.fill_count(order_id) == 1
     finally:
@@ -455,10 +454,10 @@ class Collect:
         self.down: set[SubaccountRef] = set()
 
     async def on_events(self, ref: SubaccountRef, events: Sequence[SubaccountEvent]) -> None:
-        pass
+        """Events are not what these tests look at."""
 
     async def on_oracle(self, prices: Sequence[OraclePrice]) -> None:
-        pass
+        """Prices are not what these tests look at."""
 
     async def on_live(self, refs: Sequence[SubaccountRef]) -> None:
         self.live.update(refs)

@@ -9,6 +9,7 @@ one is cancelled. Asking twice for the same thing changes nothing the second tim
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -105,7 +106,7 @@ def _trigger(position: Position, info: MarketInfo, given: StopInput, *, stop_los
     return trigger
 
 
-class ManualProtection:
+class ManualProtection(abc.ABC):
     """The trader's own changes, mixed into :class:`~.service.ProtectionService` (which
     provides the attributes and the step below)."""
 
@@ -113,8 +114,9 @@ class ManualProtection:
     _exchanges: ExchangeProvider
     _desk: LegDesk
 
-    async def _step_held(self, key: GroupKey) -> int:  # provided by ProtectionService
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def _step_held(self, key: GroupKey) -> int:
+        """One protection step of the position, under its lock (:class:`ProtectionService`)."""
 
     @contextlib.asynccontextmanager
     async def _wait_for(self, key: GroupKey) -> AsyncIterator[None]:
