@@ -143,6 +143,8 @@ class Doubles:
         return received
 
     def stop(self) -> None:
+        if self._process.pid is None:
+            return  # never started
         with contextlib.suppress(OSError):
             self._conn.send("stop")
         self._process.join(15)

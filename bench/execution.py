@@ -12,14 +12,17 @@ time (user + system, from the kernel's /proc accounting, all threads) the web se
 worker and the doubles used per executed alert, and the part of it that is background (the
 same processes' CPU per second while no alert is sent, times the measured phase's length);
 the worst event-loop stall and longest GC pause inside the web and worker processes (their
-``LOOP_STALL_REPORT``, a 10 ms ticker on each loop); and the per-stage medians from the
-ledger's own timestamps.
+``LOOP_STALL_REPORT``, a 10 ms ticker on each loop, which itself costs each process
+~13 ms of CPU a second on a small VM: counted as background, left out with ``--no-stall``);
+PostgreSQL transactions per alert (``pg_stat_database``); and the per-stage medians from
+the ledger's own timestamps.
 
     .venv/bin/python bench/execution.py                    # 200 alerts, one every 200 ms
     .venv/bin/python bench/execution.py --interval 0.05    # one every 50 ms
     .venv/bin/python bench/execution.py --burst 10         # ten at once, 30 bursts, 500 ms apart
     .venv/bin/python bench/execution.py --burst 10 --json runs.jsonl   # and append a JSON line
     .venv/bin/python bench/execution.py --burst 10 --profile prof/     # py-spy on web and worker
+    .venv/bin/python bench/stacks.py prof/worker.txt --alerts 300      # where its CPU went
 
 Environment: ``BENCH_POSTGRES_URL`` (admin URL, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) and ``BENCH_REDIS_URL`` (default
@@ -73,6 +76,7 @@ from core.security.crypto import generate_key_entry
 
 FIRST_ROUND_TIMEOUT = 90.0  # the worker's start-up (imports, pools, monitor) comes first
 ROUND_TIMEOUT = 10.0
+SETTLE_SECONDS = 3.0
 
 
 async def stage_breakdown(database_url: str, first_round: int) -> dict[str, list[float]]:
@@ -101,6 +105,20 @@ async def stage_breakdown(database_url: str, first_round: int) -> dict[str, list
     return stages
 
 
+async def transactions(database: str) -> tuple[int, int]:
+    """Commits and rollbacks in the database so far, per PostgreSQL's statistics (each
+    backend reports at most once a second, so a snapshot lags by up to about that)."""
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["xact_commit"]), int(row["xact_rollback"])
+
+
 def cpu_of(pids: dict[str, int]) -> dict[str, Cpu]:
     found = {name: process_tree_times(pid) for name, pid in pids.items()}
     return {name: times for name, times in found.items() if times is not None}
@@ -115,12 +133,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     redis: Redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
     doubles = Doubles(args.traders)
-    telegram_env, dydx_env, people = doubles.start()
     reports = Path(tempfile.mkdtemp(prefix="tv2dydx-bench-"))
     processes: dict[str, subprocess.Popen[str]] = {}
     poster = None
     profiler = None
     try:
+        telegram_env, dydx_env, people = doubles.start()
         await asyncio.to_thread(upgrade, database_url)
         env = {
             **telegram_env,
@@ -142,16 +160,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await engine.dispose()
         port = unused_port()
         web_env = {"WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
+
+        def stall_report(component: str) -> dict[str, str]:
+            path = reports / f"{component}.jsonl"
+            return {} if args.no_stall else {"LOOP_STALL_REPORT": str(path)}
+
         processes["web"] = start_component(
-            "web",
-            {**env, **web_env, "LOOP_STALL_REPORT": str(reports / "web.jsonl")},
-            subprocess.DEVNULL,
+            "web", {**env, **web_env, **stall_report("web")}, subprocess.DEVNULL
         )
         await wait_ready(port)
         processes["worker"] = start_component(
-            "worker",
-            {**env, "LOOP_STALL_REPORT": str(reports / "worker.jsonl")},
-            subprocess.DEVNULL,
+            "worker", {**env, **stall_report("worker")}, subprocess.DEVNULL
         )
         pids = {name: process.pid for name, process in processes.items()}
         if doubles.pid is not None:
@@ -183,10 +202,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await execute(round_no, args.burst, sent, within)
             sent += args.burst
             await asyncio.sleep(args.interval)
-        # Background: what the processes use with no alert (crons, the monitor, polling).
-        idle_from = cpu_of(pids)
+        # Background: what the processes use with no alert (crons, the monitor, polling),
+        # once the warm-up's jobs are over (their fills recorded, their messages sent).
+        await asyncio.sleep(SETTLE_SECONDS)
+        idle_from, idle_xacts_from = cpu_of(pids), await transactions(name)
         await asyncio.sleep(args.idle)
         idle = {name: cpu - idle_from[name] for name, cpu in cpu_of(pids).items()}
+        idle_xacts = sum(await transactions(name)) - sum(idle_xacts_from)
         if args.profile:
             targets = {"web": pids["web"], "worker": pids["worker"]}
             profiler = Profiler(Path(args.profile), targets, gil=args.profile_gil)
@@ -194,11 +216,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         latencies: list[float] = []
         measured_from_ns = time.perf_counter_ns()
         cpu_from = cpu_of(pids)
+        xacts_from = await transactions(name)
         for round_no in range(args.warmup_rounds, args.warmup_rounds + args.rounds):
             latencies += await execute(round_no, args.burst, sent, ROUND_TIMEOUT)
             sent += args.burst
             await asyncio.sleep(args.interval)
         cpu = {name: times - cpu_from[name] for name, times in cpu_of(pids).items()}
+        xacts_to = await transactions(name)
         measured_to_ns = time.perf_counter_ns()
         profiles = profiler.stop() if profiler is not None else []
         stages = await stage_breakdown(database_url, args.warmup_rounds)
@@ -237,6 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "burst": args.burst,
         "rounds": args.rounds,
         "interval_s": args.interval,
+        "stall_report": not args.no_stall,
         "alerts": alerts,
         "seconds": round(seconds, 2),
         "latency_ms": {
@@ -246,6 +271,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "max": round(max(latencies), 2),
         },
         "processes": processes_out,
+        "commits_per_alert": round((xacts_to[0] - xacts_from[0]) / alerts, 2),
+        "rollbacks_per_alert": round((xacts_to[1] - xacts_from[1]) / alerts, 2),
+        "background_transactions_per_s": round(idle_xacts / args.idle, 1) if args.idle else None,
         "stages_ms": {
             stage: {
                 "p50": round(statistics.median(values), 2),
@@ -301,6 +329,11 @@ def show(result: dict[str, Any]) -> None:
                 cell = "-" if figures[key] is None else form.format(figures[key])
             cells.append(f"{cell:>12}")
         print(f"{label:25}" + "".join(cells))
+    print(
+        f"PostgreSQL transactions per alert (web + worker): {result['commits_per_alert']} "
+        f"commits, {result['rollbacks_per_alert']} rollbacks "
+        f"(background {result['background_transactions_per_s']}/s)"
+    )
     for stage, figures in result["stages_ms"].items():
         print(f"  {stage:<30} p50 {figures['p50']:6.1f} ms   p99 {figures['p99']:6.1f} ms")
     for path in result["profiles"]:
@@ -320,6 +353,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured alerts first")
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds of no alerts for the background CPU"
+    )
+    parser.add_argument(
+        "--no-stall",
+        action="store_true",
+        help="no LOOP_STALL_REPORT: CPU without the 10 ms tickers (~13 ms/s each here)",
     )
     parser.add_argument("--json", metavar="FILE", help="append the figures as one JSON line")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web and worker into DIR")

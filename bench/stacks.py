@@ -28,8 +28,8 @@ def parse(path: Path) -> list[tuple[list[str], int]]:
     stacks = []
     for line in path.read_text().splitlines():
         frames, _, count = line.rpartition(" ")
-        if frames and count.isdigit():
-            stacks.append((frames.split(";"), int(count)))
+        if count.isdigit():  # no frames: the sampled thread ran no Python code (C, the GIL)
+            stacks.append((frames.split(";") if frames else ["<no Python frame>"], int(count)))
     return stacks
 
 
