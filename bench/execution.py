@@ -1,20 +1,28 @@
 """Benchmark of alert execution (not a test): alert POST → BroadcastTx received at the node.
 
-Runs the real web server (``tv2dydx web``, a subprocess) and the production worker
-(``TradingWorker`` with ``WorkerSettings``, in this process so its event loop can be
-watched) against real PostgreSQL and Redis, with the dYdX and Telegram doubles (the
-tests' protocol-faithful doubles) in a process of their own, so their work does not share
-the worker's interpreter.
-Each alert is a market order of one of N traders, signed with their permissioned API key and
+Runs the real web server and the production worker as deployed (``tv2dydx web`` and
+``tv2dydx worker``, subprocesses) against real PostgreSQL and Redis, with the dYdX and
+Telegram doubles (the tests' protocol-faithful doubles) in a process of their own. Each
+alert is a market order of one of N traders, signed with their permissioned API key and
 broadcast to the node double, which records the moment it receives the transaction on the
 same monotonic clock as the POST.
 
-Prints p50 / p99 / max of POST → BroadcastTx over the alerts, and the largest lag of a
-10 ms ticker on the worker's event loop during the run (what a blocking call would show).
+Prints, over the measured alerts: p50 / p95 / p99 / max of POST → BroadcastTx; the CPU
+time (user + system, from the kernel's /proc accounting, all threads) the web server, the
+worker and the doubles used per executed alert, and the part of it that is background (the
+same processes' CPU per second while no alert is sent, times the measured phase's length);
+the worst event-loop stall and longest GC pause inside the web and worker processes (their
+``LOOP_STALL_REPORT``, a 10 ms ticker on each loop, which itself costs each process
+~13 ms of CPU a second on a small VM: counted as background, left out with ``--no-stall``);
+PostgreSQL transactions per alert (``pg_stat_database``); and the per-stage medians from
+the ledger's own timestamps.
 
     .venv/bin/python bench/execution.py                    # 200 alerts, one every 200 ms
     .venv/bin/python bench/execution.py --interval 0.05    # one every 50 ms
-    .venv/bin/python bench/execution.py --burst 10 --interval 0.5   # ten at once, 20 times
+    .venv/bin/python bench/execution.py --burst 10         # ten at once, 30 bursts, 500 ms apart
+    .venv/bin/python bench/execution.py --burst 10 --json runs.jsonl   # and append a JSON line
+    .venv/bin/python bench/execution.py --burst 10 --profile prof/     # py-spy on web and worker
+    .venv/bin/python bench/stacks.py prof/worker.txt --alerts 300      # where its CPU went
 
 Environment: ``BENCH_POSTGRES_URL`` (admin URL, default
 ``postgresql://postgres@127.0.0.1:5432/postgres``) and ``BENCH_REDIS_URL`` (default
@@ -25,256 +33,63 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
-import multiprocessing
-import os
+import itertools
+import json
+import math
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 from aiohttp.test_utils import unused_port
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._common import (
+    ADMIN_URL,
+    REDIS_URL,
+    Cpu,
+    Doubles,
+    Poster,
+    Profiler,
+    admin,
+    percentile,
+    process_tree_times,
+    register,
+    start_component,
+    stop_component,
+    wait_ready,
+    worst_stalls,
+)
 from core.db.engine import create_engine, create_sessionmaker
-from core.db.uow import UnitOfWork
-from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
+from core.runtime.logs import configure_logging
 from core.runtime.migrate import upgrade
 from core.security.crypto import generate_key_entry
-from core.services.credentials import CredentialService
-from core.services.webhooks import WebhookService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
-from tests.doubles.telegram import TelegramDouble
-from tests.trading_stack import Trader, running_worker
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+FIRST_ROUND_TIMEOUT = 90.0  # the worker's start-up (imports, pools, monitor) comes first
+ROUND_TIMEOUT = 10.0
+SETTLE_SECONDS = 3.0
 
 
-async def admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class GcWatch:
-    """The longest garbage-collector pause in this process (a stall the ticker also sees)."""
-
-    def __init__(self) -> None:
-        self.max_pause = 0.0
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.max_pause = max(self.max_pause, time.perf_counter() - self._started)
-
-
-class Ticker:
-    """A 10 ms ticker on the worker's loop; its worst lateness is the loop's worst stall."""
-
-    def __init__(self, period: float = 0.01) -> None:
-        self.period = period
-        self.max_lag = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        expected = time.perf_counter() + self.period
-        while True:
-            await asyncio.sleep(self.period)
-            now = time.perf_counter()
-            self.max_lag = max(self.max_lag, now - expected)
-            expected = now + self.period
-
-    @property
-    def idle(self) -> bool:
-        """Whether the ticker has not started yet."""
-        return self._task is None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-class Poster:
-    """Sends alerts from its own thread and loop, so the client does not share the worker's."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._session: aiohttp.ClientSession | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        self._call(self._open())
-
-    async def _open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=10)
-        )
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    async def _post(self, trader: Trader, alert_id: str) -> tuple[int, int]:
-        assert self._session is not None
-        body = {
-            "passphrase": trader.hook.passphrase,
-            "market": "ETH-USD",
-            "action": "buy",
-            "size": "0.01",
-            "alert_id": alert_id,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        started = time.perf_counter_ns()
-        async with self._session.post(
-            f"http://127.0.0.1:{self._port}/hook/{trader.token}", json=body
-        ) as response:
-            await response.read()
-            return started, response.status
-
-    async def _post_many(self, batch: list[tuple[Trader, str]]) -> list[tuple[int, int]]:
-        return list(await asyncio.gather(*(self._post(t, a) for t, a in batch)))
-
-    async def post_many(self, batch: list[tuple[Trader, str]]) -> list[tuple[int, int]]:
-        """POST a batch at once; ``(perf_counter_ns at send, status)`` per alert."""
-        future = asyncio.run_coroutine_threadsafe(self._post_many(batch), self._loop)
-        return await asyncio.wrap_future(future)
-
-    def stop(self) -> None:
-        if self._session is not None:
-            self._call(self._session.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-
-
-def serve_doubles(conn: Connection, traders: int) -> None:
-    """Child process: the Telegram and dYdX doubles, and funded traders on them."""
-    telegram = TelegramDouble().start()
-    telegram.add_bot(username="tv2dydx_bench_bot", first_name="tv2dydx")
-    dydx = DydxDouble().start()
-    people = [
-        (telegram.user(first_name="Trader", started=True).id, make_funded_trader(dydx))
-        for _ in range(traders)
-    ]
-    conn.send((telegram.env(), dydx.env(), people))
-    while True:
-        request = conn.recv()
-        if request == "stop":
-            break
-        start = int(request)
-        # perf_counter is CLOCK_MONOTONIC on Linux: comparable with the parent's.
-        conn.send([record.received_perf_ns for record in dydx.node.broadcasts[start:]])
-    dydx.stop()
-    telegram.stop()
-
-
-class Doubles:
-    """The doubles' process, asked over a pipe."""
-
-    def __init__(self, traders: int) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=serve_doubles, args=(child, traders), daemon=True)
-
-    def start(self) -> tuple[dict[str, str], dict[str, str], list[tuple[int, FundedTrader]]]:
-        self._process.start()
-        answer: Any = self._conn.recv()
-        return answer  # type: ignore[no-any-return]
-
-    def broadcasts_since(self, start: int) -> list[int]:
-        """Receive times (perf_counter_ns) of the node's broadcasts from index ``start``."""
-        self._conn.send(start)
-        received: list[int] = self._conn.recv()
-        return received
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._conn.send("stop")
-        self._process.join(15)
-
-
-async def register(maker: Any, settings: Settings, chat_id: int, funded: FundedTrader) -> Trader:
-    """A user with the funded trader's API key and a webhook, as onboarding leaves them."""
-    async with UnitOfWork(maker) as uow:
-        user = await uow.users.get_or_create(chat_id)
-        await uow.commit()
-    credentials = CredentialService(
-        maker,
-        settings.keyring,
-        create_key_verifier(settings.dydx),
-    )
-    try:
-        await credentials.add_key(user.id, funded.owner_address, funded.api_private_key_hex)
-    finally:
-        await credentials.close()
-    hook = await WebhookService(maker, settings.public_base_url).issue(user.id)
-    return Trader(user_id=user.id, chat=None, hook=hook, dydx=funded)
-
-
-def start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    tv2dydx = Path(sys.executable).with_name("tv2dydx")
-    command = (
-        [str(tv2dydx), "web"] if tv2dydx.exists() else [sys.executable, "-m", "webhook_server"]
-    )
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env, "WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def wait_ready(port: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):  # not listening yet
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError("the web server did not start")
-
-
-async def stage_breakdown(database_url: str) -> dict[str, list[float]]:
-    """Per-stage latencies from the ledger's own timestamps (what /why shows)."""
+async def stage_breakdown(database_url: str, first_round: int) -> dict[str, list[float]]:
+    """Per-stage latencies of the measured alerts, from the ledger's own timestamps."""
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
         rows = await conn.fetch(
             """
             SELECT a.received_at, a.started_at, o.signed_at, o.submitted_at
             FROM alerts a JOIN orders o ON o.alert_id = a.id
-            ORDER BY a.id
-            """
+            WHERE split_part(substr(a.external_id, 2), '-', 1)::int >= $1  -- r<round>-<i>
+            """,
+            first_round,
         )
     finally:
         await conn.close()
@@ -284,27 +99,33 @@ async def stage_breakdown(database_url: str) -> dict[str, list[float]]:
         "committed -> broadcast": [],
     }
     for row in rows:
-        stages["received -> picked up"].append(
-            (row["started_at"] - row["received_at"]).total_seconds() * 1000
-        )
-        stages["picked up -> signed+committed"].append(
-            (row["signed_at"] - row["started_at"]).total_seconds() * 1000
-        )
-        stages["committed -> broadcast"].append(
-            (row["submitted_at"] - row["signed_at"]).total_seconds() * 1000
-        )
+        moments = [row["received_at"], row["started_at"], row["signed_at"], row["submitted_at"]]
+        for stage, (earlier, later) in zip(stages, itertools.pairwise(moments), strict=True):
+            stages[stage].append((later - earlier).total_seconds() * 1000)
     return stages
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=200, help="measured alerts")
-    parser.add_argument("--burst", type=int, default=1, help="alerts sent at once per round")
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between rounds")
-    parser.add_argument("--traders", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=20, help="unmeasured alerts first")
-    args = parser.parse_args()
+async def transactions(database: str) -> tuple[int, int]:
+    """Commits and rollbacks in the database so far, per PostgreSQL's statistics (each
+    backend reports at most once a second, so a snapshot lags by up to about that)."""
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = $1", database
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["xact_commit"]), int(row["xact_rollback"])
 
+
+def cpu_of(pids: dict[str, int]) -> dict[str, Cpu]:
+    found = {name: process_tree_times(pid) for name, pid in pids.items()}
+    return {name: times for name, times in found.items() if times is not None}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark; its figures as a JSON-ready dict."""
     name = f"tv2dydx_bench_exec_{secrets.token_hex(3)}"
     base = ADMIN_URL.rsplit("/", 1)[0]
     database_url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
@@ -312,10 +133,12 @@ async def main() -> None:
     redis: Redis = Redis.from_url(REDIS_URL)
     await redis.flushdb()
     doubles = Doubles(args.traders)
-    telegram_env, dydx_env, people = doubles.start()
-    web = None
+    reports = Path(tempfile.mkdtemp(prefix="tv2dydx-bench-"))
+    processes: dict[str, subprocess.Popen[str]] = {}
     poster = None
+    profiler = None
     try:
+        telegram_env, dydx_env, people = doubles.start()
         await asyncio.to_thread(upgrade, database_url)
         env = {
             **telegram_env,
@@ -336,66 +159,227 @@ async def main() -> None:
         traders = [await register(maker, settings, chat, funded) for chat, funded in people]
         await engine.dispose()
         port = unused_port()
-        web = start_web(env, port)
+        web_env = {"WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
+
+        def stall_report(component: str) -> dict[str, str]:
+            path = reports / f"{component}.jsonl"
+            return {} if args.no_stall else {"LOOP_STALL_REPORT": str(path)}
+
+        processes["web"] = start_component(
+            "web", {**env, **web_env, **stall_report("web")}, subprocess.DEVNULL
+        )
         await wait_ready(port)
+        processes["worker"] = start_component(
+            "worker", {**env, **stall_report("worker")}, subprocess.DEVNULL
+        )
+        pids = {name: process.pid for name, process in processes.items()}
+        if doubles.pid is not None:
+            pids["doubles"] = doubles.pid
         poster = Poster(port)
         poster.start()
-        gc.collect()
-        gc.freeze()  # as `tv2dydx worker` does before it starts
-        ticker = Ticker()
-        gc_watch = GcWatch()
+
+        async def execute(round_no: int, size: int, sent: int, within: float) -> list[float]:
+            """One round: ``size`` alerts at once; POST → BroadcastTx (ms) of each."""
+            batch = [(traders[(sent + i) % len(traders)], f"r{round_no}-{i}") for i in range(size)]
+            assert poster is not None
+            answers = await poster.post_many(batch)
+            assert all(status == 200 for _, status in answers), answers
+            deadline = time.monotonic() + within
+            received: list[int] = []
+            while len(received) < size:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"round {round_no}'s broadcasts did not arrive")
+                # The node stamps each arrival itself: asking rarely keeps the bench light.
+                await asyncio.sleep(0.02)
+                received = await asyncio.to_thread(doubles.broadcasts_since, sent)
+            # Every alert of a round is posted within microseconds of the first.
+            first_post = min(started for started, _ in answers)
+            return [(at - first_post) / 1e6 for at in received[:size]]
+
+        sent = 0
+        for round_no in range(args.warmup_rounds):
+            within = FIRST_ROUND_TIMEOUT if round_no == 0 else ROUND_TIMEOUT
+            await execute(round_no, args.burst, sent, within)
+            sent += args.burst
+            await asyncio.sleep(args.interval)
+        # Background: what the processes use with no alert (crons, the monitor, polling),
+        # once the warm-up's jobs are over (their fills recorded, their messages sent).
+        await asyncio.sleep(SETTLE_SECONDS)
+        idle_from, idle_xacts_from = cpu_of(pids), await transactions(name)
+        await asyncio.sleep(args.idle)
+        idle = {name: cpu - idle_from[name] for name, cpu in cpu_of(pids).items()}
+        idle_xacts = sum(await transactions(name)) - sum(idle_xacts_from)
+        if args.profile:
+            targets = {"web": pids["web"], "worker": pids["worker"]}
+            profiler = Profiler(Path(args.profile), targets, gil=args.profile_gil)
+            await profiler.start()
         latencies: list[float] = []
-        async with running_worker(settings):
-            total = args.warmup + args.alerts
-            sent = 0
-            round_no = 0
-            while sent < total:
-                batch = [
-                    (traders[(sent + i) % len(traders)], f"b{round_no}-{i}")
-                    for i in range(min(args.burst, total - sent))
-                ]
-                answers = await poster.post_many(batch)
-                assert all(status == 200 for _, status in answers), answers
-                deadline = time.monotonic() + 10
-                received: list[int] = []
-                while len(received) < len(batch):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("broadcasts did not arrive")
-                    # The node stamps each arrival itself: asking rarely keeps the bench light.
-                    await asyncio.sleep(0.02)
-                    received = await asyncio.to_thread(doubles.broadcasts_since, sent)
-                if sent >= args.warmup:
-                    if ticker.idle:
-                        ticker.start()
-                        gc.callbacks.append(gc_watch)
-                    first_post = min(started for started, _ in answers)
-                    # Every alert of a round was posted within microseconds of the first.
-                    latencies += [(at - first_post) / 1e6 for at in received[: len(batch)]]
-                sent += len(batch)
-                round_no += 1
-                await asyncio.sleep(args.interval)
-            await ticker.stop()
-        stages = await stage_breakdown(database_url)
+        measured_from_ns = time.perf_counter_ns()
+        cpu_from = cpu_of(pids)
+        xacts_from = await transactions(name)
+        for round_no in range(args.warmup_rounds, args.warmup_rounds + args.rounds):
+            latencies += await execute(round_no, args.burst, sent, ROUND_TIMEOUT)
+            sent += args.burst
+            await asyncio.sleep(args.interval)
+        cpu = {name: times - cpu_from[name] for name, times in cpu_of(pids).items()}
+        xacts_to = await transactions(name)
+        measured_to_ns = time.perf_counter_ns()
+        profiles = profiler.stop() if profiler is not None else []
+        stages = await stage_breakdown(database_url, args.warmup_rounds)
     finally:
+        if profiler is not None:
+            profiler.stop()
         if poster is not None:
             poster.stop()
-        if web is not None:
-            web.send_signal(signal.SIGINT)
-            web.wait(timeout=15)
+        for process in reversed(processes.values()):
+            stop_component(process)
         doubles.stop()
         await redis.flushdb()
         await redis.aclose()
         await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"alerts measured          {len(latencies)} ({args.burst} at once per round)")
-    print(f"POST -> BroadcastTx p50  {statistics.median(latencies):.1f} ms")
-    print(f"POST -> BroadcastTx p99  {percentile(latencies, 0.99):.1f} ms")
-    print(f"POST -> BroadcastTx max  {max(latencies):.1f} ms")
-    print(f"worker loop stall (max)  {ticker.max_lag * 1000:.1f} ms (10 ms ticker)")
-    print(f"longest GC pause         {gc_watch.max_pause * 1000:.1f} ms")
-    for stage, values in stages.items():
-        p50, p99 = statistics.median(values), percentile(values, 0.99)
-        print(f"  {stage:<30} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+    seconds = (measured_to_ns - measured_from_ns) / 1e9
+    alerts = len(latencies)
+    processes_out: dict[str, Any] = {}
+    for component, used in cpu.items():
+        background = idle[component].total / args.idle * seconds if args.idle > 0 else 0.0
+        stalls = worst_stalls(reports / f"{component}.jsonl", measured_from_ns, measured_to_ns)
+        processes_out[component] = {
+            "cpu_ms_per_alert": round(used.total * 1000 / alerts, 3),
+            "user_ms_per_alert": round(used.user * 1000 / alerts, 3),
+            "system_ms_per_alert": round(used.system * 1000 / alerts, 3),
+            "background_ms_per_s": round(idle[component].total * 1000 / args.idle, 2)
+            if args.idle > 0
+            else None,
+            "net_cpu_ms_per_alert": round((used.total - background) * 1000 / alerts, 3),
+            "max_stall_ms": stalls[0] if stalls else None,
+            "max_gc_ms": stalls[1] if stalls else None,
+        }
+    return {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "burst": args.burst,
+        "rounds": args.rounds,
+        "interval_s": args.interval,
+        "stall_report": not args.no_stall,
+        "alerts": alerts,
+        "seconds": round(seconds, 2),
+        "latency_ms": {
+            "p50": round(statistics.median(latencies), 2),
+            "p95": round(percentile(latencies, 0.95), 2),
+            "p99": round(percentile(latencies, 0.99), 2),
+            "max": round(max(latencies), 2),
+        },
+        "processes": processes_out,
+        "commits_per_alert": round((xacts_to[0] - xacts_from[0]) / alerts, 2),
+        "rollbacks_per_alert": round((xacts_to[1] - xacts_from[1]) / alerts, 2),
+        "background_transactions_per_s": round(idle_xacts / args.idle, 1) if args.idle else None,
+        "stages_ms": {
+            stage: {
+                "p50": round(statistics.median(values), 2),
+                "p99": round(percentile(values, 0.99), 2),
+            }
+            for stage, values in stages.items()
+            if values
+        },
+        "profiles": [str(path) for path in profiles],
+    }
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None
+
+
+def show(result: dict[str, Any]) -> None:
+    """The compact table."""
+    latency = result["latency_ms"]
+    print(
+        f"{result['alerts']} alerts measured, {result['burst']} at once per round, "
+        f"{result['rounds']} rounds {result['interval_s']} s apart ({result['seconds']} s)"
+    )
+    print(
+        "POST -> BroadcastTx      "
+        f"p50 {latency['p50']:.1f}  p95 {latency['p95']:.1f}  "
+        f"p99 {latency['p99']:.1f}  max {latency['max']:.1f} ms"
+    )
+    names = list(result["processes"])
+    print(f"{'':25}" + "".join(f"{name:>12}" for name in names))
+    rows = [
+        ("CPU per alert (ms)", "cpu_ms_per_alert", "{:.2f}"),
+        ("  user / system (ms)", None, ""),
+        ("  background (ms/s)", "background_ms_per_s", "{:.1f}"),
+        ("  net of background (ms)", "net_cpu_ms_per_alert", "{:.2f}"),
+        ("worst loop stall (ms)", "max_stall_ms", "{:.1f}"),
+        ("longest GC pause (ms)", "max_gc_ms", "{:.1f}"),
+    ]
+    for label, key, form in rows:
+        cells = []
+        for name in names:
+            figures = result["processes"][name]
+            if key is None:
+                cell = f"{figures['user_ms_per_alert']:.2f}/{figures['system_ms_per_alert']:.2f}"
+            else:
+                cell = "-" if figures[key] is None else form.format(figures[key])
+            cells.append(f"{cell:>12}")
+        print(f"{label:25}" + "".join(cells))
+    print(
+        f"PostgreSQL transactions per alert (web + worker): {result['commits_per_alert']} "
+        f"commits, {result['rollbacks_per_alert']} rollbacks "
+        f"(background {result['background_transactions_per_s']}/s)"
+    )
+    for stage, figures in result["stages_ms"].items():
+        print(f"  {stage:<30} p50 {figures['p50']:6.1f} ms   p99 {figures['p99']:6.1f} ms")
+    for path in result["profiles"]:
+        summarise = f"bench/stacks.py {path} --alerts {result['alerts']}"
+        print(f"profile: {path} (summarise: .venv/bin/python {summarise})")
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=200, help="measured alerts, one at a time")
+    parser.add_argument("--burst", type=int, default=1, help="alerts sent at once per round")
+    parser.add_argument("--bursts", type=int, default=30, help="measured rounds with --burst")
+    parser.add_argument(
+        "--interval", type=float, help="seconds between rounds (0.2; 0.5 with --burst)"
+    )
+    parser.add_argument("--traders", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured alerts first")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds of no alerts for the background CPU"
+    )
+    parser.add_argument(
+        "--no-stall",
+        action="store_true",
+        help="no LOOP_STALL_REPORT: CPU without the 10 ms tickers (~13 ms/s each here)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="append the figures as one JSON line")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the web and worker into DIR")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="sample only while holding the GIL"
+    )
+    args = parser.parse_args()
+    args.rounds = args.bursts if args.burst > 1 else args.alerts
+    args.warmup_rounds = max(1, math.ceil(args.warmup / args.burst))
+    if args.interval is None:
+        args.interval = 0.5 if args.burst > 1 else 0.2
+    return args
+
+
+async def main() -> None:
+    args = arguments()
+    configure_logging("WARNING", "console")  # not every trader's registration
+    result = await run(args)
+    show(result)
+    if args.json:
+        with open(args.json, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - once, at the end
+            out.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ from aiohttp.test_utils import unused_port
 from redis.asyncio import Redis
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder
 
-from bench.execution import ADMIN_URL, REDIS_URL, admin, percentile, register, wait_ready
+from bench._common import ADMIN_URL, REDIS_URL, admin, percentile, register, wait_ready
 from core.db.engine import create_engine, create_sessionmaker
 from core.runtime.config import Settings
 from core.runtime.migrate import upgrade

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import AsyncIterator
 from multiprocessing.connection import wait
 from types import FrameType
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
+from core.runtime.loopwatch import loop_stall_report
 from core.runtime.startup import start_process
 from webhook_server.access_log import IntakeAccessLogger
 from webhook_server.app import create_app
@@ -31,6 +33,14 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
     app = create_app(settings)
     app.on_startup.append(_freeze_heap)  # after the resources open (cleanup_ctx)
+    if settings.loop_stall_report:
+        report = settings.loop_stall_report
+
+        async def stall_report(_app: web.Application) -> AsyncIterator[None]:
+            async with loop_stall_report(report):
+                yield
+
+        app.cleanup_ctx.append(stall_report)
     web.run_app(
         app,
         host=settings.web_host,

@@ -12,6 +12,7 @@ import gc
 import sys
 from typing import TYPE_CHECKING
 
+from core.runtime.loopwatch import loop_stall_report
 from core.runtime.startup import preflight_or_exit, settings_or_exit, start_process
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ async def _serve(settings: Settings) -> None:
     gc.freeze()
     worker = build_worker(settings, _redis_settings(settings), WorkerSettings)
     try:
-        await worker.async_run()
+        async with loop_stall_report(settings.loop_stall_report):
+            await worker.async_run()
     except asyncio.CancelledError:
         pass  # SIGTERM/SIGINT: arq cancelled its main task and re-queued running jobs
     finally:

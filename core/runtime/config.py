@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # Diagnostics: a file the web and worker processes append their event loop's worst
+    # stall to, once a second (core.runtime.loopwatch); unset starts nothing.
+    loop_stall_report: str | None = None
 
     @field_validator("bot_token")
     @classmethod

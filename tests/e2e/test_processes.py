@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import subprocess
+from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -139,3 +140,38 @@ async def test_worker_process_drains_the_outbox_into_telegram(
     assert delivered
     assert delivered[0]["sent"] == 1
     assert delivered[0]["job_id"]  # every job's lines carry its id
+
+
+async def test_web_and_worker_report_their_event_loop_stalls_when_asked(
+    base_env: dict[str, str], telegram_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    reports = {"web": tmp_path / "web.jsonl", "worker": tmp_path / "worker.jsonl"}
+    extra = {"web": {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(port)}, "worker": {}}
+    procs = {
+        name: subprocess.Popen(
+            [TV2DYDX, name],
+            env=bare_env(
+                {**base_env, **telegram_env, **extra[name], "LOOP_STALL_REPORT": str(report)}
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for name, report in reports.items()
+    }
+
+    def reported(name: str) -> bool:
+        lines = reports[name].read_text().splitlines() if reports[name].exists() else []
+        return any(json.loads(line)["pid"] == procs[name].pid for line in lines)
+
+    try:
+        await _wait(lambda: reported("web") and reported("worker"))
+    finally:
+        for proc in procs.values():
+            assert await _stop(proc) == 0
+    for report in reports.values():
+        windows = [json.loads(line) for line in report.read_text().splitlines()]
+        assert all(w["max_stall_ms"] >= 0 and w["to_ns"] > w["from_ns"] for w in windows), (
+            "each line is one window of the loop's worst lateness"
+        )

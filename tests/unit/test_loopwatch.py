@@ -1,0 +1,53 @@
+"""The opt-in event-loop stall report (``LOOP_STALL_REPORT``) used by the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from core.runtime.loopwatch import WINDOW_SECONDS, loop_stall_report
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def test_a_blocking_call_shows_as_a_stall_in_the_window_that_covers_it(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "stalls.jsonl"
+    async with loop_stall_report(str(report)):
+        await asyncio.sleep(0.1)
+        blocked_from = time.perf_counter_ns()
+        time.sleep(0.06)  # noqa: ASYNC251 - the blocking call whose stall is to be seen
+        gc.collect()
+        await asyncio.sleep(WINDOW_SECONDS + 0.3)
+    lines = _lines(report)
+    assert lines, "a full window passed, so at least one line was written"
+    assert {line["pid"] for line in lines} == {os.getpid()}
+    covering = [line for line in lines if line["from_ns"] <= blocked_from <= line["to_ns"]]
+    assert len(covering) == 1, "the windows tile time, so exactly one covers the block"
+    assert covering[0]["max_stall_ms"] >= 50, "the 60 ms block is reported (less one 10 ms tick)"
+    assert covering[0]["max_gc_ms"] > 0, "the full collection's pause is reported"
+
+
+async def test_windows_follow_one_another_without_gaps(tmp_path: Path) -> None:
+    report = tmp_path / "stalls.jsonl"
+    async with loop_stall_report(str(report)):
+        await asyncio.sleep(2 * WINDOW_SECONDS + 0.3)
+    lines = _lines(report)
+    assert len(lines) >= 2
+    for earlier, later in itertools.pairwise(lines):
+        assert later["from_ns"] == earlier["to_ns"], "each window starts where the last ended"
+
+
+async def test_unset_starts_no_ticker() -> None:
+    async with loop_stall_report(None):
+        names = {task.get_name() for task in asyncio.all_tasks()}
+    assert "loop-stall-report" not in names, "with no report file nothing runs on the loop"
