@@ -76,10 +76,15 @@ def build_monitor(
 
 
 async def start_monitor(ctx: dict[str, Any]) -> None:
-    """Build and start the monitor into ``ctx["monitor"]`` unless ``MONITOR_ENABLED`` is off."""
+    """Build and start the monitor and the trailing service into ``ctx["monitor"]`` and
+    ``ctx["trailing"]`` unless ``MONITOR_ENABLED`` is off.
+
+    Without the monitor, stops do not trail: there is no oracle stream and no lease to say
+    which worker may move them, and the stops already resting keep covering the positions.
+    """
     settings: Settings = ctx["settings"]
     if not settings.monitor_enabled:
-        _log.info("monitor_disabled")
+        _log.info("monitor_disabled", trailing_stops="off")
         return
     execution: ExecutionService = ctx["execution"]
 
@@ -89,11 +94,19 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         await execution.protection.advance_for_subaccount(ref.owner_address, ref.subaccount_number)
 
     queue = ArqJobQueue(ctx["redis"])
-    # Trailing stops and breakeven follow the oracle prices the monitor subscribes.
+    monitor: PositionMonitor | None = None
+
+    def held() -> frozenset[SubaccountRef]:
+        return monitor.held if monitor is not None else frozenset()
+
+    # Trailing stops and breakeven follow the oracle prices the monitor subscribes; each
+    # worker moves the stops of the subaccounts its monitor holds the lease on, so an
+    # owner's moves (and the chain's per-owner budget) stay in one process.
     trailing = TrailingService(
         ctx["sessionmaker"],
         execution.protection,
         ctx["exchanges"],
+        held=held,
         nudge=queue.nudge_notifications,
     )
     await trailing.start()

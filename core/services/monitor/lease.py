@@ -83,7 +83,10 @@ class SubaccountLeases:
 
     @property
     def held(self) -> frozenset[SubaccountRef]:
-        """The subaccounts this worker holds (as of the last claim)."""
+        """The subaccounts this worker holds as of the last claim; none once that claim is
+        too old to be sure its leases still stand (a claim stuck on Redis)."""
+        if time.monotonic() >= self._valid_until:
+            return frozenset()
         return frozenset(self._held)
 
     def _key(self, ref: SubaccountRef) -> str:

@@ -107,8 +107,9 @@ class PositionMonitor:
 
     @property
     def held(self) -> frozenset[SubaccountRef]:
-        """The subaccounts this monitor watches."""
-        return self._held
+        """The subaccounts this monitor watches and still holds the lease on (none once the
+        last claim is nearly a lease lifetime old: another worker may take them soon)."""
+        return self._held & self._leases.held
 
     async def start(self) -> None:
         """Start the stream and the tick loop (returns at once)."""
@@ -123,6 +124,9 @@ class PositionMonitor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Nothing held any more before a lease is given back: whoever follows ``held`` (the
+        # trailing service) stops before another worker can take over.
+        self._held = frozenset()
         self._pending.clear()
         running = list(self._running.values())
         if running:
@@ -136,7 +140,6 @@ class PositionMonitor:
             await asyncio.gather(self._oracle_task, return_exceptions=True)
         await self._stream.close()
         await self._leases.release_all()
-        self._held = frozenset()
 
     async def _run(self) -> None:
         while True:

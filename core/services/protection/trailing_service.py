@@ -5,8 +5,12 @@ The ledger is the truth. At start (and every ``resync_interval`` after) the trac
 from the RESTING live brackets that trail or break even: their stop (``sl_trigger``), best
 oracle seen (``trail_anchor``) and ``breakeven_done``; brackets that reached RESTING since
 are added, ones that left it (a leg filled, the position closed) removed, and ones a protection
-step changed (a resize) updated. A move, under the position's advisory lock (so a move and a
-protection step, with its one-cancels-other, never race):
+step changed (a resize) updated. Only brackets whose subaccount lease this process holds are
+tracked (:mod:`.keepers`): each bracket is moved by one worker, and each owner's stateful-order
+budget lives in one process. A lease gained or lost is followed at once (the next round reads
+the ledger again); a new holder resumes from the stored anchor and stop. A move, under the
+position's advisory lock (so a move and a protection step, with its one-cancels-other, never
+race):
 
 1. commits the new stop-loss leg one generation above any the bracket has, then broadcasts it
    (commit-then-broadcast, :meth:`~.legs.LegDesk.place`);
@@ -26,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -47,9 +51,10 @@ from core.exchange.errors import ExchangeError
 from core.exchange.grid import GridError
 from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
-from core.exchange.stream import OraclePrice
+from core.exchange.stream import OraclePrice, SubaccountRef
 from core.runtime.logs import get_logger
 from core.services.execution.trader import Trader
+from core.services.protection.keepers import HeldSubaccounts, keepers
 from core.services.protection.service import ProtectionService
 from core.services.protection.step import NOTIFY_PROTECTION
 from core.services.protection.trailing import MoveReason, StopMove, StopSpec, StopTracker
@@ -84,6 +89,8 @@ class TrailingService:
         sessionmaker: Database sessions.
         protection: The protection service (its leg desk and per-position lock).
         exchanges: Each trader's venue, and the markets' grids.
+        held: The subaccounts whose brackets this process moves (the position monitor's
+            leases).
         tracker: The evaluator (default: dYdX's stateful-order limits).
         fee_rate: Taker fee rate as a fraction, for the breakeven stop.
         notify_interval: Seconds between two "stop moved" messages to one trader.
@@ -99,6 +106,7 @@ class TrailingService:
         protection: ProtectionService,
         exchanges: ExchangeProvider,
         *,
+        held: HeldSubaccounts,
         tracker: StopTracker | None = None,
         fee_rate: Decimal = DEFAULT_TAKER_FEE_RATE,
         notify_interval: float = 3.0,
@@ -110,6 +118,7 @@ class TrailingService:
         self._sessionmaker = sessionmaker
         self._protection = protection
         self._exchanges = exchanges
+        self._held = held
         self.tracker = tracker if tracker is not None else StopTracker()
         self._fee_rate = fee_rate
         self._notify_interval = notify_interval
@@ -118,6 +127,8 @@ class TrailingService:
         self._nudge = nudge
         self._clock = clock
         self._shapes: dict[int, tuple[object, ...]] = {}  # tracked bracket -> its stop as read
+        self._keepers: dict[int, SubaccountRef] = {}  # tracked bracket -> the lease it needs
+        self._held_seen: frozenset[SubaccountRef] = frozenset()  # held at the last resync
         self._markets: set[str] = set()
         self._prices: dict[str, Decimal] = {}  # the last oracle price per market
         self._busy: dict[int, int] = {}  # bracket -> moves the node did not take in a row
@@ -148,7 +159,7 @@ class TrailingService:
     async def oracle_changed(self, prices: Sequence[OraclePrice]) -> None:
         """Evaluate the prices and place the moves that are due (the monitor calls this)."""
         async with self._lock:
-            if self._clock() - self._synced_at >= self._resync_interval:
+            if self._resync_due():
                 await self.resync()
             for price in prices:
                 self._prices[price.market] = price.price
@@ -158,16 +169,39 @@ class TrailingService:
 
     # ----------------------------------------------------------------------- the ledger
 
+    def _resync_due(self) -> bool:
+        return (
+            self._clock() - self._synced_at >= self._resync_interval
+            or self._held_now() != self._held_seen
+        )
+
+    def _held_now(self) -> frozenset[SubaccountRef]:
+        held: Collection[SubaccountRef] = self._held()
+        return held if isinstance(held, frozenset) else frozenset(held)
+
     async def resync(self) -> None:
-        """Track exactly the RESTING live brackets that trail or break even."""
+        """Track exactly the RESTING live brackets that trail or break even, of the
+        subaccounts this process holds."""
         self._synced_at = self._clock()
         async with UnitOfWork(self._sessionmaker) as uow:
-            rows = list(await uow.brackets.resting_moving())
-            uow.detach(*rows)
+            everyone = list(await uow.brackets.resting_moving())
+            uow.detach(*everyone)
+        # Read after the ledger: a lease lost meanwhile is not acted on.
+        held = self._held_seen = self._held_now()
+        keeper = keepers(everyone)
+        rows = [bracket for bracket in everyone if keeper[bracket.id] in held]
         current = {bracket.id: bracket for bracket in rows}
+        before = set(self._keepers)
         for bracket_id in [b for b in self._shapes if b not in current]:
-            self.tracker.remove(bracket_id)
-            del self._shapes[bracket_id]
+            self._forget(bracket_id)
+        self._keepers = {bracket_id: keeper[bracket_id] for bracket_id in current}
+        if before != current.keys():
+            self._log.info(
+                "trailing_tracking",
+                brackets=len(current),
+                gained=len(current.keys() - before),
+                lost=len(before - current.keys()),
+            )
         changed = {
             bracket.market
             for bracket in rows
@@ -246,6 +280,11 @@ class TrailingService:
         if bracket is None or bracket.state is not BracketState.RESTING:
             self._forget(move.bracket_id)
             return exchange
+        if self._keepers.get(bracket.id) not in self._held_now():
+            # The lease went to another worker since the last read: it moves this one now.
+            self._forget(move.bracket_id)
+            self._synced_at = float("-inf")
+            return exchange
         async with self._protection.hold((bracket.user_id, bracket.paper, bracket.market)) as held:
             if not held:
                 self.tracker.reject(move, retry_from=self._height + LOCKED_RETRY_BLOCKS)
@@ -313,6 +352,13 @@ class TrailingService:
         await self._save(bracket, generation)
         for stale in old:
             await self._protection.desk.cancel(exchange, stale, texts.LEG_STOP_MOVED)
+        self._log.info(
+            "trailing_stop_moved",
+            bracket_id=bracket.id,
+            generation=generation,
+            from_trigger=str(move.from_trigger),
+            to_trigger=str(move.to_trigger),
+        )
         self._queue_told(bracket, trader, move)
         return exchange
 
@@ -375,6 +421,7 @@ class TrailingService:
         self.tracker.remove(bracket_id)
         self._busy.pop(bracket_id, None)
         self._shapes.pop(bracket_id, None)
+        self._keepers.pop(bracket_id, None)
 
     # ----------------------------------------------------------------------- telling
 
@@ -421,7 +468,7 @@ class TrailingService:
             await asyncio.sleep(self._retry_interval)
             try:
                 async with self._lock:
-                    if self._clock() - self._synced_at >= self._resync_interval:
+                    if self._resync_due():
                         await self.resync()
                     await self._place_due()
                 await self.flush()
