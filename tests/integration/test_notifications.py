@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import pytest
 from aiogram import Bot
+from aiogram.methods import Response
+from aiogram.types import Message
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,3 +135,19 @@ async def test_a_chat_that_cannot_receive_fails_permanently(
 def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [1, 2, 4]
     assert backoff(30) == timedelta(seconds=30)
+
+
+async def test_a_garbage_collection_does_not_make_the_next_send_rebuild_its_response_model(
+    telegram_double: TelegramDouble, bot: Bot
+) -> None:
+    # pydantic caches Response[Message] weakly: unpinned, a collection drops it and the next
+    # answer rebuilds it (milliseconds of CPU on the worker's event loop).
+    user = telegram_double.user(first_name="Dan", started=True)
+    await TelegramSender(bot).send(user.chat_id, "first", None)
+    gc.collect()
+    model = weakref.ref(Response[Message])
+    gc.collect()
+    assert model() is not None, "the response model was collected: it will be rebuilt"
+    await TelegramSender(bot).send(user.chat_id, "second", None)
+    assert (await user.next_message()).text == "first"
+    assert (await user.next_message()).text == "second"
