@@ -1,6 +1,7 @@
-"""The settler's protection hook: an order that is not an entry filled (a leg, a close, a
-manual order), so the protection of the position it touched takes a step now, instead of
-at the next cron tick. One-cancels-other is per bracket (:mod:`core.services.protection`)."""
+"""The settler's protection hook: an order traded (a leg, a close or a manual order that
+filled, an entry whose fill grew), so the protection of the position it touched takes a step
+now, instead of at the next cron tick. One-cancels-other is per bracket
+(:mod:`core.services.protection`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.uow import UnitOfWork
-from core.exchange.port import Exchange
 
 if TYPE_CHECKING:  # the service is built on the settler that holds this hook
     from core.services.protection.service import ProtectionService
@@ -30,13 +30,13 @@ class Protector:
         """The service the hook calls."""
         self._service = service
 
-    async def cancel_siblings(self, order_id: int, *, exchange: Exchange) -> int:
+    async def step_position(self, order_id: int) -> int:
         """A step for the brackets of the position ``order_id`` traded: a filled leg cancels
-        the sibling of its own bracket only; a close cancels the legs of a flat position.
+        the sibling of its own bracket only; a close cancels the legs of a flat position; an
+        entry's grown fill grows its legs (the service builds the position's venue).
 
         Args:
             order_id: The order that filled.
-            exchange: Unused: the service builds the venue of each position it steps.
 
         Returns:
             How many open brackets the position had.

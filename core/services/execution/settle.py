@@ -181,9 +181,10 @@ class OrderSettler:
             try:
                 found = await exchange.find_order(order.market, order.client_id, flags_of(order))
                 if found is not None:
-                    if await self._apply(exchange, order, found):
-                        if order.purpose is not OrderPurpose.ENTRY and found.filled_size > 0:
-                            await self._protector.cancel_siblings(order_id, exchange=exchange)
+                    final = await self._apply(exchange, order, found)
+                    if await self._protection_moves(order, found, final=final, wait=wait):
+                        await self._protector.step_position(order_id)
+                    if final:
                         return await self._final_outcome(order_id)
                 elif order.good_til_block is None:
                     if time.monotonic() - last_broadcast >= 1.0:
@@ -202,6 +203,25 @@ class OrderSettler:
             if time.monotonic() >= deadline:
                 return Outcome.OPEN
             await asyncio.sleep(self._poll_interval)
+
+    async def _protection_moves(
+        self, order: Order, found: OpenOrder, *, final: bool, wait: bool
+    ) -> bool:
+        """Whether what was just recorded of ``order`` calls for a protection step now.
+
+        A leg, close or manual order that traded and is final: its position's legs change.
+        An entry whose recorded fill grew (a partial fill, or a limit entry filling after its
+        job left it): its legs grow with it at once, rather than at the next poll; except
+        when it is final under a waiting caller, the job, which steps right after.
+        """
+        if order.purpose is not OrderPurpose.ENTRY:
+            return final and found.filled_size > 0
+        if (final and wait) or found.filled_size <= order.filled_size:
+            return False
+        # The Indexer may show the total before every fill: only a recorded fill counts.
+        async with UnitOfWork(self._sessionmaker) as uow:
+            row = await uow.orders.get(order.id)
+            return row is not None and row.filled_size > order.filled_size
 
     async def _final_outcome(self, order_id: int) -> Outcome:
         async with UnitOfWork(self._sessionmaker) as uow:

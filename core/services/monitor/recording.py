@@ -44,7 +44,9 @@ FRESH_ORDER_AGE = timedelta(seconds=5)
 #: :data:`~core.services.execution.settle.DEFAULT_SETTLE_TIMEOUT` for it): the monitor leaves
 #: it alone, so a burst of new orders is not settled twice on the worker's event loop. Legs
 #: (bracket orders) have no job and are always settled here; a job that died is covered by
-#: the reconcile cron within seconds.
+#: the reconcile cron within seconds. A partly filled order is never left to its job: it is
+#: a resting limit order (a market order's partial fill is final at once), whose job may
+#: have stopped waiting, and a fill of it must reach its protection at once.
 JOB_FOLLOWS = timedelta(seconds=DEFAULT_SETTLE_TIMEOUT + 5)
 
 
@@ -118,7 +120,13 @@ class LedgerRecorder:
             user_id = credential.user_id if credential is not None else None
             uow.detach(*orders)
         followed = utcnow() - self._job_follows
-        orders = [o for o in orders if o.bracket_id is not None or o.created_at <= followed]
+        orders = [
+            o
+            for o in orders
+            if o.bracket_id is not None
+            or o.created_at <= followed
+            or o.state is OrderState.PARTIALLY_FILLED
+        ]
         targets = touched_orders(orders, events)
         if catch_up:
             fresh = utcnow() - self._fresh_age

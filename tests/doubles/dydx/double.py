@@ -9,7 +9,8 @@ the double's loop and wait for the result.
 Controls for protection tests: ``double.indexer.lag = 20.0`` (or :meth:`set_indexer_lag`),
 :meth:`drop_websockets`, :meth:`set_stateful_orders_next_block` (DeliverTx failures),
 :meth:`external_trade` / :meth:`external_place` / :meth:`external_cancel` (the owner in the
-web app) and :meth:`liquidate`.
+web app), :meth:`liquidate` and :meth:`fill_resting` (a counterparty takes part of a resting
+order).
 
 Example:
     >>> with DydxDouble() as double:  # doctest: +SKIP
@@ -405,3 +406,18 @@ class DydxDouble:
             subaccount_number=subaccount_number,
             insurance_fund_fee_rate=Decimal(insurance_fund_fee_rate),
         )
+
+    def resting_order_id(self, owner: str, client_id: int, *, subaccount_number: int = 0) -> str:
+        """The Indexer id of the owner's live order with ``client_id``."""
+        return self.call(
+            external.resting_order_id,
+            self.state,
+            owner,
+            client_id,
+            subaccount_number=subaccount_number,
+        )
+
+    def fill_resting(self, order_id: str, size: Decimal | str) -> FillRecord:
+        """A counterparty takes ``size`` of a resting order (Indexer id): a ``MAKER`` fill at
+        its limit price; the order stays ``OPEN`` with its ``totalFilled`` until none is left."""
+        return self.call(external.take_resting, self.state, order_id, Decimal(size))

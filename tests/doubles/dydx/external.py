@@ -12,7 +12,10 @@ orders, so the chain state, the Indexer REST answers and the ``v4_subaccounts`` 
 * a liquidation closes the position at a price with a ``LIQUIDATED`` taker fill that has no
   order (ender's ``dydx_liquidation_fill_handler_per_order``: NULL order id and client
   metadata). ender closes the position with status ``CLOSED``, not ``LIQUIDATED``
-  (``dydx_subaccount_update_handler.sql``; the enum value exists but nothing sets it).
+  (``dydx_subaccount_update_handler.sql``; the enum value exists but nothing sets it);
+* a counterparty's order takes part (or all) of a resting order: the resting order is the
+  maker, filled at its own limit price with a ``MAKER`` fill; while some of it is left it
+  stays ``OPEN`` with its ``totalFilled`` (the Indexer has no "partially filled" status).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tests.doubles.dydx.state import (
     INDEXER_UUID_NAMESPACE,
     ORDER_FLAG_SHORT_TERM,
     STATEFUL_ORDER_TIME_WINDOW,
+    STATUS_OPEN,
     TAKER_FEE_RATE,
     TIF_IOC,
     ChainState,
@@ -34,6 +38,7 @@ from tests.doubles.dydx.state import (
     TxLogEntry,
     TxResult,
     _round_usdc_up,
+    fmt_decimal,
     order_uuid,
 )
 
@@ -200,3 +205,70 @@ def liquidate(
         update.asset_changed = True
     state.tx_log.append(TxLogEntry(state.height, "liquidation", (owner, subaccount_number), 0))
     return fill
+
+
+def resting_order_id(
+    state: ChainState, owner: str, client_id: int, *, subaccount_number: int = 0
+) -> str:
+    """The Indexer id of the owner's live order with ``client_id`` (any flags, any market).
+
+    Raises:
+        KeyError: No live order of that owner has that client id.
+    """
+    for record in state.orders.values():
+        if (
+            record.is_live
+            and record.address == owner
+            and record.subaccount_number == subaccount_number
+            and record.order.order_id.client_id == client_id
+        ):
+            return record.id
+    raise KeyError(f"{owner}/{subaccount_number} has no live order with client id {client_id}")
+
+
+def take_resting(state: ChainState, order_id: str, size: Decimal | str) -> FillRecord:
+    """A counterparty's order takes ``size`` of a resting order, in the current block.
+
+    The resting order is the maker: it fills at its own limit price, pays the maker fee and
+    moves its owner's position, through the same path as an oracle-crossed fill, so the
+    Indexer REST answers and the ``v4_subaccounts`` updates (the order with its
+    ``totalFilled``, the ``MAKER`` fill, the position) follow. Taking what is left fills it.
+
+    Args:
+        state: The chain.
+        order_id: The resting order's Indexer id.
+        size: Base units taken: positive, on the market's step grid, at most what is left.
+
+    Returns:
+        The maker's fill.
+
+    Raises:
+        KeyError: No order with that Indexer id.
+        ValueError: The order is not resting (untriggered, filled, cancelled), is
+            reduce-only, the size is off the grid or above what is left, or the owner
+            could not afford it.
+    """
+    record = state.orders[order_id]
+    if record.status != STATUS_OPEN or (
+        record.is_conditional and record.triggered_at_height is None
+    ):
+        raise ValueError(f"order {order_id} is {record.status}, not resting on the book")
+    if record.order.reduce_only:
+        raise ValueError("a reduce-only order never rests on the book")
+    market = state.markets[record.ticker]
+    amount = Decimal(size)
+    quantums = market.quantums_from_size(amount)
+    exact = market.size_from_quantums(quantums) == amount
+    if amount <= 0 or not exact or quantums % market.step_base_quantums:
+        raise ValueError(f"size {amount} is not a positive multiple of {market.step_size}")
+    if quantums > record.remaining_quantums:
+        left = fmt_decimal(market.size_from_quantums(record.remaining_quantums))
+        raise ValueError(f"size {amount} is above the {left} left of order {order_id}")
+    price = market.price_from_subticks(record.order.subticks)
+    with state._batch():
+        if not state._fill(record, market, quantums, price, "MAKER"):
+            raise ValueError(f"{record.address} cannot afford {amount} at {price}")
+        if record.remaining_quantums == 0:
+            state._mark_filled(record)
+    state.tx_log.append(TxLogEntry(state.height, "maker_fill", record.key, 0))
+    return state.fills[-1]

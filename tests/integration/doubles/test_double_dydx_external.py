@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -200,3 +201,57 @@ async def test_liquidation_closes_the_position_with_a_liquidated_taker_fill(
     # 10,000 − 3,000 bought (+0.0005 fee) + 2,480 sold (−0.0005 fee) − 1 % insurance fee.
     expected = 10_000 - 3000 * 1.0005 + 2480 - 2480 * 0.0005 - 24.8
     assert float(sub["subaccount"]["equity"]) == pytest.approx(expected)
+
+
+async def test_a_counterparty_taking_part_of_a_resting_order_fills_it_as_maker_then_whole(
+    dydx_double: DydxDouble,
+    client: NodeClient,
+    funded_trader: FundedTrader,
+    http: aiohttp.ClientSession,
+) -> None:
+    dydx_double.pause_clock()
+    owner = funded_trader.owner_address
+    sub_id = f"{owner}/0"
+    ours = long_term(funded_trader, 82, BUY, "0.1", "2950")
+    assert answer(await place_with_api_key(client, funded_trader, ours)) == (0, "", "")
+    indexer_id = order_uuid(owner, 0, 82, ETH, LONG_TERM)
+    assert dydx_double.resting_order_id(owner, 82) == indexer_id
+    with pytest.raises(ValueError, match=r"above the 0\.1 left"):
+        dydx_double.fill_resting(indexer_id, "0.2")
+    async with raw_socket(dydx_double.indexer_ws_url) as ws:
+        await ws.subscribe("v4_subaccounts", sub_id)
+        fill = dydx_double.fill_resting(indexer_id, "0.04")
+        assert (fill.liquidity, fill.side, fill.price, fill.size) == (
+            "MAKER",
+            "BUY",
+            Decimal(2950),
+            Decimal("0.04"),
+        )
+        # The Indexer has no "partially filled": the order stays OPEN with its totalFilled.
+        update = await ws.next(order_update(sub_id, indexer_id, "OPEN"))
+        contents = update["contents"]
+        assert contents["orders"][0]["totalFilled"] == "0.04"
+        (ws_fill,) = contents["fills"]
+        assert (ws_fill["liquidity"], ws_fill["size"], ws_fill["orderId"]) == (
+            "MAKER",
+            "0.04",
+            indexer_id,
+        )
+        (position,) = contents["perpetualPositions"]
+        assert (position["size"], position["entryPrice"]) == ("0.04", "2950")
+
+        dydx_double.fill_resting(indexer_id, "0.06")  # the rest: the order is filled
+        update = await ws.next(order_update(sub_id, indexer_id, "FILLED"))
+        assert update["contents"]["orders"][0]["totalFilled"] == "0.1"
+        assert update["contents"]["perpetualPositions"][0]["size"] == "0.1"
+    order = await get_json(http, f"{dydx_double.indexer_url}/v4/orders/{indexer_id}")
+    assert (order["status"], order["totalFilled"]) == ("FILLED", "0.1")
+    fills = await get_json(
+        http, f"{dydx_double.indexer_url}/v4/fills?address={owner}&subaccountNumber=0"
+    )
+    assert sorted(f["size"] for f in fills["fills"] if f["orderId"] == indexer_id) == [
+        "0.04",
+        "0.06",
+    ]
+    with pytest.raises(ValueError, match="not resting"):
+        dydx_double.fill_resting(indexer_id, "0.01")
