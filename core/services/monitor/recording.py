@@ -41,13 +41,16 @@ AfterSync = Callable[[SubaccountRef], Awaitable[None]]
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
 FRESH_ORDER_AGE = timedelta(seconds=5)
 #: An entry or close younger than this is followed by its own job (which waits up to
-#: :data:`~core.services.execution.settle.DEFAULT_SETTLE_TIMEOUT` for it): the monitor leaves
-#: it alone, so a burst of new orders is not settled twice on the worker's event loop. Legs
-#: (bracket orders) have no job and are always settled here; a job that died is covered by
-#: the reconcile cron within seconds. A partly filled order is never left to its job: it is
-#: a resting limit order (a market order's partial fill is final at once), whose job may
-#: have stopped waiting, and a fill of it must reach its protection at once.
-JOB_FOLLOWS = timedelta(seconds=DEFAULT_SETTLE_TIMEOUT + 5)
+#: :data:`~core.services.execution.settle.DEFAULT_SETTLE_TIMEOUT` from its broadcast, a few
+#: milliseconds after the order's commit): the monitor leaves it alone, so a burst of new
+#: orders is not settled twice on the worker's event loop. The margin is short on purpose: a
+#: limit entry filling just after its job stopped waiting must reach its protection at once
+#: (settling twice, when a job started late, is only wasted work). Legs (bracket orders)
+#: have no job and are always settled here; a job that died is covered by the reconcile cron
+#: within seconds. A partly filled order is never left to its job: it is a resting limit
+#: order (a market order's partial fill is final at once), whose job may have stopped
+#: waiting, and a fill of it must reach its protection at once.
+JOB_FOLLOWS = timedelta(seconds=DEFAULT_SETTLE_TIMEOUT + 1)
 
 
 def touched_orders(orders: Sequence[Order], events: Sequence[SubaccountEvent]) -> list[Order]:
