@@ -1,7 +1,7 @@
 """Position protection end to end: brackets committed with their entry, legs placed by whoever
 sees the fill first, one-cancels-other per bracket, legs cancelled with their position by any
-route. Real web app, arq worker (a ``tv2dydx worker`` process where it is killed),
-PostgreSQL, Redis, the dYdX double with the real dydx-v4-client, and the Telegram double.
+route. Real web app, arq worker, PostgreSQL, Redis, the dYdX double with the real
+dydx-v4-client, and the Telegram double (a killed worker: ``test_protection_kills.py``).
 
 Every test asserts the invariant: while a position is open and its owner asked for a
 stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives its position.
@@ -10,7 +10,7 @@ stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -29,9 +29,7 @@ from core.services.execution.pipeline import ExecutionService
 from core.services.trading import TradingService
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
-from tests.e2e.test_cli import bare_env
-from tests.e2e.test_execution_faults import WorkerProcess
-from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
+from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
 from tests.trading_stack import (
     Maker,
     Trader,
@@ -239,56 +237,6 @@ async def test_panic_closes_and_cancels_the_legs_with_the_right_message(
     assert not any("Not filled" in t for t in texts_of(me)), texts_of(me)
     (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
     assert bracket.state is BracketState.CLOSED
-
-
-# ------------------------------------------------------------------ a killed worker
-
-
-@pytest.fixture
-def worker_process(
-    base_env: dict[str, str], telegram_env: dict[str, str], dydx_env: dict[str, str]
-) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(bare_env({**base_env, **telegram_env, **dydx_env}))
-    yield process
-    process.stop()
-
-
-async def test_a_worker_killed_after_the_entry_filled_gets_its_legs_on_return(
-    settings: Settings,
-    live_sessionmaker: Maker,
-    telegram_double: TelegramDouble,
-    dydx_double: DydxDouble,
-    exchanges: ExchangeProvider,
-    web: TestClient,
-    worker_process: WorkerProcess,
-) -> None:
-    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
-    exchange = await venue(exchanges, me)
-    # The node processes the entry (it fills) but holds the answer: the worker dies after
-    # the entry (and its bracket) committed, before any leg.
-    dydx_double.node.hang(120, process_first=True)
-    worker_process.start()
-    await post_alert(web, me, tp_pct="2", sl_pct="1")
-
-    async def entry_filled_on_chain() -> bool:
-        broadcasts = dydx_double.node.broadcasts
-        return len(broadcasts) == 1 and broadcasts[0].processed
-
-    await until(entry_filled_on_chain)
-    worker_process.kill()
-    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
-    assert bracket.state is BracketState.REQUESTED  # committed with the entry
-    held, stops, legs = await protection(exchange)
-    assert (held, stops, legs) == (Decimal("0.1"), Decimal(0), 0)  # unprotected for now
-
-    worker_process.start()
-    started = asyncio.get_running_loop().time()
-    await until(lambda: holds(exchange, Decimal("0.1"), 2), within=30)
-    assert asyncio.get_running_loop().time() - started < 20
-    await assert_invariant(exchange)
-    await said(me, "Protected")
-    (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
-    assert bracket.state is BracketState.RESTING
 
 
 async def test_a_reduce_in_the_web_app_shrinks_the_newest_brackets_first(

@@ -161,7 +161,8 @@ class GroupStep:
 
     async def _leg_filled(self, view: View, others: list[View]) -> None:
         bracket = view.bracket
-        if bracket.state is not BracketState.LEG_FILLED:
+        resumed = bracket.state is BracketState.LEG_FILLED
+        if not resumed:
             async with UnitOfWork(self._sessionmaker) as uow:
                 if not await uow.brackets.transition(bracket, BracketState.LEG_FILLED):
                     return
@@ -180,7 +181,7 @@ class GroupStep:
             bracket.market,
             take_profit=take_profit,
             realized_pnl=sum((leg.realized_pnl for leg in filled), Decimal(0)),
-            sibling_cancelled=any(cancelled),
+            sibling_cancelled=any(cancelled) or (resumed and self._cancelled_unsaid(view)),
             still_covered=min(still, abs(self._position)),
             paper=bracket.paper,
         )
@@ -188,6 +189,17 @@ class GroupStep:
             await self._end(
                 view, BracketState.CLOSED, text, None, dedupe=f"bracket:{bracket.id}:hit"
             )
+
+    @staticmethod
+    def _cancelled_unsaid(view: View) -> bool:
+        """Whether a step that died after its sibling cancel reached the chain (settling then
+        found the sibling cancelled, with no reason of ours) had cancelled it for this fill."""
+        return any(
+            leg.state is OrderState.CANCELED
+            and leg.filled_size == 0
+            and leg.error in (None, texts.LEG_CANCELLED_SIBLING_FILLED)
+            for leg in view.current.values()
+        )
 
     async def _closed_elsewhere(self, view: View) -> None:
         closed_by = await self._closed_by(view)

@@ -33,6 +33,7 @@ Tests drive faults with :meth:`NodeServer.reject_next`, :meth:`NodeServer.hang` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import time
@@ -197,10 +198,16 @@ class _Rejection:
     log: str
 
 
+#: Which broadcasts a fault applies to, from the transaction's decoded messages (empty when
+#: the bytes do not decode); see :mod:`tests.doubles.dydx.orders` for ready-made ones.
+BroadcastMatch = Callable[[tuple[Message, ...]], bool]
+
+
 @dataclass(frozen=True)
 class _Hang:
     seconds: float
     process_first: bool
+    when: BroadcastMatch | None = None
 
 
 @dataclass
@@ -362,11 +369,20 @@ class NodeServer:
                     _Rejection(code, codespace, log or "injected rejection")
                 )
 
-    def hang(self, seconds: float, n: int = 1, *, process_first: bool = True) -> None:
-        """Delay the answer of the next ``n`` broadcasts by ``seconds``.
+    def hang(
+        self,
+        seconds: float,
+        n: int = 1,
+        *,
+        process_first: bool = True,
+        when: BroadcastMatch | None = None,
+    ) -> None:
+        """Delay the answer of the next ``n`` broadcasts (of those ``when`` matches) by
+        ``seconds``.
 
         The Python client sets no gRPC deadline, so without one of its own a product waits the
-        whole delay.
+        whole delay. A broadcast takes the earliest queued hang it matches; one no hang
+        matches is answered at once.
 
         Args:
             seconds: Delay.
@@ -375,10 +391,13 @@ class NodeServer:
                 the delay, as when a node is slow to answer — a retry of the same bytes then
                 meets ``tx already in mempool`` (19). False: the delay comes first and a call
                 the client abandons is never processed.
+            when: Only broadcasts whose decoded messages it accepts are held (e.g.
+                ``orders.placing(CONDITION_TYPE_TAKE_PROFIT)``, ``orders.cancelling()``);
+                None: any broadcast.
         """
         with self._lock:
             for _ in range(n):
-                self._faults.hangs.append(_Hang(seconds, process_first))
+                self._faults.hangs.append(_Hang(seconds, process_first, when))
 
     def unavailable(self, n: int = 1, method: str = "BroadcastTx") -> None:
         """Abort the next ``n`` calls of ``method`` with gRPC ``UNAVAILABLE``.
@@ -458,10 +477,22 @@ class NodeServer:
         if self._take_unavailable(method):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "injected: node unavailable")
 
-    def _take_broadcast_faults(self) -> tuple[_Rejection | None, _Hang | None]:
+    def _take_broadcast_faults(
+        self, record: BroadcastRecord
+    ) -> tuple[_Rejection | None, _Hang | None]:
         with self._lock:
             rejection = self._faults.rejections.popleft() if self._faults.rejections else None
-            hang = self._faults.hangs.popleft() if self._faults.hangs else None
+            hangs = self._faults.hangs
+            if any(h.when is not None for h in hangs):
+                # Decoded now, so a held record shows what it holds before CheckTx runs.
+                with contextlib.suppress(ChainError):
+                    decoded = auth.decode_tx(record.tx_bytes)
+                    record.messages = decoded.messages
+                    record.type_urls = decoded.type_urls
+                    record.selected_authenticators = decoded.selected_authenticators
+            hang = next((h for h in hangs if h.when is None or h.when(record.messages)), None)
+            if hang is not None:
+                hangs.remove(hang)
         return rejection, hang
 
     def _finish(self, record: BroadcastRecord, status: str) -> None:
@@ -654,7 +685,7 @@ class NodeServer:
                 # Settle the record first: the client may see the abort before we resume.
                 self._finish(record, "aborted")
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "injected: node unavailable")
-            rejection, hang = self._take_broadcast_faults()
+            rejection, hang = self._take_broadcast_faults(record)
             if hang is not None:
                 record.fault = "hang"
                 if not hang.process_first:
@@ -1135,4 +1166,4 @@ async def start_node(state: Any, host: str = "127.0.0.1", port: int = 0) -> Node
     return node
 
 
-__all__ = ["BroadcastRecord", "NodeServer", "TxOutcome", "start_node"]
+__all__ = ["BroadcastMatch", "BroadcastRecord", "NodeServer", "TxOutcome", "start_node"]

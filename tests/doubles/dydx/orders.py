@@ -1,14 +1,19 @@
-"""Build v4_proto orders for the dYdX double with exact Decimal conversions.
+"""Build v4_proto orders for the dYdX double with exact Decimal conversions, and pick out
+order messages among broadcasts.
 
 Product code builds orders with dydx-v4-client; tests that drive :class:`ChainState` directly
-use :func:`build_order`.
+use :func:`build_order`. :func:`placing` and :func:`cancelling` are ``when=`` matches for
+:meth:`~tests.doubles.dydx.node.NodeServer.hang` (hold a chosen broadcast, not the next one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
+from google.protobuf.message import Message
 from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
+from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder, MsgPlaceOrder
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
 from tests.doubles.dydx.state import ORDER_FLAG_SHORT_TERM, TIF_IOC, Market
@@ -60,3 +65,48 @@ def build_order(
     if good_til_block_time is not None:
         order.good_til_block_time = good_til_block_time
     return order
+
+
+def placing(
+    condition_type: int | None = None, *, flags: int | None = None
+) -> Callable[[tuple[Message, ...]], bool]:
+    """Match a transaction placing an order of this kind.
+
+    Args:
+        condition_type: ``Order.CONDITION_TYPE_*`` (``CONDITION_TYPE_UNSPECIFIED`` for a plain
+            order such as an entry, ``..._TAKE_PROFIT``, ``..._STOP_LOSS``); None: any.
+        flags: ``order_id.order_flags`` (short-term 0, conditional 32, long-term 64); None: any.
+
+    Returns:
+        A predicate on a broadcast's decoded messages.
+    """
+
+    def matches(messages: tuple[Message, ...]) -> bool:
+        return any(
+            isinstance(m, MsgPlaceOrder)
+            and (condition_type is None or m.order.condition_type == condition_type)
+            and (flags is None or m.order.order_id.order_flags == flags)
+            for m in messages
+        )
+
+    return matches
+
+
+def cancelling(client_id: int | None = None) -> Callable[[tuple[Message, ...]], bool]:
+    """Match a transaction cancelling one order (``MsgCancelOrder``).
+
+    Args:
+        client_id: The cancelled order's client id; None: any.
+
+    Returns:
+        A predicate on a broadcast's decoded messages.
+    """
+
+    def matches(messages: tuple[Message, ...]) -> bool:
+        return any(
+            isinstance(m, MsgCancelOrder)
+            and (client_id is None or m.order_id.client_id == client_id)
+            for m in messages
+        )
+
+    return matches

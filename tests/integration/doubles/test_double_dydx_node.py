@@ -32,12 +32,13 @@ from v4_proto.cosmos.tx.v1beta1.tx_pb2 import Tx
 from v4_proto.dydxprotocol.accountplus import query_pb2 as accountplus_query
 from v4_proto.dydxprotocol.accountplus import query_pb2_grpc as accountplus_grpc
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
-from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
+from v4_proto.dydxprotocol.clob.tx_pb2 import MsgPlaceOrder, OrderBatch
 
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader
 from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
 from tests.doubles.dydx.node import NodeServer, start_node
+from tests.doubles.dydx.orders import cancelling, placing
 from tests.doubles.dydx.state import ChainState
 
 T = TypeVar("T")
@@ -961,6 +962,45 @@ async def test_unavailable_aborts_with_grpc_unavailable(
         await blocking(client.get_account, funded_trader.owner_address)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
     assert (await blocking(client.get_account, funded_trader.owner_address)).account_number
+
+
+async def test_a_chosen_hang_holds_only_the_broadcasts_it_matches(
+    client: NodeClient, channel: grpc.Channel, node: NodeServer, funded_trader: FundedTrader
+) -> None:
+    stub = service_pb2_grpc.ServiceStub(channel)
+
+    def request(sequence: int, client_id: int) -> service_pb2.BroadcastTxRequest:
+        tx = client.builder.build(
+            api_wallet(funded_trader, sequence),
+            place_order(long_term(funded_trader, client_id, SELL, "0.01", "5000")),
+            tx_options=TxOptions(
+                [funded_trader.authenticator_id], sequence, funded_trader.account_number
+            ),
+        )
+        return service_pb2.BroadcastTxRequest(
+            tx_bytes=tx.SerializeToString(), mode=service_pb2.BroadcastMode.BROADCAST_MODE_SYNC
+        )
+
+    node.hang(2.0, process_first=False, when=cancelling())
+    node.hang(2.0, process_first=False, when=placing(Order.CONDITION_TYPE_TAKE_PROFIT))
+    # A plain long-term order matches neither: answered at once, both hangs still queued.
+    assert answer(await asyncio.to_thread(stub.BroadcastTx, request(0, 90), timeout=2)) == (
+        0,
+        "",
+        "",
+    )
+    node.hang(2.0, process_first=False, when=placing(flags=LONG_TERM))
+    with pytest.raises(grpc.RpcError) as failure:
+        await asyncio.to_thread(stub.BroadcastTx, request(1, 91), timeout=0.2)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    passed, held = node.wait_for_broadcasts(2, timeout=2)
+    assert (passed.fault, passed.accepted) == (None, True)
+    # What a held broadcast carries is known before CheckTx runs.
+    assert (held.fault, held.processed, held.status) == ("hang", False, "cancelled")
+    (message,) = held.messages
+    assert isinstance(message, MsgPlaceOrder)
+    assert message.order.order_id.client_id == 91
+    node.clear_faults()
 
 
 async def test_hang_needs_a_client_side_deadline(
