@@ -379,6 +379,8 @@ async def test_take_profit_and_stop_loss_follow_the_fill_and_cancel_each_other(
     dydx_double.set_oracle_price("ETH-USD", "3070")  # the take-profit triggers
     message = await me.chat.next_message(timeout=40)
     assert "Take-profit hit" in message.text
+    # Entered at 3,000, sold at 3,070: 0.1 × 70 less the 0.05 % taker fee (0.15).
+    assert "Realized PnL: +$6.85" in message.text
     assert "Position: flat on ETH-USD" in message.text
     orders = {o.purpose: o for o in await orders_of(live_sessionmaker, me.user_id)}
     assert orders[OrderPurpose.TAKE_PROFIT].state is OrderState.FILLED

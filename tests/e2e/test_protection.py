@@ -158,6 +158,8 @@ async def test_stacked_entries_a_take_profit_cancels_only_its_own_stop_loss(
     text = await said(me, "Its stop-loss was cancelled (only this entry's)")
     assert "Take-profit hit" in text
     assert "still cover 0.1 ETH-USD" in text
+    # The near entry's trade: 0.1 bought at 3,000, sold at 3,060, less the taker fee.
+    assert "Realized P&L: +$5.85." in text
     legs = {
         (o.bracket_id, o.purpose): o
         for o in await orders_of(live_sessionmaker, me.user_id)

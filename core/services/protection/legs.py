@@ -98,8 +98,11 @@ class LegDesk:
                 purpose=purpose,
                 reference_price=trigger,
                 notional=size * trigger,
-                position_before=Decimal(0),
-                entry_before=None,
+                # What this leg closes: its bracket's share, entered at its entry's price, so
+                # a hit reports the P&L of the trade it ends (and a stop-loss's loss counts
+                # towards the daily loss limit).
+                position_before=size if entry.side is OrderSide.BUY else -size,
+                entry_before=entry.average_price,
                 good_til_block_time=utcnow() + PROTECTION_LIFETIME,
             )
             try:
