@@ -33,6 +33,7 @@ from core.services.execution.trader import Trader
 from core.services.planning import protective_prices
 from core.services.protection.coverage import Share, shrink_lifo
 from core.services.protection.legs import LegDesk
+from core.services.protection.renewal import renews
 from core.texts import protection as texts
 from core.texts.protection import ClosedBy
 
@@ -301,8 +302,15 @@ class GroupStep:
             if any(current[purpose].state in _IN_FLIGHT for purpose in triggers):
                 await self._save_progress(view)  # settling re-sends; look again soon
                 return
-            await self._rest(view, triggers, target)
-            return
+            now = utcnow()
+            expiring = [p for p in triggers if self._desk.lifetime.expiring(current[p], now)]
+            if not expiring:
+                await self._rest(view, triggers, target)
+                return
+            # Renewed before the chain expires them: a new generation, then the old cancelled.
+            self._log.info(
+                "legs_expiring", bracket_id=bracket.id, purposes=[p.value for p in expiring]
+            )
         # Above any leg's: a trailing move the node refused left a leg above the bracket's.
         generation = max([bracket.generation, *(leg.generation or 0 for leg in view.legs)]) + 1
         async with UnitOfWork(self._sessionmaker) as uow:
@@ -350,18 +358,31 @@ class GroupStep:
         bracket = view.bracket
         current = {leg.id for leg in view.current.values()}
         stale = [leg for leg in view.live if leg.id not in current]
+        renewed = bracket.state is not BracketState.RESTING and renews(
+            view.legs, bracket.generation, triggers, target
+        )
         for leg in stale:
-            await self._desk.cancel(self._exchange, leg, texts.LEG_REPLACED)
-        # Resting already (a trailing move's generation): nothing new to tell.
-        told = bracket.state is BracketState.RESTING
+            await self._desk.cancel(
+                self._exchange, leg, texts.LEG_RENEWED if renewed else texts.LEG_REPLACED
+            )
+        # Resting already (a trailing move's generation), or the same legs renewed: nothing
+        # new to tell.
+        told = bracket.state is BracketState.RESTING or renewed
         async with UnitOfWork(self._sessionmaker) as uow:
             moved = await uow.brackets.transition(
                 bracket,
                 BracketState.RESTING,
                 target_size=target,
                 reduced_size=bracket.reduced_size,
-                next_check_at=utcnow() + RESTING_RECHECK,
+                next_check_at=utcnow() + self._desk.lifetime.recheck(RESTING_RECHECK),
             )
+            if moved and renewed:
+                self._log.info(
+                    "legs_renewed",
+                    bracket_id=bracket.id,
+                    generation=bracket.generation,
+                    cancelled=len(stale),
+                )
             if not moved or told:
                 await uow.commit()
                 return
