@@ -17,8 +17,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
+from core.db.models import Notification
+from core.db.repositories.execution import ExecutionRepository
 from core.domain.states import (
+    OPEN_ORDER_STATES,
     AlertState,
     BracketState,
     OrderPurpose,
@@ -30,9 +34,9 @@ from core.exchange.factory import create_exchange_provider
 from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
-from core.texts import protection as texts
+from core.services.execution.pipeline import ExecutionService
 from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.state import REMOVAL_EXPIRED
+from tests.doubles.dydx.state import REMOVAL_EXPIRED, REMOVAL_USER_CANCELED
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, protected_entry, said, texts_of
 from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
@@ -114,6 +118,17 @@ def protection_texts(me: Trader) -> list[str]:
     return [text for text in texts_of(me) if SHIELD in text]
 
 
+async def notification_texts(maker: Maker, me: Trader) -> list[str]:
+    """Every protection message queued for the trader (delivered or not)."""
+    async with maker() as session:
+        rows = await session.scalars(
+            select(Notification.text)
+            .where(Notification.user_id == me.user_id, Notification.kind == "protection")
+            .order_by(Notification.id)
+        )
+        return list(rows.all())
+
+
 async def signed_position(exchange: Exchange) -> Decimal:
     """The market's position as the venue reports it (negative short)."""
     for position in await exchange.positions():
@@ -140,9 +155,9 @@ async def test_legs_are_renewed_before_they_expire_with_no_gap_and_nothing_said(
         await protected_entry(live_sessionmaker, web, me, tp_pct="2", sl_pct="1")
         await until(lambda: holds(exchange, Decimal("0.1"), 2))
         placed_at = datetime.now(UTC)
-        first = [o for o in await orders_of(live_sessionmaker, me.user_id) if o.bracket_id]
-        assert {o.generation for o in first} == {1}
-        for leg in first:  # the worker placed them for the configured lifetime
+        placed = [o for o in await orders_of(live_sessionmaker, me.user_id) if o.bracket_id]
+        assert {o.generation for o in placed} == {1}
+        for leg in placed:  # the worker placed them for the configured lifetime
             assert leg.good_til_block_time is not None
             assert leg.good_til_block_time - leg.created_at < timedelta(seconds=LIFETIME + 2)
 
@@ -159,24 +174,32 @@ async def test_legs_are_renewed_before_they_expire_with_no_gap_and_nothing_said(
         uncovered = [stops for _, stops in samples if stops < Decimal("0.1")]
         assert not uncovered, f"{len(uncovered)} samples without a stop-loss covering 0.1"
 
-        # Renewed (new before old), never expired on the chain.
-        await until(lambda: holds(exchange, Decimal("0.1"), 2), within=15)
+        # Renewed (new before old), never expired on the chain: every generation's legs were
+        # cancelled by us once the next one rested.
+        async def settled() -> bool:
+            (row,) = await brackets_of(live_sessionmaker, me.user_id)
+            return row.state is BracketState.RESTING and await holds(exchange, Decimal("0.1"), 2)
+
+        await until(settled, within=15)
         await assert_invariant(exchange)
         legs = [o for o in await orders_of(live_sessionmaker, me.user_id) if o.bracket_id]
-        renewed = [leg for leg in legs if leg.generation == 1]
-        assert {(leg.state, leg.error) for leg in renewed} == {
-            (OrderState.CANCELED, texts.LEG_RENEWED)
-        }
-        (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
-        assert bracket.generation >= 2
-        assert bracket.target_size == Decimal("0.1")
-        current = [leg for leg in legs if leg.generation == bracket.generation]
-        assert sorted((leg.purpose, leg.size, leg.trigger_price) for leg in current) == sorted(
-            (leg.purpose, leg.size, leg.trigger_price) for leg in renewed
+        first = [leg for leg in legs if leg.generation == 1]
+        resting = [leg for leg in legs if leg.state in OPEN_ORDER_STATES]
+        assert {leg.state for leg in first} == {OrderState.CANCELED}
+        assert len(resting) == 2
+        assert min(leg.generation or 0 for leg in resting) >= 2
+        assert sorted((leg.purpose, leg.size, leg.trigger_price) for leg in resting) == sorted(
+            (leg.purpose, leg.size, leg.trigger_price) for leg in first
         )
-        chain = dydx_double.call(dydx_double.state.orders_of, me.dydx.owner_address, 0)
-        expired = [r for r in chain if r.removal_reason == REMOVAL_EXPIRED]
-        assert not expired, "a leg expired on the chain before it was renewed"
+        (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+        assert bracket.target_size == Decimal("0.1")
+        chain = {
+            record.order.order_id.client_id: record.removal_reason
+            for record in dydx_double.call(dydx_double.state.orders_of, me.dydx.owner_address, 0)
+        }
+        replaced = [leg for leg in legs if leg.state is OrderState.CANCELED]
+        assert {chain[leg.client_id] for leg in replaced} == {REMOVAL_USER_CANCELED}
+        assert REMOVAL_EXPIRED not in chain.values(), "a leg expired before it was renewed"
 
         # The trader heard "Protected" once, and nothing else about protection.
         await asyncio.sleep(3)  # past a notification delivery round
@@ -222,9 +245,6 @@ async def test_an_alert_that_flips_the_position_ends_the_long_legs_and_protects_
         await _flip_to_short(
             live_sessionmaker, web, me, exchange, size="0.2", tp_pct="2", sl_pct="1"
         )
-        # The short's own legs: a buy stop-loss and take-profit of exactly 0.1, not 0.2.
-        await until(lambda: holds(exchange, Decimal("0.1"), 2), within=30)
-        await assert_invariant(exchange)
         text = await said(me, "was closed (or flipped) by an alert")
         assert "take-profit and stop-loss orders were cancelled" in text
 
@@ -233,12 +253,17 @@ async def test_an_alert_that_flips_the_position_ends_the_long_legs_and_protects_
             return [b.state for b in brackets] == [BracketState.CLOSED, BracketState.RESTING]
 
         await until(settled, within=30)
+        # Only the short's own legs rest: a buy stop-loss and take-profit of 0.1, not 0.2.
+        await until(lambda: holds(exchange, Decimal("0.1"), 2), within=30)
+        await assert_invariant(exchange)
+        resting = [o for o in await exchange.open_orders() if o.market == MARKET]
+        assert {(o.side, o.size, o.reduce_only) for o in resting} == {
+            (OrderSide.BUY, Decimal("0.1"), True)
+        }
         long, short = await brackets_of(live_sessionmaker, me.user_id)
         assert (short.target_size, short.reduced_size) == (Decimal("0.1"), Decimal("0.1"))
         legs = [o for o in await orders_of(live_sessionmaker, me.user_id) if o.bracket_id]
-        assert {(o.state, o.error) for o in legs if o.bracket_id == long.id} == {
-            (OrderState.CANCELED, texts.LEG_CANCELLED_POSITION_CLOSED)
-        }
+        assert {o.state for o in legs if o.bracket_id == long.id} == {OrderState.CANCELED}
         shorts = {o.purpose: o for o in legs if o.bracket_id == short.id}
         assert {(o.side, o.size, o.reduce_only) for o in shorts.values()} == {
             (OrderSide.BUY, Decimal("0.1"), True)
@@ -285,3 +310,57 @@ async def test_a_flip_without_protection_ends_the_long_legs_and_leaves_nothing_r
         assert await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)
         assert len(protection_texts(me)) == 2, protection_texts(me)
         assert not any("Not filled" in t for t in texts_of(me)), texts_of(me)
+
+
+async def test_a_flip_the_venue_shows_before_its_job_recorded_it_is_told_as_an_alerts(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    hot = ExecutionRepository(settings.database_url.get_secret_value())
+    execution = ExecutionService(
+        live_sessionmaker, exchanges, hot, max_lag=timedelta(seconds=60), settle_timeout=5.0
+    )
+    try:
+        first = await post_alert(web, me, tp_pct="2", sl_pct="1")
+        await execution.execute_alert(first["id"])
+
+        async def protected() -> bool:
+            await execution.protection.advance_due()
+            return await holds(exchange, Decimal("0.1"), 2)
+
+        await until(protected)
+        (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+        # The node takes the flip and fills it, but answers its job only after the job's
+        # deadline: meanwhile the ledger does not know the flip filled.
+        dydx_double.node.hang(30, process_first=True)
+        flip = await post_alert(web, me, action="sell", size="0.2")
+        job = asyncio.create_task(execution.execute_alert(flip["id"]))
+
+        async def flipped() -> bool:
+            return await signed_position(exchange) == Decimal("-0.1")
+
+        await until(flipped, within=2.5)
+        (entry,) = [o for o in await orders_of(live_sessionmaker, me.user_id) if o.id > 3]
+        assert entry.filled_size == 0  # not recorded yet
+        # A step now (the cron's, the monitor's) cancels the legs at once ...
+        await execution.protection.advance(bracket.id)
+        assert await protection(exchange) == (Decimal("0.1"), Decimal(0), 0)
+        # ... but does not yet say who closed the long: the flip is not settled.
+        assert not [t for t in await notification_texts(live_sessionmaker, me) if "removed" in t]
+        assert not job.done()
+
+        await job
+        await execution.protection.advance(bracket.id)
+        (bracket,) = await brackets_of(live_sessionmaker, me.user_id)
+        assert bracket.state is BracketState.CLOSED
+        (removed,) = [t for t in await notification_texts(live_sessionmaker, me) if "removed" in t]
+        assert "was closed (or flipped) by an alert" in removed
+        assert "take-profit and stop-loss orders were cancelled" in removed
+    finally:
+        await hot.close()

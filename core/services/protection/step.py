@@ -31,11 +31,11 @@ from core.exchange.port import Exchange, MarketInfo
 from core.runtime.logs import get_logger
 from core.services.execution.trader import Trader
 from core.services.planning import protective_prices
+from core.services.protection.closer import closed_by_whom
 from core.services.protection.coverage import Share, shrink_lifo
 from core.services.protection.legs import LegDesk
 from core.services.protection.renewal import renews
 from core.texts import protection as texts
-from core.texts.protection import ClosedBy
 
 NOTIFY_PROTECTION = "protection"
 #: A resting bracket is looked at again this often when nothing calls it sooner (the monitor
@@ -43,7 +43,6 @@ NOTIFY_PROTECTION = "protection"
 RESTING_RECHECK = timedelta(seconds=5)
 #: Leg states in which the node has not answered yet (settling re-sends their bytes).
 _IN_FLIGHT = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN, OrderState.RECEIVED})
-_FOREIGN_CLOSES = frozenset({OrderPurpose.CLOSE, OrderPurpose.MANUAL, OrderPurpose.ENTRY})
 
 
 @dataclass
@@ -191,7 +190,20 @@ class GroupStep:
             )
 
     async def _closed_elsewhere(self, view: View) -> None:
-        closed_by = await self._closed_by(view)
+        closed_by = await closed_by_whom(
+            self._sessionmaker, self._exchange, view.bracket, view.entry
+        )
+        if closed_by is None:
+            # Who closed it is said once our order settled; the legs go now.
+            cancelled = [
+                await self._desk.cancel(self._exchange, leg, texts.LEG_CANCELLED_POSITION_CLOSED)
+                for leg in view.live
+            ]
+            self._log.info(
+                "bracket_closer_unsettled", bracket_id=view.bracket.id, cancelled=sum(cancelled)
+            )
+            await self._save_progress(view)
+            return
         current = view.current
         text = texts.closed_text(
             view.bracket.market,
@@ -207,28 +219,6 @@ class GroupStep:
             texts.LEG_CANCELLED_POSITION_CLOSED,
             dedupe=f"bracket:{view.bracket.id}:closed",
         )
-
-    async def _closed_by(self, view: View) -> ClosedBy:
-        """Who ended the position: one of our orders after the entry, a liquidation fill
-        (no order id, per the chain facts), or someone outside tv2dydx."""
-        async with UnitOfWork(self._sessionmaker) as uow:
-            ours = [
-                order.purpose
-                for order in await uow.orders.filled_after(
-                    view.entry.user_id, view.bracket.market, view.entry.id, paper=view.bracket.paper
-                )
-                if order.purpose in _FOREIGN_CLOSES and order.side is not view.entry.side
-            ]
-        if ours:
-            return ClosedBy.BOT if ours[0] is OrderPurpose.MANUAL else ClosedBy.ALERT
-        try:
-            fills = await self._exchange.fills(view.bracket.market, limit=50)
-        except ExchangeError:
-            fills = []
-        since = view.bracket.created_at
-        if any(fill.order_id is None and fill.created_at >= since for fill in fills):
-            return ClosedBy.LIQUIDATION
-        return ClosedBy.OUTSIDE
 
     async def _fail(self, view: View, reason: str) -> None:
         await self._end(
