@@ -19,6 +19,7 @@ from core.services.account import AccountService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.protection.renewal import LegLifetime
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
 from core.services.wallet_link.service import WalletLinkService
@@ -71,6 +72,10 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
                 exchanges,
                 store,
                 max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+                leg_lifetime=LegLifetime.of_seconds(
+                    settings.protection_leg_lifetime_seconds,
+                    settings.protection_renew_before_seconds,
+                ),
                 settle_timeout=MANUAL_SETTLE_TIMEOUT,
             ),
         ),

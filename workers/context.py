@@ -19,6 +19,7 @@ from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
 from core.services.notifications import NotificationService
+from core.services.protection.renewal import LegLifetime
 from workers.monitor import start_monitor, stop_monitor
 
 
@@ -60,6 +61,10 @@ async def startup(ctx: dict[str, Any]) -> None:
             exchanges,
             store,
             max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+            leg_lifetime=LegLifetime.of_seconds(
+                settings.protection_leg_lifetime_seconds,
+                settings.protection_renew_before_seconds,
+            ),
         ),
         engine=engine,
         sessionmaker=sessionmaker,

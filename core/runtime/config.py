@@ -98,6 +98,12 @@ EXPECTED: dict[str, str] = {
     "ALERT_MAX_LAG_SECONDS": "a whole number of seconds from 1 to 3600 (default 60)",
     "ALERT_RATE_PER_TOKEN": "alerts per minute one webhook URL may send (default 60)",
     "ALERT_RATE_PER_IP": "alerts per minute one sender address may send (default 3000)",
+    "PROTECTION_LEG_LIFETIME_SECONDS": (
+        "seconds from 10 to 8208000 (95 days, the chain's limit; default 2419200, 28 days)"
+    ),
+    "PROTECTION_RENEW_BEFORE_SECONDS": (
+        "seconds from 2 to half of PROTECTION_LEG_LIFETIME_SECONDS (default 259200, 3 days)"
+    ),
     "ETHEREUM_RPC_URL": (
         "an http(s) Ethereum JSON-RPC URL, used to verify contract-wallet (ERC-1271) "
         "signatures, or leave unset"
@@ -182,6 +188,10 @@ class Settings(BaseSettings):
     monitor_poll_seconds: float = Field(default=3.0, ge=0.1, le=60)
     # Every watched subaccount is also caught up over REST this often.
     monitor_catch_up_seconds: float = Field(default=60.0, ge=1, le=3600)
+    # Take-profit / stop-loss legs rest this long (good_til_block_time; the chain allows at
+    # most 95 days ahead) and are renewed (new before old) this long before they expire.
+    protection_leg_lifetime_seconds: float = Field(default=28 * 86400, ge=10, le=95 * 86400)
+    protection_renew_before_seconds: float = Field(default=3 * 86400, ge=2, le=94 * 86400)
     # Often carries a provider API key in its path, hence secret.
     ethereum_rpc_url: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
@@ -293,6 +303,12 @@ class Settings(BaseSettings):
                 missing.append("DYDX_CHAIN_ID")
             if missing:
                 raise ValueError(f"{', '.join(missing)}: required when DYDX_NETWORK=custom")
+        if self.protection_renew_before_seconds > self.protection_leg_lifetime_seconds / 2:
+            raise ValueError(
+                "PROTECTION_RENEW_BEFORE_SECONDS: must be at most half of "
+                "PROTECTION_LEG_LIFETIME_SECONDS (a renewed leg must rest a while before "
+                "it is renewed again)"
+            )
         if not self.public_base_url.startswith("https://") and not _is_local_host(
             self.public_base_url
         ):

@@ -149,6 +149,7 @@ def stops_moved_text(moves: Sequence[StopMoved], *, paper: bool) -> str:
 # Reasons recorded on a leg or a bracket (shown in /why and the messages above) -----------
 
 LEG_REPLACED = "cancelled: replaced by a resized leg"
+LEG_RENEWED = "cancelled: replaced by the same leg with a fresh lifetime (renewed before expiry)"
 LEG_STOP_MOVED = "cancelled: the stop-loss moved (trailing stop or breakeven)"
 LEG_CANCELLED_SIBLING_FILLED = "cancelled: the other leg of this entry filled"
 LEG_CANCELLED_POSITION_CLOSED = "cancelled: the position was closed"

@@ -41,6 +41,8 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.outcome import Outcome
 from core.services.execution.pipeline import ExecutionService
+from core.services.protection.renewal import LegLifetime
+from core.texts import protection as texts
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.protection_checks import assert_invariant, holds, protection, until, venue
@@ -350,3 +352,101 @@ async def test_a_leg_the_chain_refuses_fails_the_bracket_and_says_what_to_do(
     ]
     await execution.protection.advance_due()  # a final bracket is left alone
     assert (await _bracket(live_sessionmaker, me.user_id)).version == bracket.version
+
+
+async def _legs(maker: Maker, bracket_id: int) -> list[Order]:
+    async with maker() as session:
+        rows = await session.scalars(
+            select(Order).where(Order.bracket_id == bracket_id).order_by(Order.id)
+        )
+        return list(rows.all())
+
+
+async def test_legs_are_renewed_within_the_margin_of_their_expiry_and_not_before(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    execution: ExecutionService,
+    web: TestClient,
+) -> None:
+    me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    exchange = await venue(exchanges, me)
+    hot = ExecutionRepository(settings.database_url.get_secret_value())
+    # Legs placed to rest 60 s, renewed in their last 20 s.
+    minute = ExecutionService(
+        live_sessionmaker,
+        exchanges,
+        hot,
+        max_lag=timedelta(seconds=60),
+        settle_timeout=1.0,
+        leg_lifetime=LegLifetime.of_seconds(60, 20),
+    )
+    try:
+        answer = await post_alert(web, me, tp_pct="2", sl_pct="1")
+        await minute.execute_alert(answer["id"])
+
+        async def protected() -> bool:
+            await minute.protection.advance_due()
+            return await holds(exchange, Decimal("0.1"), 2) and (
+                (await _bracket(live_sessionmaker, me.user_id)).state is BracketState.RESTING
+            )
+
+        await until(protected, within=30)
+        bracket = await _bracket(live_sessionmaker, me.user_id)
+        first = await _legs(live_sessionmaker, bracket.id)
+        assert bracket.generation == 1
+        for leg in first:
+            assert leg.good_til_block_time is not None
+            assert abs(leg.good_til_block_time - leg.created_at - timedelta(seconds=60)) < (
+                timedelta(seconds=2)
+            )
+        # A resting bracket is looked at again well within the 20 s margin.
+        assert bracket.next_check_at is not None
+        assert bracket.next_check_at - datetime.now(UTC) <= timedelta(seconds=10)
+
+        # 40 s or more from expiry: outside the margin, nothing is placed.
+        await minute.protection.advance(bracket.id)
+        assert [leg.id for leg in await _legs(live_sessionmaker, bracket.id)] == [
+            leg.id for leg in first
+        ]
+        assert (await _bracket(live_sessionmaker, me.user_id)).generation == 1
+
+        # The same legs seen with a margin of 100 s: within it, so renewed (new before old)
+        # for the service's own lifetime.
+        renewing = ExecutionService(
+            live_sessionmaker,
+            exchanges,
+            hot,
+            max_lag=timedelta(seconds=60),
+            settle_timeout=1.0,
+            leg_lifetime=LegLifetime.of_seconds(600, 100),
+        )
+
+        async def renewed() -> bool:
+            await renewing.protection.advance(bracket.id)
+            row = await _bracket(live_sessionmaker, me.user_id)
+            return row.generation == 2 and row.state is BracketState.RESTING
+
+        await until(renewed, within=30)
+        await until(lambda: holds(exchange, Decimal("0.1"), 2), within=10)
+        await assert_invariant(exchange)
+        legs = await _legs(live_sessionmaker, bracket.id)
+        old = [leg for leg in legs if leg.generation == 1]
+        new = [leg for leg in legs if leg.generation == 2]
+        assert {(leg.state, leg.error) for leg in old} == {(OrderState.CANCELED, texts.LEG_RENEWED)}
+        assert sorted((leg.purpose, leg.size, leg.trigger_price) for leg in new) == sorted(
+            (leg.purpose, leg.size, leg.trigger_price) for leg in old
+        )
+        for leg in new:
+            assert leg.good_til_block_time is not None
+            assert leg.good_til_block_time - leg.created_at > timedelta(seconds=590)
+        # Once renewed, not again: 600 s away is outside the 100 s margin.
+        await renewing.protection.advance(bracket.id)
+        assert (await _bracket(live_sessionmaker, me.user_id)).generation == 2
+        # Protection did not change: the trader heard "Protected" once, at the placement.
+        (text,) = await _protection_texts(live_sessionmaker, me.user_id)
+        assert "Protected" in text
+    finally:
+        await hot.close()

@@ -139,3 +139,35 @@ def test_env_example_documents_every_variable_and_loads(
     with pytest.raises(ConfigError) as info:
         load_settings(env_file=str(example))
     assert [p.split()[0] for p in info.value.problems] == ["BOT_TOKEN", "ENCRYPTION_KEYS"]
+
+
+def test_protection_legs_live_28_days_and_are_renewed_at_most_half_way(
+    make_settings: Callable[..., Settings], base_env: dict[str, str]
+) -> None:
+    settings = make_settings()
+    assert settings.protection_leg_lifetime_seconds == 28 * 86400
+    assert settings.protection_renew_before_seconds == 3 * 86400
+    short = make_settings(
+        protection_leg_lifetime_seconds="30", protection_renew_before_seconds="15"
+    )
+    assert (short.protection_leg_lifetime_seconds, short.protection_renew_before_seconds) == (
+        30,
+        15,
+    )
+    env = {key.lower(): value for key, value in base_env.items()}
+    # Renewing more than half way would place a leg again soon after its renewal.
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            env_file=None,
+            **env,
+            protection_leg_lifetime_seconds="30",
+            protection_renew_before_seconds="16",
+        )
+    assert info.value.problems[0].startswith("PROTECTION_RENEW_BEFORE_SECONDS: must be at most")
+    # The chain takes a good_til_block_time at most 95 days ahead.
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None, **env, protection_leg_lifetime_seconds=str(96 * 86400))
+    assert info.value.problems == [
+        "PROTECTION_LEG_LIFETIME_SECONDS is invalid: expected seconds from 10 to 8208000 "
+        "(95 days, the chain's limit; default 2419200, 28 days)"
+    ]

@@ -79,11 +79,12 @@ class OrderRepository:
         )
         return rows.all()
 
-    async def filled_after(
+    async def closers_after(
         self, user_id: int, market: str, after_order_id: int, *, paper: bool
     ) -> Sequence[Order]:
         """The user's orders on ``market`` placed after ``after_order_id`` that filled
-        something (not legs), newest first: who closed or flipped a position."""
+        something or may still fill (not legs), newest first: who closed or flipped a
+        position, or may have and is not settled yet."""
         rows = await self._session.scalars(
             select(Order)
             .where(
@@ -92,7 +93,7 @@ class OrderRepository:
                 Order.paper.is_(paper),
                 Order.id > after_order_id,
                 Order.bracket_id.is_(None),
-                Order.filled_size > 0,
+                or_(Order.filled_size > 0, Order.state.in_(sorted(OPEN_ORDER_STATES))),
             )
             .order_by(Order.id.desc())
         )

@@ -47,6 +47,7 @@ from core.services.planning import (
     RefusalKind,
     plan_order,
 )
+from core.services.protection.renewal import LegLifetime
 from core.services.protection.service import ProtectionService
 from core.texts import trade as texts
 
@@ -72,6 +73,8 @@ class ExecutionService:
         max_lag: Oldest alert still executed (``ALERT_MAX_LAG_SECONDS``).
         settle_timeout: How long a job waits for an order's outcome.
         poll_interval: Indexer polling interval while waiting.
+        leg_lifetime: How long take-profit / stop-loss legs rest, and when they are renewed
+            (``PROTECTION_*`` settings).
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ExecutionService:
         max_lag: timedelta,
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        leg_lifetime: LegLifetime | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
@@ -100,7 +104,7 @@ class ExecutionService:
             poll_interval=poll_interval,
         )
         self.protection = ProtectionService(
-            sessionmaker, exchanges, self._placer, recorder, self._settler
+            sessionmaker, exchanges, self._placer, recorder, self._settler, leg_lifetime
         )
         protector.bind(self.protection)
         self._reconciler = Reconciler(sessionmaker, self._settler, recorder)

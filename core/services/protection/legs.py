@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,9 +21,8 @@ from core.services.execution.place import OrderPlacer
 from core.services.execution.record import OrderRecorder
 from core.services.execution.trader import Trader, flags_of
 from core.services.planning import OrderPlan
+from core.services.protection.renewal import LegLifetime
 
-#: Take-profit / stop-loss orders rest this long.
-PROTECTION_LIFETIME = timedelta(days=28)
 #: Worst price of a triggered protective order, as a multiple of the trader's slippage.
 PROTECTION_SLIPPAGE_FACTOR = 3
 #: Never accept a triggered leg filling worse than this far from its trigger.
@@ -43,6 +41,7 @@ class LegDesk:
         sessionmaker: Database sessions.
         placer: Commits and broadcasts each leg like any other order.
         recorder: Records a cancelled leg.
+        lifetime: How long legs rest, and when they are renewed.
     """
 
     def __init__(
@@ -50,10 +49,12 @@ class LegDesk:
         sessionmaker: async_sessionmaker[AsyncSession],
         placer: OrderPlacer,
         recorder: OrderRecorder,
+        lifetime: LegLifetime | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._placer = placer
         self._recorder = recorder
+        self.lifetime = lifetime or LegLifetime()
         self._log = get_logger(__name__)
 
     async def place(
@@ -103,7 +104,7 @@ class LegDesk:
                 # towards the daily loss limit).
                 position_before=size if entry.side is OrderSide.BUY else -size,
                 entry_before=entry.average_price,
-                good_til_block_time=utcnow() + PROTECTION_LIFETIME,
+                good_til_block_time=self.lifetime.expires_at(utcnow()),
             )
             try:
                 leg_id, signed = await self._placer.commit(

@@ -28,6 +28,7 @@ from core.services.execution.settle import OrderSettler
 from core.services.execution.trader import Trader
 from core.services.protection.legs import LegDesk
 from core.services.protection.manual import ManualProtection
+from core.services.protection.renewal import LegLifetime
 from core.services.protection.step import RESTING_RECHECK, GroupStep, View
 
 #: How long an open entry is left to its job before a step settles it too.
@@ -69,6 +70,7 @@ class ProtectionService(ManualProtection):
         placer: Commits and broadcasts legs (the execution protocol).
         recorder: Records cancelled legs.
         settler: Refreshes legs (and entries nobody follows) from the venue.
+        lifetime: How long legs rest on the chain, and when they are renewed.
     """
 
     def __init__(
@@ -78,10 +80,11 @@ class ProtectionService(ManualProtection):
         placer: OrderPlacer,
         recorder: OrderRecorder,
         settler: OrderSettler,
+        lifetime: LegLifetime | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._exchanges = exchanges
-        self._desk = LegDesk(sessionmaker, placer, recorder)
+        self._desk = LegDesk(sessionmaker, placer, recorder, lifetime)
         self._settler = settler
         self._slots = asyncio.Semaphore(_step_slots(sessionmaker))
         self._log = get_logger(__name__)
@@ -227,7 +230,7 @@ class ProtectionService(ManualProtection):
         async with UnitOfWork(self._sessionmaker) as uow:
             await uow.brackets.schedule(
                 ids,
-                utcnow() + RESTING_RECHECK,
+                utcnow() + self._desk.lifetime.recheck(RESTING_RECHECK),
                 states=(BracketState.RESTING,),
             )
             await uow.brackets.schedule(

@@ -31,10 +31,11 @@ from core.exchange.port import Exchange, MarketInfo
 from core.runtime.logs import get_logger
 from core.services.execution.trader import Trader
 from core.services.planning import protective_prices
+from core.services.protection.closer import closed_by_whom
 from core.services.protection.coverage import Share, shrink_lifo
 from core.services.protection.legs import LegDesk
+from core.services.protection.renewal import renews
 from core.texts import protection as texts
-from core.texts.protection import ClosedBy
 
 NOTIFY_PROTECTION = "protection"
 #: A resting bracket is looked at again this often when nothing calls it sooner (the monitor
@@ -42,7 +43,6 @@ NOTIFY_PROTECTION = "protection"
 RESTING_RECHECK = timedelta(seconds=5)
 #: Leg states in which the node has not answered yet (settling re-sends their bytes).
 _IN_FLIGHT = frozenset({OrderState.SUBMITTING, OrderState.UNKNOWN, OrderState.RECEIVED})
-_FOREIGN_CLOSES = frozenset({OrderPurpose.CLOSE, OrderPurpose.MANUAL, OrderPurpose.ENTRY})
 
 
 @dataclass
@@ -202,7 +202,20 @@ class GroupStep:
         )
 
     async def _closed_elsewhere(self, view: View) -> None:
-        closed_by = await self._closed_by(view)
+        closed_by = await closed_by_whom(
+            self._sessionmaker, self._exchange, view.bracket, view.entry
+        )
+        if closed_by is None:
+            # Who closed it is said once our order settled; the legs go now.
+            cancelled = [
+                await self._desk.cancel(self._exchange, leg, texts.LEG_CANCELLED_POSITION_CLOSED)
+                for leg in view.live
+            ]
+            self._log.info(
+                "bracket_closer_unsettled", bracket_id=view.bracket.id, cancelled=sum(cancelled)
+            )
+            await self._save_progress(view)
+            return
         current = view.current
         text = texts.closed_text(
             view.bracket.market,
@@ -218,28 +231,6 @@ class GroupStep:
             texts.LEG_CANCELLED_POSITION_CLOSED,
             dedupe=f"bracket:{view.bracket.id}:closed",
         )
-
-    async def _closed_by(self, view: View) -> ClosedBy:
-        """Who ended the position: one of our orders after the entry, a liquidation fill
-        (no order id, per the chain facts), or someone outside tv2dydx."""
-        async with UnitOfWork(self._sessionmaker) as uow:
-            ours = [
-                order.purpose
-                for order in await uow.orders.filled_after(
-                    view.entry.user_id, view.bracket.market, view.entry.id, paper=view.bracket.paper
-                )
-                if order.purpose in _FOREIGN_CLOSES and order.side is not view.entry.side
-            ]
-        if ours:
-            return ClosedBy.BOT if ours[0] is OrderPurpose.MANUAL else ClosedBy.ALERT
-        try:
-            fills = await self._exchange.fills(view.bracket.market, limit=50)
-        except ExchangeError:
-            fills = []
-        since = view.bracket.created_at
-        if any(fill.order_id is None and fill.created_at >= since for fill in fills):
-            return ClosedBy.LIQUIDATION
-        return ClosedBy.OUTSIDE
 
     async def _fail(self, view: View, reason: str) -> None:
         await self._end(
@@ -313,8 +304,15 @@ class GroupStep:
             if any(current[purpose].state in _IN_FLIGHT for purpose in triggers):
                 await self._save_progress(view)  # settling re-sends; look again soon
                 return
-            await self._rest(view, triggers, target)
-            return
+            now = utcnow()
+            expiring = [p for p in triggers if self._desk.lifetime.expiring(current[p], now)]
+            if not expiring:
+                await self._rest(view, triggers, target)
+                return
+            # Renewed before the chain expires them: a new generation, then the old cancelled.
+            self._log.info(
+                "legs_expiring", bracket_id=bracket.id, purposes=[p.value for p in expiring]
+            )
         # Above any leg's: a trailing move the node refused left a leg above the bracket's.
         generation = max([bracket.generation, *(leg.generation or 0 for leg in view.legs)]) + 1
         async with UnitOfWork(self._sessionmaker) as uow:
@@ -362,18 +360,31 @@ class GroupStep:
         bracket = view.bracket
         current = {leg.id for leg in view.current.values()}
         stale = [leg for leg in view.live if leg.id not in current]
+        renewed = bracket.state is not BracketState.RESTING and renews(
+            view.legs, bracket.generation, triggers, target
+        )
         for leg in stale:
-            await self._desk.cancel(self._exchange, leg, texts.LEG_REPLACED)
-        # Resting already (a trailing move's generation): nothing new to tell.
-        told = bracket.state is BracketState.RESTING
+            await self._desk.cancel(
+                self._exchange, leg, texts.LEG_RENEWED if renewed else texts.LEG_REPLACED
+            )
+        # Resting already (a trailing move's generation), or the same legs renewed: nothing
+        # new to tell.
+        told = bracket.state is BracketState.RESTING or renewed
         async with UnitOfWork(self._sessionmaker) as uow:
             moved = await uow.brackets.transition(
                 bracket,
                 BracketState.RESTING,
                 target_size=target,
                 reduced_size=bracket.reduced_size,
-                next_check_at=utcnow() + RESTING_RECHECK,
+                next_check_at=utcnow() + self._desk.lifetime.recheck(RESTING_RECHECK),
             )
+            if moved and renewed:
+                self._log.info(
+                    "legs_renewed",
+                    bracket_id=bracket.id,
+                    generation=bracket.generation,
+                    cancelled=len(stale),
+                )
             if not moved or told:
                 await uow.commit()
                 return
