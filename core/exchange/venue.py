@@ -44,6 +44,14 @@ class Venue(Protocol):
         """
         ...
 
+    async def block_height(self) -> int:
+        """The chain's latest block height (cached briefly).
+
+        Raises:
+            ExchangeUnavailableError: The venue could not answer.
+        """
+        ...
+
     def trader(
         self,
         *,

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from core.db.models import Bracket
+from core.db.repositories.brackets import position_lock_key
 from core.domain.states import BracketState, OrderPurpose, OrderState
 from core.exchange.orders import OrderKind
 from core.exchange.port import Exchange
@@ -319,3 +321,31 @@ async def test_a_rate_limited_move_backs_off_and_lands_later_the_old_stop_restin
         bracket = await the_bracket(live_sessionmaker, me)
         assert bracket.state is BracketState.RESTING
         await assert_invariant(exchange)
+
+
+async def test_a_first_move_that_meets_a_busy_position_lands_once_the_position_is_free(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    web: TestClient,
+) -> None:
+    async with running_worker(settings):
+        me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
+        exchange = await venue(exchanges, me)
+        await protected_entry(live_sessionmaker, web, me, trail_pct="1")
+        await rested(live_sessionmaker, me, exchange, 1)
+        await asyncio.sleep(1.5)  # the trailing service has read the bracket
+        key = position_lock_key((me.user_id, False, MARKET))
+        async with live_sessionmaker() as session, session.begin():
+            # A protection step (or the trader's change) holds the position: the move waits.
+            await session.execute(select(func.pg_advisory_xact_lock(key)))
+            dydx_double.set_oracle_price(MARKET, "3100")
+            await asyncio.sleep(2)
+            assert await resting_stops(exchange) == [Decimal(2970)]
+        # Held back to a later block, the move must see that block come (it knew no height
+        # before its first move, and never retried).
+        await stop_at(live_sessionmaker, me, exchange, Decimal(3069))  # 3100 - 1 %
+        await assert_invariant(exchange)
+        assert len(stop_places(dydx_double)) == 2  # the first stop, and this move once

@@ -42,6 +42,14 @@ class DydxVenue:
         """
         return await self.network.markets()
 
+    async def block_height(self) -> int:
+        """The latest block height, at most a second old.
+
+        Raises:
+            ExchangeUnavailableError: The node did not answer.
+        """
+        return await self.network.block_height()
+
     def trader(
         self,
         *,

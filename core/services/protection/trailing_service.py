@@ -134,7 +134,6 @@ class TrailingService:
         self._busy: dict[int, int] = {}  # bracket -> moves the node did not take in a row
         self._synced_at = float("-inf")
         self._height = 0  # the chain's, read from a venue before moves are handed out
-        self._last_exchange: Exchange | None = None
         self._outboxes: dict[int, _Outbox] = {}  # user -> moves not told yet
         self._lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
@@ -262,14 +261,15 @@ class TrailingService:
         owners = self.tracker.waiting_owners()
         if not owners:
             return
-        if self._last_exchange is not None:
-            with contextlib.suppress(ExchangeError):
-                self._height = max(self._height, await self._last_exchange.block_height())
+        # The chain's height, whoever's move comes first: a move held back (a busy position)
+        # waits for a later block, and without a height of its own the service would never
+        # see that block come.
+        with contextlib.suppress(ExchangeError):
+            self._height = max(self._height, await self._exchanges.venue.block_height())
         for owner in sorted(owners):
             exchange: Exchange | None = None
             for move in self.tracker.take_due(owner, self._height):
                 exchange = await self._move(move, exchange)
-                self._last_exchange = exchange or self._last_exchange
 
     async def _move(self, move: StopMove, exchange: Exchange | None) -> Exchange | None:
         """Place one move; returns the owner's venue for the next move of that owner."""
