@@ -152,6 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "ALERT_RATE_PER_IP": "10000000",
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "json",
+            "WORKER_PROCESSES": str(args.worker_processes),
         }
         settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
         engine = create_engine(database_url, pool_size=2)
@@ -353,6 +354,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured alerts first")
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds of no alerts for the background CPU"
+    )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="the worker's WORKER_PROCESSES (CPU counts the whole process tree; --profile "
+        "samples the first process only)",
     )
     parser.add_argument(
         "--no-stall",

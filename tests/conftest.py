@@ -175,6 +175,9 @@ def base_env(database_url: str, redis_url: str, encryption_keys: str) -> dict[st
         "ENCRYPTION_KEYS": encryption_keys,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
+        # One worker process per ``tv2dydx worker`` (the default follows the cores): tests
+        # that kill a worker mean that process; two-process tests ask for it.
+        "WORKER_PROCESSES": "1",
     }
 
 

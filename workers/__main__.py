@@ -8,45 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
-from typing import TYPE_CHECKING
 
-from core.runtime.loopwatch import loop_stall_report
 from core.runtime.startup import preflight_or_exit, settings_or_exit, start_process
-
-if TYPE_CHECKING:
-    from arq.connections import RedisSettings
-
-    from core.runtime.config import Settings
-
-
-def _redis_settings(settings: Settings) -> RedisSettings:
-    from arq.connections import RedisSettings
-
-    return RedisSettings.from_dsn(settings.redis_url.get_secret_value())
-
-
-async def _serve(settings: Settings) -> None:
-    from workers.settings import WorkerSettings
-    from workers.worker import build_worker
-
-    # Everything imported so far lives as long as the process: keep it out of the garbage
-    # collector's full passes, which otherwise stall the event loop under an order burst.
-    gc.collect()
-    gc.freeze()
-    worker = build_worker(settings, _redis_settings(settings), WorkerSettings)
-    try:
-        async with loop_stall_report(settings.loop_stall_report):
-            await worker.async_run()
-    except asyncio.CancelledError:
-        pass  # SIGTERM/SIGINT: arq cancelled its main task and re-queued running jobs
-    finally:
-        await worker.close()
+from workers.processes import redis_settings, supervise, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the worker, or with ``--check`` report whether one is healthy."""
+    """Run the worker (``WORKER_PROCESSES`` of them), or with ``--check`` report whether one
+    is healthy."""
     parser = argparse.ArgumentParser(prog="tv2dydx worker")
     parser.add_argument("--check", action="store_true", help="health check, exit 0 if healthy")
     args = parser.parse_args(argv)
@@ -56,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         from core.adapters.arq_queue import QUEUE_NAME
 
         settings = settings_or_exit()
-        code = asyncio.run(async_check_health(_redis_settings(settings), queue_name=QUEUE_NAME))
+        code = asyncio.run(async_check_health(redis_settings(settings), queue_name=QUEUE_NAME))
         if code == 0:
             print("tv2dydx: worker healthy")
         else:
@@ -64,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(code)
     settings = start_process("worker")
     preflight_or_exit(settings)
-    asyncio.run(_serve(settings))
-    return 0
+    if settings.worker_processes == 1:
+        work(settings)
+        return 0
+    return supervise(settings.worker_processes)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """arq ``WorkerSettings``: a plain class, per the arq docs. Redis settings and the
-application settings are passed in by ``workers.__main__`` at start (no import-time config)."""
+application settings are passed in by ``workers.processes`` at start (no import-time config)."""
 
 from __future__ import annotations
 

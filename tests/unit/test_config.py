@@ -171,3 +171,14 @@ def test_protection_legs_live_28_days_and_are_renewed_at_most_half_way(
         "PROTECTION_LEG_LIFETIME_SECONDS is invalid: expected seconds from 10 to 8208000 "
         "(95 days, the chain's limit; default 2419200, 28 days)"
     ]
+
+
+def test_worker_processes_follow_the_cores_this_process_may_use(
+    base_env: dict[str, str],
+) -> None:
+    from core.runtime.processes import available_cores
+
+    values = {k.lower(): v for k, v in base_env.items() if k != "WORKER_PROCESSES"}
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    assert settings.worker_processes == min(available_cores(), 8) >= 1
+    assert Settings(_env_file=None, **values, worker_processes="3").worker_processes == 3  # type: ignore[call-arg]
