@@ -46,11 +46,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 from aiohttp.test_utils import unused_port
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import ADMIN_URL, admin, percentile, process_tree_times, wait_ready
 from core.db.engine import create_engine, create_sessionmaker
 from core.db.models import Alert
 from core.db.uow import UnitOfWork
@@ -60,7 +62,6 @@ from core.runtime.migrate import upgrade
 from core.security.crypto import generate_key_entry
 from core.services.webhooks import WebhookService
 
-ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 BOT_TOKEN = "123456789:BENCH-token-never-used-against-telegram-0"
 
@@ -146,14 +147,6 @@ class Stats:
     statuses: Counter[str] = field(default_factory=Counter)
 
 
-async def admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def prepare(database_url: str, users: int) -> list[Hook]:
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url, pool_size=2)
@@ -186,30 +179,10 @@ async def count_alerts(database_url: str) -> tuple[int, int, int]:
     return int(total or 0), int(good or 0), int(unqueued or 0)
 
 
-def process_tree_cpu(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     """CPU seconds (user + system) used so far by ``pid`` and its children (Linux only)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    tree = {pid}
-    grew = True
-    while grew:
-        grew = False
-        for child, (parent, _) in stats.items():
-            if parent in tree and child not in tree:
-                tree.add(child)
-                grew = True
-    return sum(stats[member][1] for member in tree if member in stats)
+    times = process_tree_times(pid)
+    return times.total if times is not None else None
 
 
 def start_server(env: dict[str, str], port: int, profile: str | None) -> subprocess.Popen[bytes]:
@@ -225,23 +198,6 @@ def start_server(env: dict[str, str], port: int, profile: str | None) -> subproc
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-async def wait_ready(port: int, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-            answer = await reader.read()
-            writer.close()
-            if answer.startswith(b"HTTP/1.1 200"):
-                return
-        except OSError:
-            answer = b""  # not listening yet
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the web server did not become ready")
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
@@ -311,11 +267,6 @@ async def connection(
         writer.close()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 @dataclass
 class Measured:
     """What one measured run observed (latencies in milliseconds)."""
@@ -379,9 +330,9 @@ async def measure_with_wrk(
         if args.warmup >= 1:
             await run_wrk(args, port, hooks_file, script, f"{label}w", args.warmup)
         _, before, _ = await count_alerts(database_url)
-        cpu_before = process_tree_cpu(server_pid)
+        cpu_before = cpu_seconds(server_pid)
         result = await run_wrk(args, port, hooks_file, script, label, args.duration)
-        cpu_after = process_tree_cpu(server_pid)
+        cpu_after = cpu_seconds(server_pid)
         _, after, _ = await count_alerts(database_url)
     answered = result["requests"] - result["non2xx"]
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
@@ -415,7 +366,7 @@ async def measure_with_python(
     async def sample_cpu() -> None:
         nonlocal cpu_before
         await asyncio.sleep(record_from - time.monotonic())
-        cpu_before = process_tree_cpu(server_pid)
+        cpu_before = cpu_seconds(server_pid)
 
     await asyncio.wait_for(
         asyncio.gather(
@@ -427,7 +378,7 @@ async def measure_with_python(
         ),
         timeout=args.warmup + args.duration + 30,
     )
-    cpu_after = process_tree_cpu(server_pid)
+    cpu_after = cpu_seconds(server_pid)
     cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
     latencies_ms = [value * 1000 for value in stats.latencies]
     return (
