@@ -4,10 +4,9 @@ and the dYdX double (real signing)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from aiogram import Dispatcher
@@ -16,7 +15,6 @@ from aiohttp.test_utils import TestClient
 from core.db.models import User
 from core.domain.compliance import DECLARATION
 from core.domain.states import OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from tests.conftest import polling_bot
@@ -29,47 +27,7 @@ from tests.trading_stack import (
     Trader,
     add_trader,
     orders_of,
-    running_web,
-    running_worker,
 )
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
-    async with running_worker(settings):
-        yield
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 @pytest.fixture

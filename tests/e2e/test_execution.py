@@ -4,12 +4,11 @@ PostgreSQL, Redis, the dYdX double (real dydx-v4-client signing) and the Telegra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
@@ -34,35 +33,6 @@ from tests.trading_stack import (
     user_row,
     wait_alert,
 )
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
-    async with running_worker(settings):
-        yield
 
 
 async def trader(

@@ -6,10 +6,9 @@ web app, a real arq worker, PostgreSQL, Redis and the dYdX and Telegram doubles.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from core.domain.states import AlertState, OrderState
@@ -23,8 +22,6 @@ from tests.trading_stack import (
     orders_of,
     placed_orders,
     post_alert,
-    running_web,
-    running_worker,
     wait_alert,
 )
 
@@ -32,35 +29,6 @@ from tests.trading_stack import (
 STALE_NONCE_LOG = (
     "timestamp nonce 1767225600000 not within valid time window: incorrect account sequence"
 )
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
-    async with running_worker(settings):
-        yield
 
 
 async def _until(predicate: Callable[[], bool], within: float = 20) -> None:

@@ -10,7 +10,6 @@ stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +21,6 @@ from sqlalchemy import select
 from core.db.models import Bracket
 from core.db.repositories.execution import ExecutionRepository
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
@@ -36,48 +34,8 @@ from tests.trading_stack import (
     add_trader,
     orders_of,
     post_alert,
-    running_web,
-    running_worker,
     wait_alert,
 )
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
-    async with running_worker(settings):
-        yield
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 async def brackets_of(maker: Maker, user_id: int) -> list[Bracket]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,6 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from tests.doubles.dydx.double import DydxDouble
@@ -46,45 +45,12 @@ from tests.trading_stack import (
     add_trader,
     orders_of,
     post_alert,
-    running_web,
     running_worker,
     wait_alert,
 )
 
 #: Past the take-profit of a long entered at 3,000 with ``tp_pct=2`` (3,060).
 PAST_TAKE_PROFIT = "3100"
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 @pytest.fixture

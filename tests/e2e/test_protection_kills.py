@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -26,7 +25,6 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order as ProtoOrder
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder, MsgPlaceOrder
 
 from core.domain.states import BracketState, OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
@@ -41,7 +39,7 @@ from tests.e2e.test_protection import brackets_of, said, texts_of
 from tests.e2e.test_protection_faults import PAST_TAKE_PROFIT, chain_of
 from tests.e2e.test_protection_monitor import legs_of
 from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
-from tests.trading_stack import Maker, Trader, add_trader, orders_of, post_alert, running_web
+from tests.trading_stack import Maker, Trader, add_trader, orders_of, post_alert
 
 ENTRY = ProtoOrder.CONDITION_TYPE_UNSPECIFIED
 TAKE_PROFIT = ProtoOrder.CONDITION_TYPE_TAKE_PROFIT
@@ -52,38 +50,6 @@ HELD = 300
 #: 3 s), so a slow machine cannot let the step go on before the kill.
 RETRIES = 20
 SIZE = Decimal("0.1")
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ stop-loss, resting reduce-only stop-losses cover its whole size; no leg outlives
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,6 @@ from core.domain.states import (
     OrderState,
     PositionSide,
 )
-from core.exchange.factory import create_exchange_provider
 from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
@@ -46,7 +45,6 @@ from tests.trading_stack import (
     add_trader,
     orders_of,
     post_alert,
-    running_web,
     running_worker,
     wait_alert,
 )
@@ -94,23 +92,6 @@ def short_lived(
         protection_leg_lifetime_seconds=str(LIFETIME),
         protection_renew_before_seconds=str(RENEW_BEFORE),
     )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 def protection_texts(me: Trader) -> list[str]:

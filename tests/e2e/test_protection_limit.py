@@ -13,7 +13,7 @@ every change of protection reaches the trader.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -24,7 +24,6 @@ from redis.asyncio import Redis
 
 from core.db.models import Order
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.orders import OrderKind
 from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
@@ -42,7 +41,6 @@ from tests.trading_stack import (
     orders_of,
     post_alert,
     running_web,
-    running_worker,
     wait_alert,
 )
 
@@ -58,41 +56,11 @@ LEGS_TEXT = "take-profit $3,009.00 and stop-loss $2,920.50 placed"
 
 
 @pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
 async def web(
     settings: Settings, live_sessionmaker: Maker, redis: Redis
 ) -> AsyncIterator[TestClient]:
     async with running_web(settings) as client:
         yield client
-
-
-@pytest.fixture
-async def worker(settings: Settings, web: TestClient) -> AsyncIterator[None]:
-    async with running_worker(settings):
-        yield
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 async def limit_entry(web: TestClient, me: Trader) -> int:

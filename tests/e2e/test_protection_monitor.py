@@ -12,7 +12,7 @@ double with the real dydx-v4-client, and the Telegram double.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,6 @@ from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder
 
 from core.db.models import Order
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
-from core.exchange.factory import create_exchange_provider
 from core.exchange.provider import ExchangeProvider
 from core.exchange.stream import SubaccountRef
 from core.runtime.config import Settings
@@ -37,7 +36,6 @@ from tests.trading_stack import (
     add_trader,
     orders_of,
     post_alert,
-    running_web,
     running_worker,
     wait_alert,
 )
@@ -114,38 +112,6 @@ async def subscribed(worker: TradingWorker, me: Trader) -> None:
 def without_advance_cron() -> list[Any]:
     """The production crons but the bracket-advancing one."""
     return [c for c in WorkerSettings.cron_jobs if c.name != ADVANCE_CRON]
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ the real dydx-v4-client, and the Telegram double.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
@@ -29,43 +26,9 @@ from tests.doubles.dydx.node import BroadcastRecord
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, protected_entry, said, texts_of
 from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
-from tests.trading_stack import Maker, Trader, add_trader, orders_of, running_web, running_worker
+from tests.trading_stack import Maker, Trader, add_trader, orders_of, running_worker
 
 SUBTICKS_PER_USD = Decimal(1_000_000)  # ETH-USD on the double: 2970 USD = 2_970_000_000
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    from core.exchange.factory import create_exchange_provider
-
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 def stop_places(dydx: DydxDouble) -> list[tuple[int, Decimal, BroadcastRecord]]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -33,7 +32,7 @@ from tests.e2e.test_execution_faults import WorkerProcess
 from tests.e2e.test_protection import brackets_of, protected_entry
 from tests.e2e.test_protection_faults import _output
 from tests.protection_checks import assert_invariant, until, venue
-from tests.trading_stack import Maker, Trader, add_trader, running_web
+from tests.trading_stack import Maker, Trader, add_trader
 
 #: Short leases, so the takeover is quick to watch (production: 15 s).
 LEASE_SECONDS = 3
@@ -42,40 +41,6 @@ PAIRS = {0: "BTC-USD", 1: "ETH-USD"}
 SUBTICKS_PER_USD = {"BTC-USD": Decimal(100_000), "ETH-USD": Decimal(1_000_000)}
 #: The chain's stateful-order limit per owner and block.
 PER_BLOCK = 2
-
-
-@pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(
-        **telegram_env,
-        **dydx_env,
-        webhook_ip_allowlist="*",
-        alert_rate_per_token=100_000,
-        alert_rate_per_ip=100_000,
-    )
-
-
-@pytest.fixture
-async def web(
-    settings: Settings, live_sessionmaker: Maker, redis: Any
-) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
-        yield client
-
-
-@pytest.fixture
-async def exchanges(
-    settings: Settings, live_sessionmaker: Maker
-) -> AsyncIterator[ExchangeProvider]:
-    from core.exchange.factory import create_exchange_provider
-
-    provider = create_exchange_provider(live_sessionmaker, settings)
-    yield provider
-    await provider.close()
 
 
 @pytest.fixture
