@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypedDict, cast
@@ -18,6 +19,7 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.execution.priority import PlacementGate
 from core.services.notifications import NotificationService
 from core.services.protection.renewal import LegLifetime
 from workers.monitor import start_monitor, stop_monitor
@@ -36,6 +38,7 @@ class WorkerContext(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionRepository
     execution: ExecutionService
+    priority: PlacementGate
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -53,7 +56,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     bot = create_bot(settings)
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
+    priority = PlacementGate()
     ctx.update(
+        priority=priority,
         exchanges=exchanges,
         execution_store=store,
         execution=ExecutionService(
@@ -65,6 +70,7 @@ async def startup(ctx: dict[str, Any]) -> None:
                 settings.protection_leg_lifetime_seconds,
                 settings.protection_renew_before_seconds,
             ),
+            gate=priority,
         ),
         engine=engine,
         sessionmaker=sessionmaker,
@@ -102,3 +108,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def job(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
     """Register a job typed against :class:`WorkerContext` (arq types ``ctx`` as a dict)."""
     return cast(WorkerCoroutine, function)
+
+
+def bookkeeping(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+    """Register a bookkeeping job: it starts once the alerts this process is placing are on
+    their way (or after :data:`~core.services.execution.priority.DEFAULT_MAX_YIELD`)."""
+
+    @functools.wraps(function)
+    async def yielding(ctx: WorkerContext, *args: Any, **kwargs: Any) -> Any:
+        if "priority" in ctx:
+            await ctx["priority"].yield_to_placing()
+        return await function(ctx, *args, **kwargs)
+
+    return cast(WorkerCoroutine, yielding)

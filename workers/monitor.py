@@ -66,7 +66,9 @@ def build_monitor(
         stream=create_subaccount_stream(settings.dydx),
         watchlist=LedgerWatchList(sessionmaker),
         leases=leases,
-        listener=LedgerRecorder(sessionmaker, settle, after_sync=after_sync),
+        listener=LedgerRecorder(
+            sessionmaker, settle, after_sync=after_sync, followed=settler.is_followed
+        ),
         oracle_listener=oracle_listener,
         # Renewed at a third of the lease's life; polls need the tick at least as often.
         interval=min(lease_seconds / 3, settings.monitor_poll_seconds, 1.0),

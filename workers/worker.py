@@ -29,6 +29,8 @@ arq's own (semaphore, ``job_counter``, ``tasks``) and is checked against it by t
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +39,17 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, get_kwargs
 
 from core.adapters.arq_queue import QUEUE_NAME, wake_key
+from core.services.jobs import alert_job_id
 
 if TYPE_CHECKING:
     from arq.connections import RedisSettings
     from redis.commands.core import AsyncScript
 
     from core.runtime.config import Settings
+    from core.services.execution.priority import PlacementGate
+
+#: Job ids of alert jobs start so (``alert:{id}``): they place orders, so they come first.
+_ALERT_JOB = alert_job_id(0).removesuffix("0")
 
 # The longest a job queued without a wake token (a cron, a deferred retry, arq's own
 # enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
@@ -141,13 +148,23 @@ class TradingWorker(Worker):
             for _ in ids:
                 self._release_sem_dec_counter_on_complete()
             raise
+        gate: PlacementGate | None = self.ctx.get("priority")
         for job_id, score in zip(ids, claimed, strict=True):
             if score == -1:
                 self._release_sem_dec_counter_on_complete()
                 continue
+            if gate is not None and job_id.startswith(_ALERT_JOB):
+                # Placing first: bookkeeping waits from the claim until the broadcast.
+                gate.claimed(job_id)
             task = self.loop.create_task(self.run_job(job_id, int(score)))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(functools.partial(self._finished, job_id))
             self.tasks[job_id] = task
+
+    def _finished(self, job_id: str, _task: asyncio.Task[Any]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        gate: PlacementGate | None = self.ctx.get("priority")
+        if gate is not None:
+            gate.release(job_id)  # a job that ended before it started (expired, aborted)
 
     def _running(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)

@@ -30,8 +30,10 @@ async def execute_alert(ctx: WorkerContext, alert_id: int) -> str:
     Returns:
         The outcome's name (kept by arq as the job result).
     """
+    # Placing first: this process's bookkeeping waits until the order is broadcast.
+    placement = ctx["priority"].take(ctx["job_id"])
     try:
-        outcome = await ctx["execution"].execute_alert(alert_id)
+        outcome = await ctx["execution"].execute_alert(alert_id, placement=placement)
     except RetryLaterError as exc:
         raise Retry(defer=exc.defer * ctx["job_try"]) from None
     if outcome in _NOTIFYING:

@@ -43,6 +43,7 @@ from core.exchange.port import Exchange, Fill, OpenOrder
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.outcome import Outcome, outcome_of
+from core.services.execution.priority import PlacementGate
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
 from core.services.execution.trader import flags_of
@@ -123,6 +124,7 @@ class OrderSettler:
         protector: Cancels the protective siblings of an order that closed a position.
         settle_timeout: How long a waiting caller polls for an order's outcome.
         poll_interval: Indexer polling interval while waiting.
+        gate: Each look yields to alerts being placed in this process (placing first).
     """
 
     def __init__(
@@ -134,14 +136,17 @@ class OrderSettler:
         *,
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        gate: PlacementGate | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._gate = gate or PlacementGate()
         self._exchanges = exchanges
         self._recorder = recorder
         self._protector = protector
         self._settle_timeout = settle_timeout
         self._poll_interval = poll_interval
         self._resigns: Counter[int] = Counter()
+        self._followed: Counter[tuple[str, int, int]] = Counter()
         self._log = get_logger(__name__)
 
     async def settle(
@@ -156,53 +161,75 @@ class OrderSettler:
         """
         deadline = time.monotonic() + (self._settle_timeout if wait else 0)
         last_broadcast = 0.0
-        while True:
-            async with UnitOfWork(self._sessionmaker) as uow:
-                order = await uow.orders.get(order_id)
-                if order is None:
-                    return Outcome.MISSING
-                user = await uow.users.get(order.user_id)
-                if user is None:
-                    return Outcome.MISSING
-                prefs = Preferences.from_json(user.settings)
-                uow.detach(order)
-            if order.state.is_final:
-                return outcome_of(order)
-            if exchange is None:
+        followed: tuple[str, int, int] | None = None
+        try:
+            while True:
+                await self._gate.yield_to_placing()
+                async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
+                    order = await uow.orders.get(order_id)
+                    if order is None:
+                        return Outcome.MISSING
+                    uow.detach(order)
+                    # The trader's settings are needed only to build their exchange.
+                    user = None if exchange is not None else await uow.users.get(order.user_id)
+                    prefs = Preferences.from_json(user.settings) if user is not None else None
+                if wait and followed is None and not order.state.is_final:
+                    # The monitor leaves what this job records to it (see is_followed).
+                    followed = (order.owner_address, order.subaccount_number, order.client_id)
+                    self._followed[followed] += 1
+                if order.state.is_final:
+                    return outcome_of(order)
+                if exchange is None:
+                    if prefs is None:
+                        return Outcome.MISSING
+                    try:
+                        exchange = await self._exchanges.for_user(order.user_id, prefs)
+                    except TradingNotReadyError:
+                        return Outcome.OPEN
+                    if exchange.is_paper != order.paper:
+                        # The trader switched paper mode since; follow the order where it lives.
+                        exchange = await self._exchanges.for_user(
+                            order.user_id, prefs.updated(paper=order.paper)
+                        )
                 try:
-                    exchange = await self._exchanges.for_user(order.user_id, prefs)
-                except TradingNotReadyError:
-                    return Outcome.OPEN
-                if exchange.is_paper != order.paper:
-                    # The trader switched paper mode since; follow the order where it lives.
-                    exchange = await self._exchanges.for_user(
-                        order.user_id, prefs.updated(paper=order.paper)
+                    found = await exchange.find_order(
+                        order.market, order.client_id, flags_of(order)
                     )
-            try:
-                found = await exchange.find_order(order.market, order.client_id, flags_of(order))
-                if found is not None:
-                    final = await self._apply(exchange, order, found)
-                    if await self._protection_moves(order, found, final=final, wait=wait):
-                        await self._protector.step_position(order_id)
-                    if final:
+                    if found is not None:
+                        final = await self._apply(exchange, order, found)
+                        if await self._protection_moves(order, found, final=final, wait=wait):
+                            await self._protector.step_position(order_id)
+                        if final:
+                            return await self._final_outcome(order_id)
+                    elif order.good_til_block is None:
+                        if time.monotonic() - last_broadcast >= 1.0:
+                            last_broadcast = time.monotonic()
+                            if await self._follow_unseen_stateful(exchange, order):
+                                return await self._final_outcome(order_id)
+                    elif order.state in (OrderState.SUBMITTING, OrderState.UNKNOWN):
+                        if time.monotonic() - last_broadcast >= 1.0:
+                            last_broadcast = time.monotonic()
+                            if await self._rebroadcast_or_expire(exchange, order):
+                                return await self._final_outcome(order_id)
+                    elif await self._expired_unseen(exchange, order):
                         return await self._final_outcome(order_id)
-                elif order.good_til_block is None:
-                    if time.monotonic() - last_broadcast >= 1.0:
-                        last_broadcast = time.monotonic()
-                        if await self._follow_unseen_stateful(exchange, order):
-                            return await self._final_outcome(order_id)
-                elif order.state in (OrderState.SUBMITTING, OrderState.UNKNOWN):
-                    if time.monotonic() - last_broadcast >= 1.0:
-                        last_broadcast = time.monotonic()
-                        if await self._rebroadcast_or_expire(exchange, order):
-                            return await self._final_outcome(order_id)
-                elif await self._expired_unseen(exchange, order):
-                    return await self._final_outcome(order_id)
-            except ExchangeUnavailableError as exc:
-                self._log.warning("settle_exchange_unavailable", order_id=order_id, error=str(exc))
-            if time.monotonic() >= deadline:
-                return Outcome.OPEN
-            await asyncio.sleep(self._poll_interval)
+                except ExchangeUnavailableError as exc:
+                    self._log.warning(
+                        "settle_exchange_unavailable", order_id=order_id, error=str(exc)
+                    )
+                if time.monotonic() >= deadline:
+                    return Outcome.OPEN
+                await asyncio.sleep(self._poll_interval)
+        finally:
+            if followed is not None:
+                self._followed[followed] -= 1
+                if not self._followed[followed]:
+                    del self._followed[followed]
+
+    def is_followed(self, owner_address: str, subaccount_number: int, client_id: int) -> bool:
+        """Whether a caller in this process is waiting on this order's outcome (a job that
+        placed it): it records the order's fills, position and protection step itself."""
+        return (owner_address, subaccount_number, client_id) in self._followed
 
     async def _protection_moves(
         self, order: Order, found: OpenOrder, *, final: bool, wait: bool
@@ -219,12 +246,12 @@ class OrderSettler:
         if (final and wait) or found.filled_size <= order.filled_size:
             return False
         # The Indexer may show the total before every fill: only a recorded fill counts.
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             row = await uow.orders.get(order.id)
             return row is not None and row.filled_size > order.filled_size
 
     async def _final_outcome(self, order_id: int) -> Outcome:
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             order = await uow.orders.get(order_id)
             uow.detach(order)
         return outcome_of(order) if order is not None else Outcome.MISSING
