@@ -188,7 +188,7 @@ class ExecutionService:
             return planned
         plan, height = planned
         bracket = _bracket_of(request, plan)
-        order_id, signed = await self._placer.commit(
+        order_id, signed, client_id = await self._placer.commit(
             exchange,
             trader,
             plan,
@@ -199,12 +199,14 @@ class ExecutionService:
             bracket=bracket,
         )
         timings["signed_committed"] = time.perf_counter()
-        await self._placer.broadcast(exchange, order_id, signed)
-        timings["broadcast"] = time.perf_counter()
-        placing.done()  # what follows is bookkeeping: it yields to alerts still placing
-        self._log_timings(alert_id, order_id, started, timings)
-        await asyncio.sleep(FIRST_LOOK_DELAY)
-        outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
+        # This job follows the order to its end: the monitor leaves its events to it.
+        with self._settler.following(exchange.owner_address, exchange.subaccount_number, client_id):
+            await self._placer.broadcast(exchange, order_id, signed)
+            timings["broadcast"] = time.perf_counter()
+            placing.done()  # what follows is bookkeeping: it yields to alerts still placing
+            self._log_timings(alert_id, order_id, started, timings)
+            await asyncio.sleep(FIRST_LOOK_DELAY)
+            outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
         if bracket is not None:  # a bracket exists only if committed with the entry
             await self._protect(order_id)
         return outcome
@@ -319,7 +321,7 @@ class ExecutionService:
             uow.detach(user)
         if user is None:
             raise TradingNotReadyError("unknown user")
-        order_id, signed = await self._placer.commit(
+        order_id, signed, _ = await self._placer.commit(
             exchange,
             Trader.of_user(user, prefs),
             plan,

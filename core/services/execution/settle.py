@@ -17,8 +17,10 @@ shown yet:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -161,7 +163,8 @@ class OrderSettler:
         """
         deadline = time.monotonic() + (self._settle_timeout if wait else 0)
         last_broadcast = 0.0
-        followed: tuple[str, int, int] | None = None
+        followed = False
+        follow = contextlib.ExitStack()
         try:
             while True:
                 await self._gate.yield_to_placing()
@@ -173,10 +176,14 @@ class OrderSettler:
                     # The trader's settings are needed only to build their exchange.
                     user = None if exchange is not None else await uow.users.get(order.user_id)
                     prefs = Preferences.from_json(user.settings) if user is not None else None
-                if wait and followed is None and not order.state.is_final:
-                    # The monitor leaves what this job records to it (see is_followed).
-                    followed = (order.owner_address, order.subaccount_number, order.client_id)
-                    self._followed[followed] += 1
+                if wait and not followed and not order.state.is_final:
+                    # The monitor leaves what this caller records to it (see is_followed).
+                    follow.enter_context(
+                        self.following(
+                            order.owner_address, order.subaccount_number, order.client_id
+                        )
+                    )
+                    followed = True
                 if order.state.is_final:
                     return outcome_of(order)
                 if exchange is None:
@@ -221,10 +228,21 @@ class OrderSettler:
                     return Outcome.OPEN
                 await asyncio.sleep(self._poll_interval)
         finally:
-            if followed is not None:
-                self._followed[followed] -= 1
-                if not self._followed[followed]:
-                    del self._followed[followed]
+            follow.close()
+
+    @contextlib.contextmanager
+    def following(
+        self, owner_address: str, subaccount_number: int, client_id: int
+    ) -> Iterator[None]:
+        """Mark an order as followed to its end by the caller (see :meth:`is_followed`)."""
+        key = (owner_address, subaccount_number, client_id)
+        self._followed[key] += 1
+        try:
+            yield
+        finally:
+            self._followed[key] -= 1
+            if not self._followed[key]:
+                del self._followed[key]
 
     def is_followed(self, owner_address: str, subaccount_number: int, client_id: int) -> bool:
         """Whether a caller in this process is waiting on this order's outcome (a job that
