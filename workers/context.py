@@ -19,8 +19,8 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
-from core.services.execution.priority import PlacementGate
 from core.services.notifications import NotificationService
+from core.services.priority import PlacementGate
 from core.services.protection.renewal import LegLifetime
 from workers.monitor import start_monitor, stop_monitor
 
@@ -75,7 +75,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
-        notifications=NotificationService(sessionmaker),
+        notifications=NotificationService(sessionmaker, gate=priority),
         sender=TelegramSender(bot),
         credentials=CredentialService(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
@@ -93,6 +93,8 @@ async def bind_job_context(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
     await stop_monitor(ctx)
+    if "notifications" in ctx:
+        await ctx["notifications"].close()
     if "credentials" in ctx:
         await ctx["credentials"].close()
     if "exchanges" in ctx:
@@ -112,7 +114,7 @@ def job(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
 
 def bookkeeping(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
     """Register a bookkeeping job: it starts once the alerts this process is placing are on
-    their way (or after :data:`~core.services.execution.priority.DEFAULT_MAX_YIELD`)."""
+    their way (or after :data:`~core.services.priority.DEFAULT_MAX_YIELD`)."""
 
     @functools.wraps(function)
     async def yielding(ctx: WorkerContext, *args: Any, **kwargs: Any) -> Any:

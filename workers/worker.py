@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
     from core.runtime.config import Settings
-    from core.services.execution.priority import PlacementGate
+    from core.services.priority import PlacementGate
 
 #: Job ids of alert jobs start so (``alert:{id}``): they place orders, so they come first.
 _ALERT_JOB = alert_job_id(0).removesuffix("0")

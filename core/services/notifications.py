@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -13,11 +15,14 @@ from core.db.base import utcnow
 from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.logs import get_logger
+from core.services.priority import PlacementGate
 
 # Give up only after a day: a Telegram outage of minutes or hours must lose nothing.
 GIVE_UP_AFTER = timedelta(hours=24)
 # A trade message is worth little when late: retry at least every 30 s during an outage.
 MAX_BACKOFF = timedelta(seconds=30)
+# At shutdown, how long a background drain may finish sending what it claimed.
+DRAIN_ON_CLOSE_SECONDS = 5.0
 
 
 class SendError(Exception):
@@ -75,11 +80,49 @@ class NotificationService:
     """Drains the outbox. Each message is its own transaction, so a crash re-sends at most
     the one message that was in flight."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, gate: PlacementGate | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._gate = gate or PlacementGate()
         self._draining = False
         self._again = False
+        self._soon: asyncio.Task[None] | None = None
         self._log = get_logger(__name__)
+
+    def deliver_soon(self, sender: NotificationSender) -> None:
+        """Drain the outbox in the background of this process, once alerts being placed are
+        on their way (what an executed alert or a recorded fill just wrote).
+
+        Costs no queue round trip: the worker that wrote the message sends it. Calls while
+        a drain runs make it look again; the worker's schedule delivers anyway.
+        """
+        if self._soon is not None and not self._soon.done():
+            self._again = True
+            return
+        self._soon = asyncio.get_running_loop().create_task(self._deliver_soon(sender))
+
+    async def _deliver_soon(self, sender: NotificationSender) -> None:
+        await self._gate.yield_to_placing()
+        try:
+            report = await self.deliver_due(sender)
+        except Exception as exc:  # a background drain must not die silently
+            self._log.warning("notifications_drain_failed", error=str(exc))
+            return
+        if report.sent or report.retried or report.failed:
+            self._log.info(
+                "notifications_delivered",
+                sent=report.sent,
+                retried=report.retried,
+                failed=report.failed,
+            )
+
+    async def close(self) -> None:
+        """Let a background drain finish (it sends at most what is due now)."""
+        if self._soon is not None and not self._soon.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._soon), DRAIN_ON_CLOSE_SECONDS)
+            self._soon.cancel()
 
     async def deliver_due(self, sender: NotificationSender, *, limit: int = 50) -> DeliveryReport:
         """Send up to ``limit`` due messages.

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from arq import Retry
 
-from core.adapters.arq_queue import ArqJobQueue
 from core.services.execution.outcome import Outcome, RetryLaterError
 from workers.context import WorkerContext
 
-#: Outcomes that wrote a message to the outbox: drain it now rather than at the next tick.
+#: Outcomes that wrote a message to the outbox: send it now rather than at the next tick.
 _NOTIFYING = frozenset(
     {
         Outcome.FILLED,
@@ -37,5 +36,6 @@ async def execute_alert(ctx: WorkerContext, alert_id: int) -> str:
     except RetryLaterError as exc:
         raise Retry(defer=exc.defer * ctx["job_try"]) from None
     if outcome in _NOTIFYING:
-        await ArqJobQueue(ctx["redis"]).nudge_notifications()
+        # This worker sends the message it wrote, in the background (no queue round trip).
+        ctx["notifications"].deliver_soon(ctx["sender"])
     return outcome.value

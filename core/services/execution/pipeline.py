@@ -31,7 +31,6 @@ from core.services.execution.alerts import AlertOutcomes
 from core.services.execution.expire import AlertExpiry
 from core.services.execution.outcome import Outcome, RetryLaterError
 from core.services.execution.place import OrderPlacer, close_plan
-from core.services.execution.priority import Placement, PlacementGate
 from core.services.execution.protect import Protector
 from core.services.execution.reconcile import Reconciler
 from core.services.execution.record import OrderRecorder
@@ -48,6 +47,7 @@ from core.services.planning import (
     RefusalKind,
     plan_order,
 )
+from core.services.priority import Placement, PlacementGate
 from core.services.protection.renewal import LegLifetime
 from core.services.protection.service import ProtectionService
 from core.texts import trade as texts

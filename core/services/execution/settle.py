@@ -45,10 +45,10 @@ from core.exchange.port import Exchange, Fill, OpenOrder
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.outcome import Outcome, outcome_of
-from core.services.execution.priority import PlacementGate
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
 from core.services.execution.trader import flags_of
+from core.services.priority import PlacementGate
 from core.texts import trade as texts
 
 #: How long the job waits for a short-term order's outcome before leaving it to the cron.
@@ -76,6 +76,8 @@ MAX_RESIGNS = 3
 #: An Indexer this close to the node's height has processed every block a transaction
 #: signed before the nonce window could have landed in.
 CAUGHT_UP_BLOCKS = 2
+#: Fills asked of the Indexer for an order, newest first: a short page, then a long one.
+FILLS_PAGES = (10, 100)
 #: Indexer statuses after which an order can no longer fill.
 _DONE_STATUSES = frozenset({"FILLED", "CANCELED"})
 
@@ -441,12 +443,17 @@ class OrderSettler:
         done = status in _DONE_STATUSES or (short_term and status == "BEST_EFFORT_CANCELED")
         fills: list[Fill] = []
         if found.filled_size > 0:
-            fills = [
-                fill
-                for fill in await exchange.fills(order.market, limit=100)
-                if fill.order_id == found.order_id
-            ]
-            if sum((f.size for f in fills), Decimal(0)) < found.filled_size:
+            # Newest first: a just-filled order's fills are among the latest few; only an
+            # order filled in many pieces, or long ago, needs the longer page.
+            for limit in FILLS_PAGES:
+                fills = [
+                    fill
+                    for fill in await exchange.fills(order.market, limit=limit)
+                    if fill.order_id == found.order_id
+                ]
+                if sum((f.size for f in fills), Decimal(0)) >= found.filled_size:
+                    break
+            else:
                 # The Indexer has the order's total but not yet every fill: look again soon.
                 return False
         if not done:
