@@ -68,7 +68,11 @@ def build_monitor(
         watchlist=LedgerWatchList(sessionmaker),
         leases=leases,
         listener=LedgerRecorder(
-            sessionmaker, settle, after_sync=after_sync, followed=settler.is_followed
+            sessionmaker,
+            settle,
+            after_sync=after_sync,
+            followed=settler.followed.is_followed,
+            wake=settler.followed.wake,
         ),
         oracle_listener=oracle_listener,
         # Renewed at a third of the lease's life; polls need the tick at least as often.
@@ -129,6 +133,10 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
     )
     await monitor.start()
     ctx["monitor"] = monitor
+    # Jobs following an order look when this monitor's stream tells its news.
+    execution.settler.followed.use_stream(
+        lambda owner, number: SubaccountRef(owner, number) in held()
+    )
 
 
 async def stop_monitor(ctx: dict[str, Any]) -> None:

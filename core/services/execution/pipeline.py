@@ -53,7 +53,8 @@ from core.services.protection.service import ProtectionService
 from core.texts import trade as texts
 
 #: A broadcast order shows on the Indexer a block later at the earliest: the first look
-#: waits that long, so a burst of orders does not spend its CPU on empty answers.
+#: waits that long, so a burst of orders does not spend its CPU on empty answers (or, where
+#: this process streams the subaccount, until the stream tells the order's news).
 FIRST_LOOK_DELAY = 0.3
 
 
@@ -200,12 +201,19 @@ class ExecutionService:
         )
         timings["signed_committed"] = time.perf_counter()
         # This job follows the order to its end: the monitor leaves its events to it.
-        with self._settler.following(exchange.owner_address, exchange.subaccount_number, client_id):
+        with self._settler.followed.following(
+            exchange.owner_address, exchange.subaccount_number, client_id
+        ):
             await self._placer.broadcast(exchange, order_id, signed)
             timings["broadcast"] = time.perf_counter()
             placing.done()  # what follows is bookkeeping: it yields to alerts still placing
             self._log_timings(alert_id, order_id, started, timings)
-            await asyncio.sleep(FIRST_LOOK_DELAY)
+            await self._settler.followed.next_look(
+                exchange.owner_address,
+                exchange.subaccount_number,
+                client_id,
+                within=FIRST_LOOK_DELAY,
+            )
             outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
         if bracket is not None:  # a bracket exists only if committed with the entry
             await self._protect(order_id)

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -44,6 +43,7 @@ from core.exchange.orders import OrderKind, OrderRequest, SignedTx, TimeInForce
 from core.exchange.port import Exchange, Fill, OpenOrder
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
+from core.services.execution.follow import FollowedOrders
 from core.services.execution.outcome import Outcome, outcome_of
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
@@ -150,7 +150,7 @@ class OrderSettler:
         self._settle_timeout = settle_timeout
         self._poll_interval = poll_interval
         self._resigns: Counter[int] = Counter()
-        self._followed: Counter[tuple[str, int, int]] = Counter()
+        self.followed = FollowedOrders()
         self._log = get_logger(__name__)
 
     async def settle(
@@ -181,7 +181,7 @@ class OrderSettler:
                 if wait and not followed and not order.state.is_final:
                     # The monitor leaves what this caller records to it (see is_followed).
                     follow.enter_context(
-                        self.following(
+                        self.followed.following(
                             order.owner_address, order.subaccount_number, order.client_id
                         )
                     )
@@ -228,28 +228,17 @@ class OrderSettler:
                     )
                 if time.monotonic() >= deadline:
                     return Outcome.OPEN
-                await asyncio.sleep(self._poll_interval)
+                if followed:
+                    await self.followed.next_look(
+                        order.owner_address,
+                        order.subaccount_number,
+                        order.client_id,
+                        within=self._poll_interval,
+                    )
+                else:
+                    await asyncio.sleep(self._poll_interval)
         finally:
             follow.close()
-
-    @contextlib.contextmanager
-    def following(
-        self, owner_address: str, subaccount_number: int, client_id: int
-    ) -> Iterator[None]:
-        """Mark an order as followed to its end by the caller (see :meth:`is_followed`)."""
-        key = (owner_address, subaccount_number, client_id)
-        self._followed[key] += 1
-        try:
-            yield
-        finally:
-            self._followed[key] -= 1
-            if not self._followed[key]:
-                del self._followed[key]
-
-    def is_followed(self, owner_address: str, subaccount_number: int, client_id: int) -> bool:
-        """Whether a caller in this process is waiting on this order's outcome (a job that
-        placed it): it records the order's fills, position and protection step itself."""
-        return (owner_address, subaccount_number, client_id) in self._followed
 
     async def _protection_moves(
         self, order: Order, found: OpenOrder, *, final: bool, wait: bool

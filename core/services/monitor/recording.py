@@ -40,6 +40,8 @@ Settle = Callable[[int], Awaitable[object]]
 AfterSync = Callable[[SubaccountRef], Awaitable[None]]
 #: Whether a job in this process follows an order (owner, subaccount, client id) to its end.
 Followed = Callable[[str, int, int], bool]
+#: Tells the job following an order (owner, subaccount, client id) to look at it now.
+Wake = Callable[[str, int, int], None]
 #: Order statuses after which the order cannot fill any more.
 _FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "BEST_EFFORT_CANCELED"})
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
@@ -91,6 +93,7 @@ class LedgerRecorder:
             only about such orders, final, are left to it (it records the fills, the
             position and its protection step): no ledger reads or writes of the monitor's
             own. Without it, every event is synced.
+        wake: Tells a job following an order that the stream has news of it.
     """
 
     def __init__(
@@ -102,9 +105,11 @@ class LedgerRecorder:
         fresh_age: timedelta = FRESH_ORDER_AGE,
         job_follows: timedelta = JOB_FOLLOWS,
         followed: Followed | None = None,
+        wake: Wake | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._followed = followed
+        self._wake = wake
         self._settle = settle
         self._after_sync = after_sync
         self._fresh_age = fresh_age
@@ -123,6 +128,17 @@ class LedgerRecorder:
     async def _sync(
         self, ref: SubaccountRef, events: Sequence[SubaccountEvent], *, catch_up: bool
     ) -> None:
+        if self._wake is not None:
+            for event in events:
+                client_id = (
+                    event.client_id
+                    if isinstance(event, OrderEvent)
+                    else event.order_client_id
+                    if isinstance(event, FillEvent)
+                    else None
+                )
+                if client_id is not None:
+                    self._wake(ref.owner_address, ref.subaccount_number, client_id)
         if not catch_up and self._left_to_jobs(ref, events):
             if self._after_sync is not None:
                 await self._after_sync(ref)
