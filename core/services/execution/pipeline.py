@@ -207,7 +207,7 @@ class ExecutionService:
             await self._placer.broadcast(exchange, order_id, signed)
             timings["broadcast"] = time.perf_counter()
             placing.done()  # what follows is bookkeeping: it yields to alerts still placing
-            self._log_timings(alert_id, order_id, started, timings)
+            self._log_timings(alert_id, order_id, started, timings, plan, client_id)
             await self._settler.followed.next_look(
                 exchange.owner_address,
                 exchange.subaccount_number,
@@ -305,15 +305,31 @@ class ExecutionService:
             return None
 
     def _log_timings(
-        self, alert_id: int, order_id: int, started: float, timings: dict[str, float]
+        self,
+        alert_id: int,
+        order_id: int,
+        started: float,
+        timings: dict[str, float],
+        plan: OrderPlan,
+        client_id: int,
     ) -> None:
-        # Where the time went, per stage, in ms (the /why timeline has the wall-clock view).
+        # The alert's one event on its way to the chain (written after the broadcast): the
+        # order, and where the time went per stage in ms (/why has the wall-clock view).
         previous = started
         spent = {}
         for stage, moment in timings.items():
             spent[f"{stage}_ms"] = round((moment - previous) * 1000, 2)
             previous = moment
-        self._log.info("alert_order_sent", alert_id=alert_id, order_id=order_id, **spent)
+        self._log.info(
+            "alert_order_sent",
+            alert_id=alert_id,
+            order_id=order_id,
+            market=plan.market,
+            side=plan.side.value,
+            size=str(plan.size),
+            client_id=client_id,
+            **spent,
+        )
 
     async def close_position(
         self, user_id: int, exchange: Exchange, prefs: Preferences, position: Position

@@ -149,16 +149,19 @@ class OrderPlacer:
             picked_up=picked_up if alert_id is not None else None,
             bracket=bracket,
         )
-        self._log.info(
-            "order_committed",
-            order_id=order_id,
-            alert_id=alert_id,
-            market=plan.market,
-            side=plan.side.value,
-            size=str(plan.size),
-            client_id=client_id,
-            paper=exchange.is_paper,
-        )
+        if picked_up is None:
+            # An alert's order is logged once, after its broadcast (``alert_order_sent``):
+            # nothing is rendered between an alert's commit and its broadcast.
+            self._log.info(
+                "order_committed",
+                order_id=order_id,
+                alert_id=alert_id,
+                market=plan.market,
+                side=plan.side.value,
+                size=str(plan.size),
+                client_id=client_id,
+                paper=exchange.is_paper,
+            )
         return Committed(order_id, signed, client_id)
 
     async def broadcast(self, exchange: Exchange, order_id: int, signed: SignedTx) -> None:
