@@ -16,6 +16,7 @@ from core.exchange.factory import create_exchange_provider, create_key_verifier
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.account import AccountService
+from core.services.analytics.service import AnalyticsService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
@@ -44,6 +45,7 @@ class Services(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionRepository
     trading: TradingService
+    analytics: AnalyticsService
 
 
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
@@ -61,6 +63,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
         control=ControlService(sessionmaker),
+        analytics=AnalyticsService(sessionmaker),
         exchanges=exchanges,
         execution_store=store,
         trading=TradingService(

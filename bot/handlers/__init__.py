@@ -7,6 +7,7 @@ from aiogram import Router
 from bot.filters import DeclarationAccepted
 from bot.handlers import (
     account,
+    analytics,
     control,
     fallback,
     key,
@@ -37,6 +38,7 @@ def get_routers() -> list[Router]:
         why.router,
         trading.router,
         protection.router,
+        analytics.router,
     ]
     for feature in features:
         gated.include_router(feature)

@@ -12,6 +12,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("orders", "Your open orders, live"),
     ("close", "Close one position: /close ETH-USD"),
     ("panic", "Cancel all orders, close all positions, pause"),
+    ("stats", "Win rate, profit factor, drawdown, execution: /stats 30d"),
+    ("trades", "Your trade history, with a CSV export"),
     ("settings", "Sizing, slippage, risk limits, paper mode, timezone"),
     ("pause", "Stop executing alerts (they are still recorded)"),
     ("resume", "Execute alerts again"),
