@@ -165,8 +165,11 @@ def timings(start: datetime) -> list[OrderTiming]:
     return found
 
 
-async def seed(maker: async_sessionmaker[AsyncSession], user_id: int, start: datetime) -> None:
-    """Write the scenario into the ledger of ``user_id`` (live), as execution would have."""
+async def seed(
+    maker: async_sessionmaker[AsyncSession], user_id: int, start: datetime, *, paper: bool = False
+) -> None:
+    """Write the scenario into the ledger of ``user_id`` (live, or paper without funding), as
+    execution would have."""
     async with maker() as session:
         for index, spec in enumerate(FILLS, start=1):
             at = start + timedelta(hours=spec.hours)
@@ -189,6 +192,7 @@ async def seed(maker: async_sessionmaker[AsyncSession], user_id: int, start: dat
             order = Order(
                 user_id=user_id,
                 alert_id=alert_id,
+                paper=paper,
                 purpose=OrderPurpose.ENTRY if index % 2 else OrderPurpose.CLOSE,
                 market=spec.market,
                 owner_address=OWNER,
@@ -215,6 +219,7 @@ async def seed(maker: async_sessionmaker[AsyncSession], user_id: int, start: dat
                 Fill(
                     user_id=user_id,
                     order_id=order.id,
+                    paper=paper,
                     exchange_fill_id=f"scenario-{index}",
                     market=spec.market,
                     side=spec.side,
@@ -225,7 +230,7 @@ async def seed(maker: async_sessionmaker[AsyncSession], user_id: int, start: dat
                     filled_at=at,
                 )
             )
-        for height, (hours, market, payment) in enumerate(FUNDING, start=1):
+        for height, (hours, market, payment) in enumerate([] if paper else FUNDING, start=1):
             session.add(
                 FundingPayment(
                     user_id=user_id,

@@ -13,6 +13,7 @@ from bot.handlers import (
     key,
     link,
     notify,
+    pnl,
     protection,
     settings,
     start,
@@ -39,6 +40,7 @@ def get_routers() -> list[Router]:
         trading.router,
         protection.router,
         analytics.router,
+        pnl.router,
     ]
     for feature in features:
         gated.include_router(feature)

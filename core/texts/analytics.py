@@ -10,6 +10,7 @@ from core.domain.states import PositionSide
 from core.texts import fmt
 
 if TYPE_CHECKING:  # view types only: texts import no services at run time
+    from core.services.analytics.pnl_data import PnlSummary
     from core.services.analytics.round_trips import Trade
     from core.services.analytics.service import Export, StatsReport, TradesPage
     from core.services.analytics.stats import Breakdown
@@ -144,3 +145,54 @@ def export_caption(export: Export) -> str:
 def nothing_to_export() -> str:
     """Export pressed with an empty ledger."""
     return "There is nothing to export yet."
+
+
+def chart_title(period: str) -> str:
+    """The chart's first line."""
+    return f"P&L · {period_name(period)}"
+
+
+def _return(value: Decimal | None) -> str:
+    if value is None:
+        return "—"
+    rounded = value.quantize(Decimal("0.01"))
+    return f"+{fmt.pct(rounded)}" if rounded > 0 else fmt.pct(rounded)
+
+
+def chart_subtitle(summary: PnlSummary) -> str:
+    """The chart's second line (plain text: matplotlib draws it)."""
+    return f"net {fmt.usd(summary.net, signed=True)} · return {_return(summary.return_pct)}"
+
+
+def chart_badge(paper: bool) -> str:
+    """The badge in the chart's corner."""
+    return "PAPER" if paper else "LIVE"
+
+
+def chart_value_label(equity: bool) -> str:
+    """What the curve is: the venue's equity, or the ledger's cumulative P&L."""
+    return "equity" if equity else "cumulative P&L"
+
+
+def pnl_caption(summary: PnlSummary, period: str, paper: bool) -> str:
+    """The photo's caption."""
+    unrealized = "—" if summary.unrealized is None else fmt.usd(summary.unrealized, signed=True)
+    return "\n".join(
+        [
+            f"📈 <b>P&amp;L</b> · {period_name(period)} ({venue(paper)})",
+            f"Realized {fmt.usd(summary.realized, signed=True)} · unrealized {unrealized}",
+            f"Fees {fmt.usd(summary.fees)} · funding {fmt.usd(summary.funding, signed=True)}",
+            f"Net <b>{fmt.usd(summary.net, signed=True)}</b> · return "
+            f"{_return(summary.return_pct)}",
+        ]
+    )
+
+
+def no_pnl(paper: bool) -> str:
+    """/pnl before any trade."""
+    return f"📈 No trades to chart yet ({venue(paper)}). {_NEXT_STEP}"
+
+
+def renderer_busy() -> str:
+    """Too many charts waiting."""
+    return "Many charts are being drawn right now: try again in a few seconds."

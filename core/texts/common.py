@@ -12,6 +12,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("orders", "Your open orders, live"),
     ("close", "Close one position: /close ETH-USD"),
     ("panic", "Cancel all orders, close all positions, pause"),
+    ("pnl", "Your PnL chart: /pnl 7d, 30d, 90d, 1y or all"),
     ("stats", "Win rate, profit factor, drawdown, execution: /stats 30d"),
     ("trades", "Your trade history, with a CSV export"),
     ("settings", "Sizing, slippage, risk limits, paper mode, timezone"),
