@@ -21,6 +21,7 @@ from core.exchange.history import AccountHistory
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.account import AccountService
+from core.services.analytics.funding import FundingSync
 from core.services.analytics.pnl import PnlService
 from core.services.analytics.rendering import ChartRenderer
 from core.services.analytics.service import AnalyticsService
@@ -67,6 +68,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
     store = ExecutionRepository(settings.database_url.get_secret_value())
     renderer = ChartRenderer()
     history = create_account_history(settings.dydx)
+    analytics = AnalyticsService(sessionmaker, funding=FundingSync(sessionmaker, history))
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -75,8 +77,8 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
         control=ControlService(sessionmaker),
-        analytics=AnalyticsService(sessionmaker),
-        pnl=PnlService(sessionmaker, renderer, exchanges, history),
+        analytics=analytics,
+        pnl=PnlService(sessionmaker, analytics, renderer, exchanges, history),
         chart_renderer=renderer,
         account_history=history,
         exchanges=exchanges,

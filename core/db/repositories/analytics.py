@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,6 +157,15 @@ class AnalyticsRepository:
         if since is not None:
             query = query.where(Alert.received_at >= since)
         return [OrderTiming(*row) for row in (await self._session.execute(query)).all()]
+
+    async def last_funding_at(self, owner_address: str, subaccount_number: int) -> datetime | None:
+        """When the newest stored funding payment of a subaccount was paid."""
+        return await self._session.scalar(
+            select(func.max(FundingPayment.paid_at)).where(
+                FundingPayment.owner_address == owner_address,
+                FundingPayment.subaccount_number == subaccount_number,
+            )
+        )
 
     async def add_funding(self, user_id: int, rows: Sequence[dict[str, object]]) -> int:
         """Store funding payments; one already stored (same subaccount, market and

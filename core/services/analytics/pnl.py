@@ -70,6 +70,7 @@ class PnlService:
 
     Args:
         sessionmaker: Database sessions.
+        analytics: Reads the trader's ledger.
         renderer: The chart renderer (process pool and cache).
         exchanges: The venues, for the open positions' unrealized P&L.
         history: The venue's account history (equity snapshots); ``None`` to chart the
@@ -80,13 +81,14 @@ class PnlService:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
+        analytics: AnalyticsService,
         renderer: ChartRenderer,
         exchanges: ExchangeProvider | None,
         history: AccountHistory | None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._analytics = AnalyticsService(sessionmaker, clock)
+        self._analytics = analytics
         self._renderer = renderer
         self._exchanges = exchanges
         self._history = history

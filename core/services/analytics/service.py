@@ -15,6 +15,7 @@ from core.db.repositories.analytics import FillRecord, FundingRecord
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.services.analytics.export import history_csv
+from core.services.analytics.funding import FundingSync
 from core.services.analytics.periods import Period
 from core.services.analytics.round_trips import Trade, round_trips
 from core.services.analytics.stats import Stats, compute_stats
@@ -80,24 +81,32 @@ class AnalyticsService:
     Args:
         sessionmaker: Database sessions.
         clock: The current time (UTC-aware).
+        funding: Fetches live funding payments from the venue before the ledger is read;
+            ``None`` reads what is stored.
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         clock: Callable[[], datetime] = utcnow,
+        funding: FundingSync | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._clock = clock
+        self._funding = funding
 
     async def ledger(self, user_id: int) -> Ledger:
-        """The trader's fills and funding payments on the venue they use now."""
+        """The trader's fills and funding payments on the venue they use now (live funding
+        fetched from the venue first)."""
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
             if user is None:
                 raise LookupError(user_id)
             preferences = Preferences.from_json(user.settings)
-            paper = preferences.paper
+        paper = preferences.paper
+        if not paper and self._funding is not None:
+            await self._funding.sync(user_id)
+        async with UnitOfWork(self._sessionmaker) as uow:
             fills = await uow.analytics.fills(user_id, paper=paper)
             funding = [] if paper else await uow.analytics.funding(user_id)
         return Ledger(paper=paper, preferences=preferences, fills=fills, funding=funding)
