@@ -17,6 +17,8 @@ from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionRepository
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
+from core.services.analytics.digest import DigestService
+from core.services.analytics.rendering import ChartRenderer
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
 from core.services.notifications import NotificationService
@@ -39,6 +41,8 @@ class WorkerContext(TypedDict):
     execution_store: ExecutionRepository
     execution: ExecutionService
     priority: PlacementGate
+    chart_renderer: ChartRenderer
+    digest: DigestService
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -57,8 +61,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
     priority = PlacementGate()
+    # The digest's chart renders in a process of its own, off the worker's event loop.
+    renderer = ChartRenderer(max_waiting=8, cache_size=0)
     ctx.update(
         priority=priority,
+        chart_renderer=renderer,
+        digest=DigestService(sessionmaker, renderer),
         exchanges=exchanges,
         execution_store=store,
         execution=ExecutionService(
@@ -101,6 +109,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["exchanges"].close()
     if "execution_store" in ctx:
         await ctx["execution_store"].close()
+    if "chart_renderer" in ctx:
+        ctx["chart_renderer"].close()
     if "bot" in ctx:
         await ctx["bot"].session.close()
     if "engine" in ctx:

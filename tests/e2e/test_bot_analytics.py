@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.models import Fill, Order, User
+from core.domain.preferences import Preferences
 from core.runtime.config import Settings
 from core.services.analytics.export import CSV_COLUMNS
 from tests import analytics_ledger as ledger
@@ -167,3 +168,24 @@ async def test_without_trades_the_commands_say_what_to_do(
     assert "No trades yet." in (empty.text or "")
     assert empty.buttons == []
     assert "No closed trades in this period." in await _ask(chat, "/stats all")
+
+
+@pytest.mark.usefixtures("running_bot")
+async def test_the_daily_digest_is_off_until_switched_on_in_settings(
+    telegram_double: TelegramDouble, sessionmaker: Maker
+) -> None:
+    chat = await onboarded(telegram_double, "Mia")
+    await chat.send("/settings")
+    screen = await chat.next_message(10)
+    assert "Daily digest: off" in (screen.text or "")
+    await chat.press(screen, text="Daily digest")
+    await chat.wait_edited(screen)
+    assert "P&L with a small chart" in (screen.text or "")
+    assert [b.text for b in screen.buttons][:3] == ["✅ Off", "07:00", "08:00"]
+    await chat.press(screen, text="08:00")
+    await chat.wait_edited(screen, count=2)
+    assert "✅ Daily digest: daily at 08:00" in (screen.text or "")
+    async with sessionmaker() as session:
+        user = await session.scalar(select(User).where(User.telegram_id == chat.id))
+    assert user is not None
+    assert Preferences.from_json(user.settings).digest_hour == 8

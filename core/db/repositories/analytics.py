@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db.models import Alert, Fill, FundingPayment, Order
-from core.domain.states import OrderSide
+from core.db.models import Alert, Fill, FundingPayment, Notification, Order, Position, User
+from core.domain.states import AlertState, OrderSide
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +190,45 @@ class AnalyticsRepository:
             .returning(FundingPayment.id)
         )
         return len(result.all())
+
+    async def digest_users(self) -> list[User]:
+        """Users who asked for the daily digest (``digest_hour`` set in their preferences)."""
+        rows = await self._session.scalars(
+            select(User)
+            .where(User.settings.op("->>")("digest_hour").is_not(None))
+            .order_by(User.id)
+        )
+        return list(rows)
+
+    async def notification_exists(self, dedupe_key: str) -> bool:
+        """Whether the outbox already holds a message with this key."""
+        found = await self._session.scalar(
+            select(Notification.id).where(Notification.dedupe_key == dedupe_key)
+        )
+        return found is not None
+
+    async def alert_counts(self, user_id: int, since: datetime, until: datetime) -> tuple[int, int]:
+        """``(accepted, rejected)`` alerts received in ``[since, until)``."""
+        rejected = Alert.state == AlertState.REJECTED
+        row = (
+            await self._session.execute(
+                select(
+                    func.count().filter(~rejected),
+                    func.count().filter(rejected),
+                ).where(
+                    Alert.user_id == user_id,
+                    Alert.received_at >= since,
+                    Alert.received_at < until,
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+    async def open_positions(self, user_id: int, *, paper: bool) -> list[Position]:
+        """The user's positions as last synced, open ones only, by market."""
+        rows = await self._session.scalars(
+            select(Position)
+            .where(Position.user_id == user_id, Position.paper.is_(paper), Position.size != 0)
+            .order_by(Position.market)
+        )
+        return list(rows)
