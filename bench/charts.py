@@ -7,10 +7,17 @@ renders it with ``core/services/analytics/chart.py``:
 
 - in this process, ``--renders`` times (the renderer's own cost: p50 / p95 / p99 / max);
 - through the bot's ``ChartRenderer`` (one forkserver process), 20 at once, to show the
-  queue: a burst waits for one core instead of taking all of them.
+  queue: a burst waits for one core instead of taking all of them;
+- with ``--alerts N``: the alert → broadcast latency of N alerts (one every 200 ms, the real
+  ``tv2dydx web`` and ``worker`` against the doubles) idle, then N more while bursts of 20
+  charts render without pause (``bench/charts_load.py``).
 
     .venv/bin/python bench/charts.py                     # 50 renders, then a burst of 20
     .venv/bin/python bench/charts.py --out /tmp/charts   # and write sample charts as PNG
+    BENCH_REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python bench/charts.py --alerts 200
+
+Environment for ``--alerts``: ``BENCH_POSTGRES_URL`` and ``BENCH_REDIS_URL`` (flushed), as
+``bench/execution.py``.
 
 Targets (issue #12): p50 ≤ 150 ms, p99 ≤ 300 ms.
 """
@@ -184,6 +191,7 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=50)
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--alerts", type=int, default=0, help="alerts idle, then rendering")
     args = parser.parse_args()
     history, funding, equity = year_of_history()
     data = chart_of(Period.YEAR, history, funding, equity)
@@ -203,6 +211,21 @@ def main() -> None:
         print(
             f"{args.burst} at once through the renderer (one process): all done in "
             f"{total:.0f} ms; first {done[0]:.0f} ms, median {percentile(done, 0.5):.0f} ms"
+        )
+    if args.alerts:
+        from bench.charts_load import alerts_while_rendering
+        from core.runtime.logs import configure_logging
+
+        configure_logging("WARNING", "console")  # not every trader's registration
+        result = asyncio.run(alerts_while_rendering(data, args.alerts, args.burst or 20))
+        idle, busy = result.idle, result.rendering
+        print(
+            f"alert → broadcast, {args.alerts} alerts each: idle p50 "
+            f"{percentile(idle, 0.5):.1f} ms, p99 {percentile(idle, 0.99):.1f} ms; while "
+            f"{result.renders} charts rendered in bursts of {args.burst or 20}: p50 "
+            f"{percentile(busy, 0.5):.1f} ms, p99 {percentile(busy, 0.99):.1f} ms "
+            f"({percentile(busy, 0.99) / percentile(idle, 0.99) - 1:+.0%} at p99; target "
+            "within 20 %)"
         )
     if args.out is not None:
         samples(args.out)

@@ -3,7 +3,9 @@ keeps every extreme, and the series ``/pnl`` draws from the hand-checked ledger.
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -16,6 +18,7 @@ from core.services.analytics.chart import HEIGHT_PX, WIDTH_PX, ChartData, decima
 from core.services.analytics.periods import Period
 from core.services.analytics.pnl import chart_data
 from core.services.analytics.pnl_data import series, summarize
+from core.services.analytics.rendering import ChartRenderer, RendererBusyError
 from tests import analytics_ledger as ledger
 from tests.doubles.telegram import PNG_SIGNATURE
 
@@ -85,3 +88,18 @@ def test_funding_payments_take_their_sign_from_the_side() -> None:
     assert (event.height, event.market, event.payment) == (1234, "ETH-USD", Decimal("0.06"))
     assert event.position_size == Decimal("-0.2")
     assert event.at == datetime(2026, 12, 7, 8, tzinfo=UTC)
+
+
+async def test_the_renderer_caches_by_key_and_refuses_beyond_its_queue() -> None:
+    data = ChartData("t", "s", "LIVE", "UTC", "equity", [0.0, 86_400.0], [1.0, 2.0])
+    with ThreadPoolExecutor(1) as pool:
+        renderer = ChartRenderer(max_waiting=1, cache_size=1, executor=pool)
+        first = asyncio.ensure_future(renderer.render("a", data))
+        await asyncio.sleep(0)  # the first render is under way: the queue is full
+        with pytest.raises(RendererBusyError):
+            await renderer.render("b", data)
+        png = await first
+        assert await renderer.render("a", data) is png  # cached: not drawn again
+        assert renderer.cached("a") is png
+        await renderer.render("b", data)
+        assert renderer.cached("a") is None  # the oldest went when "b" came in

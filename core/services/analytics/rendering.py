@@ -6,13 +6,15 @@ is small (one process by default) and bounded: at most ``max_waiting`` renders w
 so a burst of ``/pnl`` queues behind one core instead of taking every core from alert
 execution, and beyond that the caller is told to try again. Workers start from a
 ``forkserver`` that has already imported matplotlib, so a new worker starts warm and never
-inherits the bot's threads or sockets.
+inherits the bot's threads or sockets. Renderer processes run at the lowest CPU priority
+(``nice 19``): when the alert path needs a core, the chart waits, not the alert.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -21,6 +23,15 @@ from core.runtime.logs import get_logger
 from core.services.analytics.chart import ChartData, render_png
 
 _PRELOAD = ["core.services.analytics.chart"]
+#: Scheduling niceness of a renderer process: the kernel gives the alert path (the web
+#: server, the worker, PostgreSQL) the cores first, and charts the time left over.
+RENDER_NICENESS = 19
+
+
+def lower_priority() -> None:
+    """In a new renderer process: yield the CPU to everything else (the lowest ``nice``; not
+    ``SCHED_IDLE``, which would starve charts outright while the machine is busy)."""
+    os.nice(RENDER_NICENESS)
 
 
 class RendererBusyError(Exception):
@@ -57,7 +68,9 @@ class ChartRenderer:
         if self._executor is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(_PRELOAD)
-            self._executor = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=context, initializer=lower_priority
+            )
         return self._executor
 
     def cached(self, key: Hashable) -> bytes | None:
