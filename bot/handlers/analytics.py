@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Final
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
@@ -50,10 +52,11 @@ async def trades_page(
     await query.answer()
     page = await analytics.trades(user.id, callback_data.page)
     if isinstance(query.message, Message):
-        await query.message.edit_text(
-            texts.trades(page),
-            reply_markup=keyboards.trades(page.page, page.pages, exportable=bool(page.total)),
-        )
+        with suppress(TelegramBadRequest):  # "message is not modified": the same page again
+            await query.message.edit_text(
+                texts.trades(page),
+                reply_markup=keyboards.trades(page.page, page.pages, exportable=bool(page.total)),
+            )
 
 
 @router.callback_query(TradesCD.filter(F.action == TradesAction.EXPORT))

@@ -16,6 +16,11 @@ if TYPE_CHECKING:  # view types only: texts import no services at run time
     from core.services.analytics.stats import Breakdown
 
 EXPORT_BUTTON = "📄 Export CSV"
+#: Labels drawn on the chart.
+CHART_DRAWDOWN = "drawdown"
+CHART_ENTRY = "entry"
+CHART_EXIT = "exit"
+CHART_DAILY = "daily realized P&L"
 NEWER_BUTTON = "◀ Newer"
 OLDER_BUTTON = "Older ▶"
 #: Button labels of the periods, by ``Period`` value.

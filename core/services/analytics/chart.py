@@ -19,6 +19,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from core.texts import analytics as texts
+
 WIDTH_PX, HEIGHT_PX, DPI = 1280, 960, 160
 SECONDS_PER_DAY = 86_400.0
 
@@ -164,14 +166,14 @@ def render_png(data: ChartData) -> bytes:
             alpha=0.28,
             linewidth=0,
             step="post",
-            label="drawdown",
+            label=texts.CHART_DRAWDOWN,
         )
         curve.step(
             x, y, where="post", color=EQUITY, linewidth=2.2, label=data.value_label, zorder=2
         )
         for times, colour, marker, name in (
-            (data.entry_times, ENTRY, "^", "entry"),
-            (data.exit_times, EXIT, "v", "exit"),
+            (data.entry_times, ENTRY, "^", texts.CHART_ENTRY),
+            (data.exit_times, EXIT, "v", texts.CHART_EXIT),
         ):
             if times:
                 at = _dates(times)
@@ -219,7 +221,7 @@ def render_png(data: ChartData) -> bytes:
     bars.text(
         0.01,
         0.95,
-        "daily realized P&L",
+        texts.CHART_DAILY,
         transform=bars.transAxes,
         color=MUTED,
         fontsize=11,

@@ -21,6 +21,7 @@ from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.runtime.logs import get_logger
 from core.services.analytics.chart import ChartData
+from core.services.analytics.funding import FundingSync
 from core.services.analytics.pnl_data import daily, ledger_curve, marks, summarize
 from core.services.analytics.rendering import ChartRenderer, RendererBusyError
 from core.services.analytics.round_trips import ZERO
@@ -43,6 +44,7 @@ class DigestService:
         sessionmaker: Database sessions.
         renderer: Draws the chart (off the event loop); ``None`` for text only.
         clock: The current time (UTC-aware).
+        funding: Fetches a live trader's funding payments before their digest.
     """
 
     def __init__(
@@ -50,10 +52,12 @@ class DigestService:
         sessionmaker: async_sessionmaker[AsyncSession],
         renderer: ChartRenderer | None,
         clock: Callable[[], datetime] = utcnow,
+        funding: FundingSync | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._renderer = renderer
         self._clock = clock
+        self._funding = funding
         self._log = get_logger(__name__)
 
     async def run(self) -> int:
@@ -87,6 +91,9 @@ class DigestService:
         async with UnitOfWork(self._sessionmaker) as uow:
             if await uow.analytics.notification_exists(key):
                 return False
+        if not prefs.paper and self._funding is not None:
+            await self._funding.sync(user.id)
+        async with UnitOfWork(self._sessionmaker) as uow:
             history = await uow.analytics.fills(user.id, paper=prefs.paper, until=today)
             funding = [] if prefs.paper else await uow.analytics.funding(user.id, until=today)
             accepted, rejected = await uow.analytics.alert_counts(user.id, yesterday, today)

@@ -3,6 +3,8 @@ subaccount, market and the block of its funding tick, so fetching again adds not
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.uow import UnitOfWork
@@ -20,13 +22,21 @@ class FundingSync:
     Args:
         sessionmaker: Database sessions.
         history: The venue's account history.
+        min_interval: Seconds during which a trader's payments are not fetched again (paging
+            through ``/trades`` asks the Indexer once); funding ticks are hourly.
     """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], history: AccountHistory
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        history: AccountHistory,
+        *,
+        min_interval: float = 60.0,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._history = history
+        self._min_interval = min_interval
+        self._fetched: dict[int, float] = {}
         self._log = get_logger(__name__)
 
     async def sync(self, user_id: int) -> int:
@@ -36,6 +46,9 @@ class FundingSync:
             How many were new; 0 as well when the venue did not answer (logged: the ledger
             keeps what it has, and the next call catches up).
         """
+        last = self._fetched.get(user_id)
+        if last is not None and time.monotonic() - last < self._min_interval:
+            return 0
         async with UnitOfWork(self._sessionmaker) as uow:
             credential = await uow.credentials.get_for_user(user_id)
             if credential is None:
@@ -48,6 +61,7 @@ class FundingSync:
         except ExchangeError as exc:
             self._log.warning("funding_sync_failed", user_id=user_id, error=type(exc).__name__)
             return 0
+        self._fetched[user_id] = time.monotonic()
         rows = [
             {
                 "owner_address": owner,
