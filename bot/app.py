@@ -12,10 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
 from core.db.repositories.execution import ExecutionRepository
-from core.exchange.factory import create_exchange_provider, create_key_verifier
+from core.exchange.factory import (
+    create_account_history,
+    create_exchange_provider,
+    create_key_verifier,
+)
+from core.exchange.history import AccountHistory
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.account import AccountService
+from core.services.analytics.funding import FundingSync
+from core.services.analytics.pnl import PnlService
+from core.services.analytics.rendering import ChartRenderer
+from core.services.analytics.service import AnalyticsService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
@@ -44,6 +53,10 @@ class Services(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionRepository
     trading: TradingService
+    analytics: AnalyticsService
+    pnl: PnlService
+    chart_renderer: ChartRenderer
+    account_history: AccountHistory
 
 
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
@@ -53,6 +66,9 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
     )
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
+    renderer = ChartRenderer()
+    history = create_account_history(settings.dydx)
+    analytics = AnalyticsService(sessionmaker, funding=FundingSync(sessionmaker, history))
     return Services(
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
@@ -61,6 +77,10 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
         control=ControlService(sessionmaker),
+        analytics=analytics,
+        pnl=PnlService(sessionmaker, analytics, renderer, exchanges, history),
+        chart_renderer=renderer,
+        account_history=history,
         exchanges=exchanges,
         execution_store=store,
         trading=TradingService(
@@ -87,6 +107,8 @@ async def close_services(services: Services) -> None:
     await services["credentials"].close()
     await services["exchanges"].close()
     await services["execution_store"].close()
+    await services["account_history"].close()
+    services["chart_renderer"].close()
 
 
 def create_dispatcher() -> Dispatcher:

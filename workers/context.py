@@ -15,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionRepository
+from core.exchange.history import AccountHistory
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
+from core.services.analytics.digest import DigestService
+from core.services.analytics.funding import FundingSync
+from core.services.analytics.rendering import ChartRenderer
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
 from core.services.notifications import NotificationService
@@ -39,6 +43,9 @@ class WorkerContext(TypedDict):
     execution_store: ExecutionRepository
     execution: ExecutionService
     priority: PlacementGate
+    chart_renderer: ChartRenderer
+    account_history: AccountHistory
+    digest: DigestService
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -48,7 +55,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Open the database pool and the Telegram session."""
     from core.adapters.telegram import create_bot
     from core.db.engine import create_engine, create_sessionmaker
-    from core.exchange.factory import create_exchange_provider, create_key_verifier
+    from core.exchange.factory import (
+        create_account_history,
+        create_exchange_provider,
+        create_key_verifier,
+    )
 
     settings: Settings = ctx["settings"]
     engine = create_engine(settings.database_url.get_secret_value())
@@ -57,8 +68,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
     priority = PlacementGate()
+    # The digest's chart renders in a process of its own, off the worker's event loop.
+    renderer = ChartRenderer(max_waiting=8, cache_size=0)
+    history = create_account_history(settings.dydx)
     ctx.update(
         priority=priority,
+        chart_renderer=renderer,
+        account_history=history,
+        digest=DigestService(sessionmaker, renderer, funding=FundingSync(sessionmaker, history)),
         exchanges=exchanges,
         execution_store=store,
         execution=ExecutionService(
@@ -101,6 +118,10 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["exchanges"].close()
     if "execution_store" in ctx:
         await ctx["execution_store"].close()
+    if "chart_renderer" in ctx:
+        ctx["chart_renderer"].close()
+    if "account_history" in ctx:
+        await ctx["account_history"].close()
     if "bot" in ctx:
         await ctx["bot"].session.close()
     if "engine" in ctx:

@@ -8,6 +8,7 @@ from arq import cron, func
 from core.services.jobs import EXECUTE_ALERT
 from workers.context import bind_job_context, bookkeeping, job, shutdown, startup
 from workers.jobs.advance_brackets import advance_brackets
+from workers.jobs.daily_digest import daily_digest
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
 from workers.jobs.paper_triggers import paper_triggers
@@ -55,6 +56,7 @@ class WorkerSettings:
         ),
         # Brackets a killed job left, and resting legs while nothing reports fills sooner.
         cron(bookkeeping(advance_brackets), second=EVERY_SECOND, run_at_startup=True, timeout=60),
+        cron(bookkeeping(daily_digest), minute=EVERY_FIVE_MINUTES, second={30}, timeout=120),
     ]
     # arq 0.28 would hold every job's in-progress key for the longest timeout above + 10 s;
     # workers.worker.TradingWorker instead holds it for a 10 s lease it renews while the job

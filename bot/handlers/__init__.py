@@ -7,11 +7,13 @@ from aiogram import Router
 from bot.filters import DeclarationAccepted
 from bot.handlers import (
     account,
+    analytics,
     control,
     fallback,
     key,
     link,
     notify,
+    pnl,
     protection,
     settings,
     start,
@@ -37,6 +39,8 @@ def get_routers() -> list[Router]:
         why.router,
         trading.router,
         protection.router,
+        analytics.router,
+        pnl.router,
     ]
     for feature in features:
         gated.include_router(feature)

@@ -82,6 +82,10 @@ PRESETS: dict[PreferenceField, list[tuple[str, str]]] = {
             "Asia/Tokyo",
         )
     ],
+    PreferenceField.DIGEST: [
+        (texts.DIGEST_OFF_BUTTON, "off"),
+        *[(f"{hour:02d}:00", str(hour)) for hour in (7, 8, 9, 12, 18, 21)],
+    ],
 }
 
 # Presets per row: long labels get their own row.

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, TimestampMixin, utcnow
+from core.db.funding import FundingPayment as FundingPayment  # re-exported with the ledger
 from core.domain.states import (
     AlertState,
     BracketState,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from core.db.repositories.alerts import AlertRepository
+from core.db.repositories.analytics import AnalyticsRepository
 from core.db.repositories.audit import AuditRepository
 from core.db.repositories.brackets import BracketRepository
 from core.db.repositories.credentials import CredentialRepository
@@ -87,6 +88,7 @@ class UnitOfWork:
     positions: PositionRepository
     nonces: NonceRepository
     paper: PaperRepository
+    analytics: AnalyticsRepository
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], *, read_only: bool = False
@@ -116,6 +118,7 @@ class UnitOfWork:
         self.positions = PositionRepository(self.session)
         self.nonces = NonceRepository(self.session)
         self.paper = PaperRepository(self.session)
+        self.analytics = AnalyticsRepository(self.session)
         return self
 
     async def __aexit__(

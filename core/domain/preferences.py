@@ -49,6 +49,7 @@ class PreferenceField(StrEnum):
     FLIP = "flip"
     PAPER = "paper"
     TIMEZONE = "tz"
+    DIGEST = "digest"
 
 
 class Preferences(BaseModel):
@@ -67,6 +68,7 @@ class Preferences(BaseModel):
         flip: Behaviour of an opposite-side alert.
         paper: Paper trading: orders are simulated, nothing reaches the exchange.
         timezone: IANA timezone for times shown and the daily loss window.
+        digest_hour: Local hour (0-23) of the daily P&L digest; None (the default) for none.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -82,6 +84,7 @@ class Preferences(BaseModel):
     flip: FlipMode = FlipMode.FLIP
     paper: bool = False
     timezone: str = "UTC"
+    digest_hour: int | None = Field(default=None, ge=0, le=23)
 
     @field_validator("allowed_markets")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.exchange.dydx.history import DydxAccountHistory
 from core.exchange.dydx.indexer import DEFAULT_TIMEOUT as INDEXER_TIMEOUT
 from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.network import DydxNetwork
@@ -18,6 +19,7 @@ from core.exchange.dydx.node import NodeReader
 from core.exchange.dydx.stream import MAX_SUBACCOUNTS_PER_CONNECTION, DydxStream
 from core.exchange.dydx.venue import DydxVenue
 from core.exchange.dydx.verifier import DydxKeyVerifier
+from core.exchange.history import AccountHistory
 from core.exchange.keys import KeyVerifier
 from core.exchange.provider import ExchangeProvider
 from core.exchange.stream import SubaccountStream
@@ -38,6 +40,13 @@ def create_exchange_provider(
 ) -> ExchangeProvider:
     """The exchange provider for the configured venue."""
     return ExchangeProvider(sessionmaker, settings.keyring, create_venue(settings.dydx))
+
+
+def create_account_history(
+    endpoints: DydxEndpoints, *, indexer_timeout: float = INDEXER_TIMEOUT
+) -> AccountHistory:
+    """The configured venue's account history (equity over time, funding payments)."""
+    return DydxAccountHistory(IndexerClient.from_endpoints(endpoints, timeout=indexer_timeout))
 
 
 def create_key_verifier(

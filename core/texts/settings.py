@@ -32,6 +32,7 @@ FLIP_BUTTON = "Flip the position"
 REDUCE_BUTTON = "Only reduce / close"
 PAPER_ON_BUTTON = "📝 Paper (simulated)"
 PAPER_OFF_BUTTON = "💸 Live (real orders)"
+DIGEST_OFF_BUTTON = "Off"
 
 #: Button labels of the main screen.
 FIELD_BUTTONS: dict[PreferenceField, str] = {
@@ -45,6 +46,7 @@ FIELD_BUTTONS: dict[PreferenceField, str] = {
     PreferenceField.FLIP: "Opposite signal",
     PreferenceField.PAPER: "Paper / live",
     PreferenceField.TIMEZONE: "Timezone",
+    PreferenceField.DIGEST: "Daily digest",
 }
 
 _ABOUT: dict[PreferenceField, str] = {
@@ -88,6 +90,11 @@ _ABOUT: dict[PreferenceField, str] = {
         "Times I show you, and the day of the daily loss limit. An IANA name like "
         "Europe/Berlin, or an offset like UTC+2."
     ),
+    PreferenceField.DIGEST: (
+        "Every morning (or whenever you choose, in your timezone) a summary of the day "
+        "before: P&amp;L with a small chart, open positions with their protection, alerts "
+        "accepted and rejected. Off by default."
+    ),
 }
 
 _ASK: dict[PreferenceField, str] = {
@@ -105,6 +112,7 @@ _ASK: dict[PreferenceField, str] = {
     PreferenceField.FLIP: "Send flip or reduce.",
     PreferenceField.PAPER: "Send on (paper) or off (live).",
     PreferenceField.TIMEZONE: "Send your timezone, e.g. Europe/Berlin, America/New_York or UTC+2.",
+    PreferenceField.DIGEST: "Send the digest's hour in your timezone, e.g. 8 or 18:00, or off.",
 }
 
 
@@ -139,6 +147,9 @@ def value(prefs: Preferences, field: PreferenceField) -> str:
         return "flip the position" if prefs.flip is FlipMode.FLIP else "only reduce / close"
     if field is PreferenceField.PAPER:
         return "📝 PAPER (simulated)" if prefs.paper else "💸 LIVE (real orders)"
+    if field is PreferenceField.DIGEST:
+        hour = prefs.digest_hour
+        return "off" if hour is None else f"daily at {hour:02d}:00"
     return prefs.timezone
 
 
@@ -173,6 +184,7 @@ def overview(status: ControlStatus, *, note: str | None = None) -> str:
         f"Opposite signal: {value(prefs, PreferenceField.FLIP)}",
         f"Timezone: {escape(prefs.timezone)} (now {local_now})",
         f"Notifications: {notify}",
+        f"Daily digest: {value(prefs, PreferenceField.DIGEST)}",
         "",
         "Tap a setting to change it.",
     ]
@@ -238,6 +250,7 @@ INPUT_LABELS: dict[PreferenceField, str] = {
     PreferenceField.FLIP: "Flip behaviour",
     PreferenceField.PAPER: "Paper mode",
     PreferenceField.TIMEZONE: "Timezone",
+    PreferenceField.DIGEST: "Daily digest",
 }
 _INPUT_EXAMPLES: dict[PreferenceField, str] = {
     PreferenceField.SIZE: "$100, 5% or 0.01 ETH",
@@ -261,6 +274,7 @@ TIMEZONE_UNKNOWN = (
 )
 FLIP_REFUSED = "Flip behaviour: flip or reduce."
 PAPER_REFUSED = "Paper mode: on or off."
+DIGEST_REFUSED = "Daily digest: an hour from 0 to 23 (e.g. 8 or 18:00), or off."
 
 
 def input_not_a_number(field: PreferenceField) -> str:

@@ -50,6 +50,11 @@ F = PreferenceField
         (F.TIMEZONE, "UTC+5", {"timezone": "Etc/GMT-5"}),
         (F.TIMEZONE, "gmt-3", {"timezone": "Etc/GMT+3"}),
         (F.TIMEZONE, "utc", {"timezone": "UTC"}),
+        (F.DIGEST, "8", {"digest_hour": 8}),
+        (F.DIGEST, "18:00", {"digest_hour": 18}),
+        (F.DIGEST, "07h", {"digest_hour": 7}),
+        (F.DIGEST, "0", {"digest_hour": 0}),
+        (F.DIGEST, "Off", {"digest_hour": None}),
     ],
 )
 def test_accepted_values(field: PreferenceField, text: str, changes: dict[str, Any]) -> None:
@@ -77,6 +82,9 @@ def test_accepted_values(field: PreferenceField, text: str, changes: dict[str, A
         (F.TIMEZONE, "Berlin", "Europe/Berlin"),
         (F.TIMEZONE, "UTC+15", "-12 to +14"),
         (F.MARKETS, "x" * 401, "too long"),
+        (F.DIGEST, "24", "an hour from 0 to 23"),
+        (F.DIGEST, "8:30", "an hour from 0 to 23"),
+        (F.DIGEST, "morning", "an hour from 0 to 23"),
     ],
 )
 def test_refused_values_say_what_is_accepted(

@@ -30,6 +30,7 @@ SENTENCE_FREE = (
     "core/services/protection",
     "core/services/intake.py",
     "core/services/trading.py",
+    "core/services/analytics",
 )
 MAX_LITERAL_CHARS = 40
 # Calls whose string arguments are for operators, not traders (log events, audit records).

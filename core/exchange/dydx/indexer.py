@@ -121,6 +121,18 @@ class IndexerClient:
             raise ExchangeUnavailableError("the dYdX Indexer answered 404")
         return body
 
+    async def get_json(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET an Indexer answer as JSON (numbers with a fraction as ``Decimal``).
+
+        Raises:
+            ExchangeUnavailableError: Unreachable, timed out, an error status, not JSON.
+        """
+        return await self._get_json(path, params)
+
+    def malformed(self, path: str, exc: MalformedAnswerError) -> ExchangeUnavailableError:
+        """The error for an answer without the Indexer's shape (logged)."""
+        return self._malformed(path, exc)
+
     def _malformed(self, path: str, exc: MalformedAnswerError) -> ExchangeUnavailableError:
         self._log.warning("indexer_malformed_answer", path=path, problem=str(exc))
         return ExchangeUnavailableError("the dYdX Indexer gave a malformed answer")

@@ -186,4 +186,16 @@ def parse_preference(field: PreferenceField, text: str) -> dict[str, Any]:
         if lowered in {"off", "live", "false", "no"}:
             return {"paper": False}
         raise PreferenceInputError(texts.PAPER_REFUSED)
+    if field is PreferenceField.DIGEST:
+        return _digest(lowered)
     return _timezone(text)
+
+
+def _digest(lowered: str) -> dict[str, Any]:
+    """``off``, or a local hour: ``8``, ``08``, ``8:00``, ``08:00``, ``18h``."""
+    if lowered in _OFF_WORDS:
+        return {"digest_hour": None}
+    hour, _, minutes = lowered.removesuffix("h").partition(":")
+    if hour.isdigit() and int(hour) <= 23 and minutes in ("", "0", "00"):
+        return {"digest_hour": int(hour)}
+    raise PreferenceInputError(texts.DIGEST_REFUSED)

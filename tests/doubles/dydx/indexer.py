@@ -25,6 +25,7 @@ from tests.doubles.dydx.indexer_json import (
     api_order_type,
     asset_positions_json,
     fill_json,
+    funding_payment_json,
     market_json,
     order_json,
     pnl_json,
@@ -417,6 +418,7 @@ class IndexerDouble:
             ("/v4/fills", self._fills),
             ("/v4/transfers", self._transfers),
             ("/v4/historical-pnl", self._historical_pnl),
+            ("/v4/fundingPayments", self._funding_payments),
             ("/v4/candles/perpetualMarkets/{ticker}", self._candles),
             ("/v4/orderbooks/perpetualMarket/{ticker}", self._orderbook),
             ("/v4/trades/perpetualMarket/{ticker}", self._trades),
@@ -662,6 +664,37 @@ class IndexerDouble:
         ]
         page, meta = self._page(request, ticks)
         return web.json_response({"historicalPnl": [pnl_json(t) for t in page], **meta})
+
+    async def _funding_payments(self, request: web.Request) -> web.Response:
+        """comlink ``funding-payments-controller``: ``address``, ``subaccountNumber``,
+        ``limit``, ``ticker``, ``afterOrAt`` and ``page``; newest first, with the page meta."""
+        address, number = self._subaccount_query(request)
+        ticker = request.query.get("ticker")
+        after = _iso_param(request.query, "afterOrAt")
+        payments = [
+            p
+            for p in reversed(self.view.funding_payments)
+            if p.address == address
+            and p.subaccount_number == number
+            and (ticker is None or p.ticker == ticker)
+            and (after is None or p.created_at >= after)
+        ]
+        limit = _int_param(
+            request.query, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=DEFAULT_LIMIT
+        )
+        assert limit is not None
+        page = _int_param(request.query, "page", minimum=1) or 1
+        offset = (page - 1) * limit
+        return web.json_response(
+            {
+                "fundingPayments": [
+                    funding_payment_json(p) for p in payments[offset : offset + limit]
+                ],
+                "pageSize": limit,
+                "totalResults": len(payments),
+                "offset": offset,
+            }
+        )
 
     async def _candles(self, request: web.Request) -> web.Response:
         ticker = request.match_info["ticker"]

@@ -19,6 +19,7 @@ from tests.doubles.dydx.state import (
     TIF_POST_ONLY,
     ChainState,
     FillRecord,
+    FundingPaymentRecord,
     Market,
     OrderRecord,
     PerpetualPosition,
@@ -222,6 +223,23 @@ def transfer_json(transfer: TransferRecord) -> dict[str, Any]:
         "symbol": "USDC",
         "type": transfer.type,
         "transactionHash": transfer.transaction_hash,
+    }
+
+
+def funding_payment_json(payment: FundingPaymentRecord) -> dict[str, Any]:
+    """FundingPaymentResponseObject (comlink ``fundingPaymentsToResponseObject``)."""
+    return {
+        "subaccountNumber": str(payment.subaccount_number),
+        "createdAt": iso(payment.created_at),
+        "createdAtHeight": str(payment.created_at_height),
+        "perpetualId": str(payment.perpetual_id),
+        "ticker": payment.ticker,
+        "oraclePrice": fmt_decimal(payment.oracle_price),
+        "size": fmt_decimal(payment.size),
+        "side": payment.side,
+        "rate": fmt_decimal(payment.rate),
+        "payment": fmt_decimal(payment.payment),
+        "fundingIndex": fmt_decimal(payment.funding_index),
     }
 
 

@@ -39,6 +39,7 @@ def snapshot_state(state: ChainState) -> ChainState:
     clone.fills = list(state.fills)
     clone.transfers = list(state.transfers)
     clone.pnl_ticks = list(state.pnl_ticks)
+    clone.funding_payments = list(state.funding_payments)
     clone.oracle_history = {
         ticker: deque(history, maxlen=history.maxlen)
         for ticker, history in state.oracle_history.items()

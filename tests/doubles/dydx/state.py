@@ -485,6 +485,28 @@ class PerpetualPosition:
         return self.size * (oracle_price - self.entry_price)
 
 
+@dataclass(frozen=True)
+class FundingPaymentRecord:
+    """A funding payment of one position at a funding tick (``/v4/fundingPayments``).
+
+    ``size`` is the position's absolute size and ``side`` its direction; ``payment`` is what
+    the subaccount received (negative: paid), ``-signed size × oracle price × rate``.
+    """
+
+    address: str
+    subaccount_number: int
+    ticker: str
+    perpetual_id: int
+    oracle_price: Decimal
+    size: Decimal
+    side: str
+    rate: Decimal
+    payment: Decimal
+    funding_index: Decimal
+    created_at: datetime
+    created_at_height: int
+
+
 @dataclass
 class TransferRecord:
     """A deposit to or withdrawal from a subaccount (Indexer transfer)."""
@@ -796,6 +818,8 @@ class ChainState:
         self.positions: list[PerpetualPosition] = []
         self.transfers: list[TransferRecord] = []
         self.pnl_ticks: list[PnlTick] = []
+        self.funding_payments: list[FundingPaymentRecord] = []
+        self._funding_index: dict[str, Decimal] = {}
         self.tx_log: list[TxLogEntry] = []
         self.oracle_history: dict[str, deque[tuple[datetime, Decimal]]] = {
             ticker: deque([(self.block_time, m.oracle_price)], maxlen=10_000)
@@ -1071,6 +1095,49 @@ class ChainState:
             result = OK
         self.tx_log.append(TxLogEntry(self.height, "withdraw", sub.key, result.code))
         return result
+
+    def pay_funding(self, rates: dict[str, Decimal]) -> list[FundingPaymentRecord]:
+        """Settle a funding tick: every open position in a market of ``rates`` pays (or
+        receives) ``signed size × oracle price × rate`` from its USDC, counted in the
+        position's net funding and recorded for the Indexer.
+
+        Args:
+            rates: The funding rate of the tick by market (positive: longs pay shorts).
+        """
+        paid: list[FundingPaymentRecord] = []
+        with self._batch():
+            for ticker, rate in rates.items():
+                market = self.markets[ticker]
+                index = self._funding_index.get(ticker, Decimal(0)) + rate * market.oracle_price
+                self._funding_index[ticker] = index
+                for sub in self.subaccounts.values():
+                    position = sub.positions.get(ticker)
+                    if position is None or position.size == 0:
+                        continue
+                    payment = -position.size * market.oracle_price * rate
+                    record = FundingPaymentRecord(
+                        address=sub.address,
+                        subaccount_number=sub.number,
+                        ticker=ticker,
+                        perpetual_id=market.clob_pair_id,
+                        oracle_price=market.oracle_price,
+                        size=abs(position.size),
+                        side=position.side,
+                        rate=rate,
+                        payment=payment,
+                        funding_index=index,
+                        created_at=self.block_time,
+                        created_at_height=self.height,
+                    )
+                    sub.usdc += payment
+                    position.net_funding += payment
+                    sub.updated_at_height = self.height
+                    update = self._update(sub.key)
+                    update.asset_changed = True
+                    update.positions[position.id] = position
+                    self.funding_payments.append(record)
+                    paid.append(record)
+        return paid
 
     def _subaccount(self, address: str, number: int) -> Subaccount:
         sub = self.subaccounts.get((address, number))

@@ -855,12 +855,14 @@ async def _send_media(ctx: Context, kind: str) -> Any:
         document_file = store_document(
             ctx.world, ctx.bot, content.data, content.filename or "document"
         )
+    shown = photo_files[-1] if photo_files else document_file
     version = MessageVersion(
         caption=caption or None,
         caption_entities=tuple(caption_entities),
         reply_markup=inline,
         raw=ctx.params.string("caption"),
         parse_mode=ctx.params.string("parse_mode"),
+        media=shown.file_unique_id if shown is not None else None,
     )
     message = post_bot_message(
         ctx,

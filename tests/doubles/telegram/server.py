@@ -28,6 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from . import errors
+from . import media_edits as media_edits  # registers editMessageMedia
 from .actors import SimulatedChannel, SimulatedUser
 from .errors import ApiError, OutageError, bad_request
 from .media import Upload

@@ -190,6 +190,7 @@ class MessageVersion:
         raw: The text or caption exactly as the bot sent it, markup included.
         parse_mode: The ``parse_mode`` it was sent with.
         edit_date: When this version was made by an edit, else ``None``.
+        media: ``file_unique_id`` of the photo or document shown (media messages).
     """
 
     text: str | None = None
@@ -200,6 +201,7 @@ class MessageVersion:
     raw: str | None = None
     parse_mode: str | None = None
     edit_date: int | None = None
+    media: str | None = None
 
     @property
     def keyboard(self) -> list[list[tuple[str, str | None]]]:
@@ -217,6 +219,7 @@ class MessageVersion:
             and self.caption == other.caption
             and list(self.caption_entities) == list(other.caption_entities)
             and self.reply_markup == other.reply_markup
+            and self.media == other.media
         )
 
 

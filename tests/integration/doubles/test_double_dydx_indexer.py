@@ -455,6 +455,72 @@ async def test_historical_pnl(
     assert [(t["type"], t["size"]) for t in transfers] == [("DEPOSIT", "500"), ("DEPOSIT", "10000")]
 
 
+def _usdc(state: ChainState, owner: str) -> Decimal:
+    sub = state.get_subaccount(owner, 0)
+    assert sub is not None
+    return sub.usdc
+
+
+async def test_funding_payments_settle_positions_and_page_like_comlink(
+    dydx_double: DydxDouble, funded_trader: FundedTrader
+) -> None:
+    owner = funded_trader.owner_address
+    place_ioc(dydx_double, owner, 71, ticker="ETH-USD", size="2", price="3100")
+    place_ioc(dydx_double, owner, 72, ticker="BTC-USD", buy=False, size="0.01", price="89000")
+    before = dydx_double.call(_usdc, dydx_double.state, owner)
+    paid = dydx_double.call(
+        dydx_double.state.pay_funding,
+        {"ETH-USD": Decimal("0.0001"), "BTC-USD": Decimal("0.0002")},
+    )
+    # Longs pay a positive rate, shorts receive it: −2 × 3000 × 0.0001, +0.01 × 90000 × 0.0002.
+    assert sorted((p.ticker, p.payment) for p in paid) == [
+        ("BTC-USD", Decimal("0.18")),
+        ("ETH-USD", Decimal("-0.6")),
+    ]
+    after = dydx_double.call(_usdc, dydx_double.state, owner)
+    assert after - before == Decimal("-0.42")
+
+    async with httpx.AsyncClient(base_url=dydx_double.indexer_url) as client:
+        answer = await client.get(
+            "/v4/fundingPayments", params={"address": owner, "subaccountNumber": "0"}
+        )
+        assert answer.status_code == 200
+        body = answer.json()
+        assert (body["pageSize"], body["totalResults"], body["offset"]) == (1000, 2, 0)
+        eth = next(p for p in body["fundingPayments"] if p["ticker"] == "ETH-USD")
+        assert set(eth) == {
+            "subaccountNumber",
+            "createdAt",
+            "createdAtHeight",
+            "perpetualId",
+            "ticker",
+            "oraclePrice",
+            "size",
+            "side",
+            "rate",
+            "payment",
+            "fundingIndex",
+        }
+        assert (eth["subaccountNumber"], eth["size"], eth["side"], eth["payment"]) == (
+            "0",
+            "2",
+            "LONG",
+            "-0.6",
+        )
+        one = await client.get(
+            "/v4/fundingPayments",
+            params={"address": owner, "subaccountNumber": "0", "ticker": "BTC-USD", "page": "1"},
+        )
+        assert [p["side"] for p in one.json()["fundingPayments"]] == ["SHORT"]
+        later = await client.get(
+            "/v4/fundingPayments",
+            params={"address": owner, "subaccountNumber": "0", "afterOrAt": "2999-01-01T00:00:00Z"},
+        )
+        assert later.json()["fundingPayments"] == []
+        missing = await client.get("/v4/fundingPayments", params={"address": owner})
+        assert missing.status_code == 400
+
+
 async def test_candles_and_orderbook(dydx_double: DydxDouble, indexer: IndexerClient) -> None:
     dydx_double.set_oracle_price("ETH-USD", "3050")
     dydx_double.set_oracle_price("ETH-USD", "2990.5")

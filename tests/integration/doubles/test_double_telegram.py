@@ -39,6 +39,7 @@ from aiogram.types import (
     ChatMemberLeft,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     KeyboardButton,
     MenuButtonWebApp,
     Message,
@@ -456,6 +457,61 @@ async def test_document_is_kept_with_its_name(telegram_double: TelegramDouble, b
     assert downloaded.read() == csv
     with pytest.raises(TelegramBadRequest, match="can't use file of type Document as Photo"):
         await bot.send_photo(user.id, sent.document.file_id)
+
+
+async def test_edit_message_media_replaces_the_photo_caption_and_keyboard(
+    telegram_double: TelegramDouble, bot: Bot
+) -> None:
+    user = telegram_double.user(first_name="Alice", started=True)
+    first, second = make_png(200, 100), make_png(300, 150)
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text="7D", callback_data="p:7d")]]
+    )
+    sent = await bot.send_photo(
+        user.id, BufferedInputFile(first, "a.png"), caption="30 days", reply_markup=keyboard
+    )
+    message = await user.next_message()
+
+    edited = await bot.edit_message_media(
+        InputMediaPhoto(
+            media=BufferedInputFile(second, "b.png"), caption="<b>7</b> days", parse_mode="HTML"
+        ),
+        chat_id=user.id,
+        message_id=sent.message_id,
+        reply_markup=keyboard,
+    )
+    assert isinstance(edited, Message)
+    assert edited.photo is not None
+    assert (edited.photo[-1].width, edited.photo[-1].height) == (300, 150)
+    assert message.photo_bytes == second
+    assert (message.caption, len(message.edits)) == ("7 days", 1)
+    assert message.keyboard == [[("7D", "p:7d")]]
+    assert message.versions[0].media != message.current.media
+
+    # The same file, caption and keyboard again changes nothing, as Telegram says.
+    with pytest.raises(TelegramBadRequest, match="message is not modified"):
+        await bot.edit_message_media(
+            InputMediaPhoto(
+                media=edited.photo[-1].file_id, caption="<b>7</b> days", parse_mode="HTML"
+            ),
+            chat_id=user.id,
+            message_id=sent.message_id,
+            reply_markup=keyboard,
+        )
+    # Without a caption and a keyboard, both go.
+    await bot.edit_message_media(
+        InputMediaPhoto(media=BufferedInputFile(first, "a.png")),
+        chat_id=user.id,
+        message_id=sent.message_id,
+    )
+    assert (message.caption, message.keyboard, message.photo_bytes) == (None, [], first)
+    text = await bot.send_message(user.id, "plain")
+    with pytest.raises(TelegramBadRequest, match="there is no media in the message to edit"):
+        await bot.edit_message_media(
+            InputMediaPhoto(media=BufferedInputFile(first, "a.png")),
+            chat_id=user.id,
+            message_id=text.message_id,
+        )
 
 
 # --- errors --------------------------------------------------------------------------------
