@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import (
+    Alert,
     Credential,
     Notification,
     User,
@@ -25,6 +26,21 @@ class UserRepository:
     async def get(self, user_id: int) -> User | None:
         """A user by primary key."""
         return await self._session.get(User, user_id)
+
+    async def with_alert(
+        self, user_id: int, alert_id: int | None
+    ) -> tuple[User | None, Alert | None]:
+        """A user and one of their alerts (None if not theirs or not given), in one query."""
+        if alert_id is None:
+            return await self.get(user_id), None
+        row = (
+            await self._session.execute(
+                select(User, Alert)
+                .outerjoin(Alert, and_(Alert.id == alert_id, Alert.user_id == User.id))
+                .where(User.id == user_id)
+            )
+        ).first()
+        return (row[0], row[1]) if row is not None else (None, None)
 
     async def get_by_telegram_id(self, telegram_id: int) -> User | None:
         """A user by Telegram id."""

@@ -135,12 +135,17 @@ class OrderRecorder:
         *,
         final: bool,
         positions: list[Position] | None = None,
-    ) -> None:
-        """Write fills, totals and (when final) the outcome, the position and the message."""
+    ) -> tuple[OrderState, Decimal] | None:
+        """Write fills, totals and (when final) the outcome, the position and the message.
+
+        Returns:
+            The order's state and filled size as recorded, None if it was already final
+            (recorded by someone else) or is unknown.
+        """
         async with UnitOfWork(self._sessionmaker) as uow:
             order = await uow.orders.get(order_id, lock=True)
             if order is None or order.state.is_final:
-                return
+                return None
             held = order.position_before or Decimal(0)
             entry = order.entry_before
             total_size = Decimal(0)
@@ -197,6 +202,7 @@ class OrderRecorder:
                 filled=str(total_size),
                 average_price=str(order.average_price),
             )
+        return order.state, total_size
 
     async def _after_final(
         self,
@@ -207,8 +213,7 @@ class OrderRecorder:
         positions: list[Position] | None = None,
     ) -> None:
         """In the transaction that makes an order final: the alert's state and the message."""
-        user = await uow.users.get(order.user_id)
-        alert = await uow.alerts.get(order.alert_id) if order.alert_id is not None else None
+        user, alert = await uow.users.with_alert(order.user_id, order.alert_id)
         if user is None:
             return
         chat = chat_of(user)

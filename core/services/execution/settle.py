@@ -151,6 +151,8 @@ class OrderSettler:
         self._poll_interval = poll_interval
         self._resigns: Counter[int] = Counter()
         self.followed = FollowedOrders()
+        # Orders this settler just recorded final, with what it recorded (see _final_outcome).
+        self._recorded: dict[int, tuple[OrderState, Decimal]] = {}
         self._log = get_logger(__name__)
 
     async def settle(
@@ -260,6 +262,10 @@ class OrderSettler:
             return row is not None and row.filled_size > order.filled_size
 
     async def _final_outcome(self, order_id: int) -> Outcome:
+        recorded = self._recorded.pop(order_id, None)
+        if recorded is not None:
+            _state, filled = recorded  # FILLED or CANCELED, just written by record_fills
+            return Outcome.FILLED if filled > 0 else Outcome.UNFILLED
         async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             order = await uow.orders.get(order_id)
             uow.detach(order)
@@ -454,5 +460,10 @@ class OrderSettler:
                 await self._recorder.transition(order.id, OrderState.SUBMITTED, or_already=True)
             return False
         positions = await exchange.positions()
-        await self._recorder.record_fills(order.id, fills, final=True, positions=positions)
+        recorded = await self._recorder.record_fills(
+            order.id, fills, final=True, positions=positions
+        )
+        if recorded is not None:
+            # What was just recorded: the caller's outcome needs no second read.
+            self._recorded[order.id] = recorded
         return True
