@@ -58,7 +58,9 @@ _ALERT_JOB = alert_job_id(0).removesuffix("0")
 
 # The longest a job queued without a wake token (a cron, a deferred retry, arq's own
 # enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
-IDLE_POLL_SECONDS = 0.05
+# Alerts, messages and the bot's jobs push tokens: they never wait for it (#15: 50 ms cost
+# an idle worker ~40 Redis calls a second for crons that run every one to five seconds).
+IDLE_POLL_SECONDS = 0.2
 
 #: How long a claimed job stays claimed without renewal: a job whose worker died is run
 #: again (by a restarted or another worker) at most this long after the last renewal.
