@@ -18,8 +18,10 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
 from core.services.protection.renewal import LegLifetime
+from core.services.trading import TradingService
 from workers.monitor import start_monitor, stop_monitor
 
 
@@ -36,6 +38,7 @@ class WorkerContext(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionRepository
     execution: ExecutionService
+    manual: ManualRequestService
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -53,18 +56,22 @@ async def startup(ctx: dict[str, Any]) -> None:
     bot = create_bot(settings)
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
+    execution = ExecutionService(
+        sessionmaker,
+        exchanges,
+        store,
+        max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+        leg_lifetime=LegLifetime.of_seconds(
+            settings.protection_leg_lifetime_seconds,
+            settings.protection_renew_before_seconds,
+        ),
+    )
     ctx.update(
         exchanges=exchanges,
         execution_store=store,
-        execution=ExecutionService(
-            sessionmaker,
-            exchanges,
-            store,
-            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
-            leg_lifetime=LegLifetime.of_seconds(
-                settings.protection_leg_lifetime_seconds,
-                settings.protection_renew_before_seconds,
-            ),
+        execution=execution,
+        manual=ManualRequestService(
+            sessionmaker, trading=TradingService(sessionmaker, exchanges, execution)
         ),
         engine=engine,
         sessionmaker=sessionmaker,

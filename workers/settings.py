@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from arq import cron, func
 
-from core.services.jobs import EXECUTE_ALERT
+from core.services.jobs import EXECUTE_ALERT, RUN_MANUAL_REQUEST
 from workers.context import bind_job_context, job, shutdown, startup
 from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
 from workers.jobs.paper_triggers import paper_triggers
 from workers.jobs.reconcile_orders import reconcile_orders
+from workers.jobs.run_manual_request import run_manual_request, sweep_manual_requests
 from workers.jobs.screen_compliance import screen_compliance
 from workers.jobs.sweep_alerts import sweep_alerts
 
@@ -30,6 +31,9 @@ class WorkerSettings:
         func(job(execute_alert), name=EXECUTE_ALERT, timeout=60, max_tries=8),
         job(deliver_notifications),
         job(screen_compliance),
+        # /close, /panic and protection changes from the bot (only the worker signs). A run
+        # waits for its closes' outcomes; /panic may close several positions.
+        func(job(run_manual_request), name=RUN_MANUAL_REQUEST, timeout=120, max_tries=8),
     ]
     cron_jobs = [  # noqa: RUF012
         cron(job(deliver_notifications), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
@@ -38,6 +42,8 @@ class WorkerSettings:
         cron(job(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
+        # Manual requests whose enqueue the bot could not make (Redis down).
+        cron(job(sweep_manual_requests), second=EVERY_FIVE_SECONDS, timeout=30),
         # Orders a killed worker or a timed-out job left with an open outcome.
         cron(job(reconcile_orders), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=120),
         cron(job(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),

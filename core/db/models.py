@@ -497,3 +497,6 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+from core.db.models_manual import ManualRequest  # noqa: E402, F401 - on Base's metadata

@@ -215,6 +215,11 @@ def failed(detail: str) -> str:
     return f"❌ That failed: {escape(detail)}. Check /positions before trying again."
 
 
+def change_queued(market: str) -> str:
+    """A protection change passed its checks and went to the worker."""
+    return f"⏳ Changing the protection of your {escape(market)} position; I'll confirm here."
+
+
 def confirm_panic(seconds: int) -> str:
     """The question before /panic acts."""
     return (

@@ -1,0 +1,42 @@
+"""Do one manual request asked in the bot (``/close``, ``/panic``, a protection change): only
+the worker holds the keys that sign it. Idempotent: the request row in PostgreSQL says whether
+it was done, and its outcome reaches the trader through the outbox exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.adapters.arq_queue import ArqJobQueue
+from core.services.jobs import RUN_MANUAL_REQUEST, manual_request_job_id
+from workers.context import WorkerContext
+
+#: A request still not started this long after it was asked lost its enqueue: queue it again.
+SWEEP_AFTER = timedelta(seconds=5)
+
+
+async def run_manual_request(ctx: WorkerContext, request_id: int) -> bool:
+    """Run the request, then have the outbox delivered now rather than at its next run.
+
+    Returns:
+        Whether this run did it (False: done already, or another run holds it).
+    """
+    done = await ctx["manual"].run(request_id)
+    if done:
+        await ArqJobQueue(ctx["redis"]).nudge_notifications()
+    return done
+
+
+async def sweep_manual_requests(ctx: WorkerContext) -> int:
+    """Queue the requests whose job never reached Redis (the bot saw Redis down).
+
+    Returns:
+        How many were queued.
+    """
+    queue = ArqJobQueue(ctx["redis"])
+    queued = 0
+    for request_id in await ctx["manual"].pending(older_than=SWEEP_AFTER):
+        if await queue.enqueue(
+            RUN_MANUAL_REQUEST, request_id, job_id=manual_request_job_id(request_id)
+        ):
+            queued += 1
+    return queued
