@@ -145,6 +145,12 @@ def refusal(reason: Refusal, owner_address: str | None = None) -> str:
             "Keys for that account (the dYdX app asks you to confirm a new key; it exists "
             "only after that).\n\n" + _START_OVER
         ),
+        "UNREADABLE_AUTHENTICATOR": (
+            f"On {account} one of the permissions that mention this key is one I cannot "
+            "read, so I cannot tell whether the key could also move funds. I refuse keys I "
+            "cannot check.\n\nIn the dYdX app, under More → API Trading Keys, remove this "
+            "key and create a new one (those are trade-only), then send it here.\n\n" + _START_OVER
+        ),
         "TOO_BROAD": (
             f"On {account} this key can do more than place and cancel orders: it could also "
             "move funds (transfers or withdrawals). I only accept keys that can do nothing "
