@@ -18,6 +18,7 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.key_watch import AuthorizationWatch
 from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
 from core.services.protection.renewal import LegLifetime
@@ -39,6 +40,8 @@ class WorkerContext(TypedDict):
     execution_store: ExecutionRepository
     execution: ExecutionService
     manual: ManualRequestService
+    key_watch: AuthorizationWatch
+    keys_rechecked: bool  # every key was re-checked since this worker started
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -81,6 +84,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         credentials=CredentialService(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
+        key_watch=AuthorizationWatch(
+            sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
+        ),
+        keys_rechecked=False,
     )
     await start_monitor(ctx)
 
@@ -96,6 +103,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await stop_monitor(ctx)
     if "credentials" in ctx:
         await ctx["credentials"].close()
+    if "key_watch" in ctx:
+        await ctx["key_watch"].close()
     if "exchanges" in ctx:
         await ctx["exchanges"].close()
     if "execution_store" in ctx:

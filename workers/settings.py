@@ -11,6 +11,7 @@ from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
 from workers.jobs.paper_triggers import paper_triggers
+from workers.jobs.recheck_keys import recheck_keys
 from workers.jobs.reconcile_orders import reconcile_orders
 from workers.jobs.run_manual_request import run_manual_request, sweep_manual_requests
 from workers.jobs.screen_compliance import screen_compliance
@@ -40,6 +41,15 @@ class WorkerSettings:
         # A bounded batch of the users not screened for about a day, every five minutes:
         # daily per user (~86,000 users a day), and a worker that was down catches up.
         cron(job(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
+        # Each stored key's authenticators, re-read daily and after a start: a key that may
+        # now do more than trade stops trading (#13). Off the hot path; bounded batches.
+        cron(
+            job(recheck_keys),
+            minute=EVERY_FIVE_MINUTES,
+            second={30},
+            run_at_startup=True,
+            timeout=120,
+        ),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
         # Manual requests whose enqueue the bot could not make (Redis down).

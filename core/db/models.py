@@ -117,6 +117,8 @@ class Credential(TimestampMixin, Base):
     authenticator_id: Mapped[int]
     key_id: Mapped[str] = mapped_column(String(32), index=True)
     ciphertext: Mapped[bytes]
+    # When the worker last re-read the owner's authenticators for this key (#13).
+    authorization_checked_at: Mapped[datetime | None]
 
     __table_args__ = (
         # Two users trading one subaccount would collide on client ids and positions.

@@ -81,6 +81,19 @@ class KeyVerifier(Protocol):
         """
         ...
 
+    async def check_authorization(
+        self, owner_address: str, private_key: bytes, authenticator_id: int
+    ) -> None:
+        """Re-read the owner's authenticators: the stored one must still exist and every one
+        mentioning the key must still allow nothing but placing and cancelling orders.
+
+        Raises:
+            KeyCheckError: ``NO_AUTHENTICATOR`` (removed), ``TOO_BROAD``,
+                ``UNREADABLE_AUTHENTICATOR`` or ``CANNOT_TRADE``.
+            ExchangeUnavailableError: The venue could not answer.
+        """
+        ...
+
     async def compliance_screen(self, address: str) -> ComplianceStatus:
         """The venue's compliance status of an address.
 

@@ -1,4 +1,5 @@
-"""manual_requests: /close, /panic and protection changes asked in the bot, done by the worker
+"""manual_requests: /close, /panic and protection changes asked in the bot, done by the worker;
+credentials.authorization_checked_at: when the worker last re-read the key's authenticators
 
 Revision ID: 0005
 Revises: 0004
@@ -47,8 +48,13 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_manual_requests_user_id"), "manual_requests", ["user_id"], unique=False
     )
+    op.add_column(
+        "credentials",
+        sa.Column("authorization_checked_at", sa.DateTime(timezone=True), nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("credentials", "authorization_checked_at")
     op.drop_index(op.f("ix_manual_requests_user_id"), table_name="manual_requests")
     op.drop_table("manual_requests")
