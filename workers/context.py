@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypedDict, cast
+from uuid import uuid4
 
 import structlog
 from aiogram import Bot
@@ -12,12 +13,14 @@ from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.adapters.arq_queue import ArqJobQueue
 from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionRepository
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.jobs import RECHECK_KEYS
 from core.services.key_watch import AuthorizationWatch
 from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
@@ -41,7 +44,6 @@ class WorkerContext(TypedDict):
     execution: ExecutionService
     manual: ManualRequestService
     key_watch: AuthorizationWatch
-    keys_rechecked: bool  # every key was re-checked since this worker started
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -87,7 +89,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         key_watch=AuthorizationWatch(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
-        keys_rechecked=False,
+    )
+    # Every key is re-checked soon after a start (what changed while no worker ran); queued
+    # rather than relying on the cron's run-at-startup, which arq keeps per process.
+    await ArqJobQueue(ctx["redis"]).enqueue(
+        RECHECK_KEYS, True, job_id=f"recheck_keys:{uuid4().hex}"
     )
     await start_monitor(ctx)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from arq import cron, func
 
-from core.services.jobs import EXECUTE_ALERT, RUN_MANUAL_REQUEST
+from core.services.jobs import EXECUTE_ALERT, RECHECK_KEYS, RUN_MANUAL_REQUEST
 from workers.context import bind_job_context, job, shutdown, startup
 from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.deliver_notifications import deliver_notifications
@@ -35,6 +35,8 @@ class WorkerSettings:
         # /close, /panic and protection changes from the bot (only the worker signs). A run
         # waits for its closes' outcomes; /panic may close several positions.
         func(job(run_manual_request), name=RUN_MANUAL_REQUEST, timeout=120, max_tries=8),
+        # Queued by each worker at its start (workers.context.startup): every key re-checked.
+        func(job(recheck_keys), name=RECHECK_KEYS, timeout=120),
     ]
     cron_jobs = [  # noqa: RUF012
         cron(job(deliver_notifications), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
@@ -43,13 +45,7 @@ class WorkerSettings:
         cron(job(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
         # Each stored key's authenticators, re-read daily and after a start: a key that may
         # now do more than trade stops trading (#13). Off the hot path; bounded batches.
-        cron(
-            job(recheck_keys),
-            minute=EVERY_FIVE_MINUTES,
-            second={30},
-            run_at_startup=True,
-            timeout=120,
-        ),
+        cron(job(recheck_keys), minute=EVERY_FIVE_MINUTES, second={30}, timeout=120),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
         # Manual requests whose enqueue the bot could not make (Redis down).

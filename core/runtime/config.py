@@ -107,6 +107,8 @@ EXPECTED: dict[str, str] = {
     "ALERT_MAX_LAG_SECONDS": "a whole number of seconds from 1 to 3600 (default 60)",
     "ALERT_RATE_PER_TOKEN": "alerts per minute one webhook URL may send (default 60)",
     "ALERT_RATE_PER_IP": "alerts per minute one sender address may send (default 3000)",
+    "LINK_RATE_PER_TOKEN": "link-page requests per minute for one link (default 30)",
+    "LINK_RATE_PER_IP": "link-page requests per minute from one address (default 120)",
     "PROTECTION_LEG_LIFETIME_SECONDS": (
         "seconds from 10 to 8208000 (95 days, the chain's limit; default 2419200, 28 days)"
     ),
@@ -199,6 +201,9 @@ class Settings(BaseSettings):
     alert_rate_per_token: int = Field(default=60, ge=1, le=1_000_000)
     # TradingView's four sender addresses are shared by every user of the instance.
     alert_rate_per_ip: int = Field(default=3000, ge=1, le=10_000_000)
+    # The wallet-link page and its calls (a person's browser, not a bot): per link, per IP.
+    link_rate_per_token: int = Field(default=30, ge=1, le=1_000_000)
+    link_rate_per_ip: int = Field(default=120, ge=1, le=10_000_000)
     # The real-time position monitor in the worker (Indexer WebSocket, REST catch-up).
     monitor_enabled: bool = True
     # Lease on each watched subaccount: a dead worker's subaccounts are taken over within it.

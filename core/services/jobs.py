@@ -16,6 +16,9 @@ EXECUTE_ALERT = "execute_alert"
 #: Does one manual request asked in the bot (``workers.jobs.run_manual_request``): /close,
 #: /panic, a protection change. Only the worker holds the keys that sign them.
 RUN_MANUAL_REQUEST = "run_manual_request"
+#: Re-reads the authenticators of stored keys (``workers.jobs.recheck_keys``); also queued
+#: once by each worker at its start, so every key is re-checked after a restart.
+RECHECK_KEYS = "recheck_keys"
 #: Drains the notifications outbox into Telegram (``workers.jobs.deliver_notifications``).
 DELIVER_NOTIFICATIONS = "deliver_notifications"
 

@@ -30,7 +30,7 @@ async def watch(settings: Settings, live_sessionmaker: Maker) -> AsyncIterator[d
     key_watch = AuthorizationWatch(
         live_sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
     )
-    yield {"key_watch": key_watch, "keys_rechecked": True}
+    yield {"key_watch": key_watch}
     await key_watch.close()
 
 
