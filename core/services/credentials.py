@@ -283,7 +283,7 @@ class CredentialService:
             sealed = Sealed(credential.key_id, credential.ciphertext)
             owner, authenticator_id = credential.owner_address, credential.authenticator_id
         if not isinstance(self._sealer, Keyring):
-            raise TypeError("only the worker, which holds the keyring, opens trading keys")
+            raise TypeError("keyring required (worker only)")
         return open_credential(self._sealer, sealed, user_id, owner, authenticator_id)
 
     async def screen_all(

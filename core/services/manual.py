@@ -210,7 +210,7 @@ class ManualRequestService:
             Whether this run did it.
         """
         if self._trading is None:
-            raise TypeError("only the worker, which holds the keyring, runs manual requests")
+            raise TypeError("trading required (worker only)")
         async with self._exclusive(request_id) as mine:
             if not mine:
                 return False  # another run of the same request is on it
