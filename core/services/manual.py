@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
@@ -44,6 +44,10 @@ MANUAL_NOTIFICATION = "manual"
 # position locks use their own keys).
 _LOCK_BASE = 0x6D616E75 << 32
 _OUTCOME_CHARS = 4000
+#: A request started this long ago and not finished lost its job: the sweeper queues it again.
+STALE_AFTER = timedelta(minutes=5)
+#: Runs of one request before it is given up (and the trader told to check by hand).
+MAX_ATTEMPTS = 5
 
 
 class RequestKind(StrEnum):
@@ -96,6 +100,7 @@ class _Claim:
     market: str | None
     params: dict[str, Any]
     resume_since: datetime | None  # set when an earlier run may have sent orders
+    attempt: int  # this run's number (1 for the first)
 
 
 class ManualRequestService:
@@ -189,19 +194,39 @@ class ManualRequestService:
 
     # The worker's side --------------------------------------------------------------
 
-    async def pending(self, *, older_than: timedelta, limit: int = 100) -> list[int]:
-        """Requests never started and older than ``older_than`` (their enqueue was lost)."""
+    async def pending(
+        self, *, older_than: timedelta, stale_after: timedelta = STALE_AFTER, limit: int = 100
+    ) -> list[tuple[int, str]]:
+        """Requests to queue again, with the job id to use: never started and older than
+        ``older_than`` (their enqueue was lost), or started longer than ``stale_after`` ago
+        and never finished (their job gave up; a new job id, so it runs again)."""
+        now = utcnow()
         async with UnitOfWork(self._sessionmaker) as uow:
-            rows = await uow.session.scalars(
-                select(ManualRequest.id)
+            rows = await uow.session.execute(
+                select(ManualRequest.id, ManualRequest.state, ManualRequest.attempts)
                 .where(
-                    ManualRequest.state == "PENDING",
-                    ManualRequest.created_at < utcnow() - older_than,
+                    or_(
+                        and_(
+                            ManualRequest.state == "PENDING",
+                            ManualRequest.created_at < now - older_than,
+                        ),
+                        and_(
+                            ManualRequest.state == "RUNNING",
+                            ManualRequest.started_at < now - stale_after,
+                        ),
+                    )
                 )
                 .order_by(ManualRequest.id)
                 .limit(limit)
             )
-            return list(rows)
+            return [
+                (
+                    request_id,
+                    manual_request_job_id(request_id)
+                    + ("" if state == "PENDING" else f":{attempts}"),
+                )
+                for request_id, state, attempts in rows
+            ]
 
     async def run(self, request_id: int) -> bool:
         """Do one request once; a second delivery finds it done (or running) and does nothing.
@@ -217,7 +242,10 @@ class ManualRequestService:
             claim = await self._claim(request_id)
             if claim is None:
                 return False
-            text = await self._perform(claim)
+            if claim.attempt > MAX_ATTEMPTS:
+                text: str | None = texts.manual_gave_up()
+            else:
+                text = await self._perform(claim)
             await self._finish(claim, text)
         self._log.info("manual_request_done", request_id=request_id, kind=claim.kind.value)
         return True
@@ -251,6 +279,7 @@ class ManualRequestService:
                 request.market,
                 dict(request.params),
                 resume_since,
+                request.attempts,
             )
             await uow.commit()
         return claim

@@ -8,10 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
+from arq import ArqRedis
 from sqlalchemy import func, select, update
 
+from core.db.base import utcnow
 from core.db.models import Notification
 from core.db.models_manual import ManualRequest
 from core.db.repositories.execution import ExecutionRepository
@@ -20,12 +23,15 @@ from core.domain.states import OrderPurpose
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
-from core.services.manual import ManualRequestService
+from core.services.manual import MAX_ATTEMPTS, ManualRequestService
 from core.services.trading import TradingService
+from core.texts import trading as texts
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_bot_trading import _open_position, _until
 from tests.trading_stack import Maker, Trader, add_trader, orders_of
+from workers.context import WorkerContext
+from workers.jobs.run_manual_request import sweep_manual_requests
 
 
 @pytest.fixture
@@ -150,3 +156,48 @@ async def test_a_run_after_a_crash_reports_the_close_already_sent(
     assert count == 1
     assert request is not None
     assert (request.state, request.attempts) == ("DONE", 2)
+
+
+async def test_lost_and_given_up_jobs_are_queued_again_then_the_request_is_given_up(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    exchanges: ExchangeProvider,
+    manual: ManualRequestService,
+    redis: Any,
+) -> None:
+    me = await _long(live_sessionmaker, settings, telegram_double, dydx_double, exchanges)
+    request_id = await manual.ask_close(me.user_id, "ETH-USD")  # its enqueue "lost"
+    arq = ArqRedis.from_url(settings.redis_url.get_secret_value())
+    try:
+        context = cast(WorkerContext, {"manual": manual, "redis": arq})
+        assert await sweep_manual_requests(context) == 0  # too recent: maybe still queuing
+        async with live_sessionmaker() as session, session.begin():
+            await session.execute(
+                update(ManualRequest).values(created_at=utcnow() - timedelta(minutes=1))
+            )
+        assert await sweep_manual_requests(context) == 1
+        assert await redis.exists(f"arq:job:manual:{request_id}")
+        assert await sweep_manual_requests(context) == 0  # queued already: the same job id
+
+        # A run that started long ago and never finished: queued again under a new job id.
+        async with live_sessionmaker() as session, session.begin():
+            await session.execute(
+                update(ManualRequest).values(
+                    state="RUNNING", attempts=1, started_at=utcnow() - timedelta(minutes=10)
+                )
+            )
+        assert await sweep_manual_requests(context) == 1
+        assert await redis.exists(f"arq:job:manual:{request_id}:1")
+    finally:
+        await arq.aclose()
+
+    # After MAX_ATTEMPTS runs it is given up: nothing is sent, the trader is told to check.
+    async with live_sessionmaker() as session, session.begin():
+        await session.execute(update(ManualRequest).values(attempts=MAX_ATTEMPTS))
+    before = len(dydx_double.node.broadcasts)
+    assert await manual.run(request_id)
+    assert len(dydx_double.node.broadcasts) == before
+    assert await _closes(live_sessionmaker, me.user_id) == 0
+    assert await _messages(live_sessionmaker, request_id) == [texts.manual_gave_up()]

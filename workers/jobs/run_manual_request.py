@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from core.adapters.arq_queue import ArqJobQueue
-from core.services.jobs import RUN_MANUAL_REQUEST, manual_request_job_id
+from core.services.jobs import RUN_MANUAL_REQUEST
 from workers.context import WorkerContext
 
 #: A request still not started this long after it was asked lost its enqueue: queue it again.
@@ -27,16 +27,15 @@ async def run_manual_request(ctx: WorkerContext, request_id: int) -> bool:
 
 
 async def sweep_manual_requests(ctx: WorkerContext) -> int:
-    """Queue the requests whose job never reached Redis (the bot saw Redis down).
+    """Queue the requests whose job never reached Redis (the bot saw Redis down), and those
+    whose job gave up mid-way (they resume; after a few runs the trader is told to check).
 
     Returns:
         How many were queued.
     """
     queue = ArqJobQueue(ctx["redis"])
     queued = 0
-    for request_id in await ctx["manual"].pending(older_than=SWEEP_AFTER):
-        if await queue.enqueue(
-            RUN_MANUAL_REQUEST, request_id, job_id=manual_request_job_id(request_id)
-        ):
+    for request_id, job_id in await ctx["manual"].pending(older_than=SWEEP_AFTER):
+        if await queue.enqueue(RUN_MANUAL_REQUEST, request_id, job_id=job_id):
             queued += 1
     return queued
