@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypedDict, cast
@@ -21,12 +22,16 @@ from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
 from core.services.jobs import RECHECK_KEYS
-from core.services.key_watch import AuthorizationWatch
+from core.services.key_watch import RECHECK_AFTER_START, AuthorizationWatch
 from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
 from core.services.protection.renewal import LegLifetime
 from core.services.trading import TradingService
 from workers.monitor import start_monitor, stop_monitor
+
+#: How long a starting worker spends re-checking keys before it takes jobs (#13): alerts wait
+#: at most this long after a restart; keys left over are re-checked by a queued run.
+STARTUP_RECHECK_SECONDS = 5.0
 
 
 class WorkerContext(TypedDict):
@@ -90,12 +95,27 @@ async def startup(ctx: dict[str, Any]) -> None:
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
     )
-    # Every key is re-checked soon after a start (what changed while no worker ran); queued
-    # rather than relying on the cron's run-at-startup, which arq keeps per process.
+    # Every key is re-checked after a start (what changed while no worker ran), before this
+    # worker takes its first job as far as STARTUP_RECHECK_SECONDS allow; a queued run (not
+    # the cron's run-at-startup, whose state arq keeps per process) finishes the rest.
+    await _recheck_keys_before_jobs(ctx)
     await ArqJobQueue(ctx["redis"]).enqueue(
         RECHECK_KEYS, True, job_id=f"recheck_keys:{uuid4().hex}"
     )
     await start_monitor(ctx)
+
+
+async def _recheck_keys_before_jobs(ctx: dict[str, Any]) -> None:
+    """Re-check the stored keys not checked in the last minutes, within a time budget."""
+    try:
+        async with asyncio.timeout(STARTUP_RECHECK_SECONDS):
+            report = await ctx["key_watch"].recheck_due(older_than=RECHECK_AFTER_START)
+    except TimeoutError:
+        structlog.get_logger(__name__).warning("startup_key_recheck_unfinished")
+        return
+    structlog.get_logger(__name__).info(
+        "startup_key_recheck", checked=report.checked, stopped=report.stopped
+    )
 
 
 async def bind_job_context(ctx: dict[str, Any]) -> None:

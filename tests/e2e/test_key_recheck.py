@@ -20,7 +20,15 @@ from core.services.key_watch import AuthorizationWatch
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.integration.test_trading_key import composite
-from tests.trading_stack import Maker, Trader, add_trader, alert, running_worker, user_row
+from tests.trading_stack import (
+    Maker,
+    Trader,
+    add_trader,
+    alert,
+    running_worker,
+    user_row,
+    wait_alert,
+)
 from workers.context import WorkerContext
 from workers.jobs.recheck_keys import recheck_keys
 
@@ -129,15 +137,23 @@ async def test_after_a_start_the_worker_rechecks_every_key_and_tells_the_trader(
     dydx_double: DydxDouble,
     web: TestClient,
 ) -> None:
-    """Widened while no worker ran: the worker's first run after its start catches it and
-    the message reaches the chat through the outbox."""
+    """Widened while no worker ran: the starting worker re-checks every key before it takes
+    its first job, so an alert already queued is not executed; the message reaches the chat
+    through the outbox."""
     me = await add_trader(live_sessionmaker, settings, telegram_double, dydx_double)
     # Checked ten minutes ago: not due for a day, but older than the after-start cache.
     checked = utcnow() - timedelta(minutes=10)
     async with live_sessionmaker() as session, session.begin():
         await session.execute(update(Credential).values(authorization_checked_at=checked))
     _widen(dydx_double, me)
+    # An alert accepted while no worker ran: the first order after the start must not go out.
+    response = await web.post(f"/hook/{me.token}", json=alert(me))
+    assert response.status == 200, await response.text()
+    alert_id = (await response.json())["id"]
     async with running_worker(settings):
         said = await me.chat.wait_for(lambda m: "Trading stopped" in (m.text or ""), 30)
+        done = await wait_alert(live_sessionmaker, alert_id)
     assert "now also allows moving funds" in (said.text or "")
     assert await _credential(live_sessionmaker, me.user_id) is None
+    assert done.state.value == "SKIPPED", done.state  # paused before its job ran
+    assert dydx_double.node.broadcasts == []
