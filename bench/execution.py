@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "WEBHOOK_IP_ALLOWLIST": "*",
             "ALERT_RATE_PER_TOKEN": "1000000",
             "ALERT_RATE_PER_IP": "10000000",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": args.log_level,
             "LOG_FORMAT": "json",
             "WORKER_PROCESSES": str(args.worker_processes),
         }
@@ -366,6 +366,11 @@ def arguments() -> argparse.Namespace:
         "--no-stall",
         action="store_true",
         help="no LOOP_STALL_REPORT: CPU without the 10 ms tickers (~13 ms/s each here)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        help="the processes' LOG_LEVEL (INFO, as deployed; their output is discarded)",
     )
     parser.add_argument("--json", metavar="FILE", help="append the figures as one JSON line")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web and worker into DIR")

@@ -35,7 +35,8 @@ async def intake_context(app: web.Application) -> AsyncIterator[None]:
     queue = ArqJobQueue(
         ArqRedis.from_url(
             settings.redis_url.get_secret_value(), socket_connect_timeout=1, socket_timeout=1
-        )
+        ),
+        workers=settings.worker_processes,
     )
     service = app[INTAKE] = IntakeService(
         store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypedDict, cast
@@ -25,6 +26,7 @@ from core.services.jobs import RECHECK_KEYS
 from core.services.key_watch import RECHECK_AFTER_START, AuthorizationWatch
 from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
+from core.services.priority import PlacementGate
 from core.services.protection.renewal import LegLifetime
 from core.services.trading import TradingService
 from workers.monitor import start_monitor, stop_monitor
@@ -49,6 +51,7 @@ class WorkerContext(TypedDict):
     execution: ExecutionService
     manual: ManualRequestService
     key_watch: AuthorizationWatch
+    priority: PlacementGate
     redis: ArqRedis
     job_id: str
     job_try: int
@@ -66,6 +69,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     bot = create_bot(settings)
     exchanges = create_exchange_provider(sessionmaker, settings)
     store = ExecutionRepository(settings.database_url.get_secret_value())
+    priority = PlacementGate()
     execution = ExecutionService(
         sessionmaker,
         exchanges,
@@ -75,8 +79,10 @@ async def startup(ctx: dict[str, Any]) -> None:
             settings.protection_leg_lifetime_seconds,
             settings.protection_renew_before_seconds,
         ),
+        gate=priority,
     )
     ctx.update(
+        priority=priority,
         exchanges=exchanges,
         execution_store=store,
         execution=execution,
@@ -86,7 +92,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
-        notifications=NotificationService(sessionmaker),
+        notifications=NotificationService(sessionmaker, gate=priority),
         sender=TelegramSender(bot),
         credentials=CredentialService(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
@@ -127,6 +133,8 @@ async def bind_job_context(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Close what ``startup`` opened."""
     await stop_monitor(ctx)
+    if "notifications" in ctx:
+        await ctx["notifications"].close()
     if "credentials" in ctx:
         await ctx["credentials"].close()
     if "key_watch" in ctx:
@@ -144,3 +152,16 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 def job(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
     """Register a job typed against :class:`WorkerContext` (arq types ``ctx`` as a dict)."""
     return cast(WorkerCoroutine, function)
+
+
+def bookkeeping(function: Callable[..., Awaitable[Any]]) -> WorkerCoroutine:
+    """Register a bookkeeping job: it starts once the alerts this process is placing are on
+    their way (or after :data:`~core.services.priority.DEFAULT_MAX_YIELD`)."""
+
+    @functools.wraps(function)
+    async def yielding(ctx: WorkerContext, *args: Any, **kwargs: Any) -> Any:
+        if "priority" in ctx:
+            await ctx["priority"].yield_to_placing()
+        return await function(ctx, *args, **kwargs)
+
+    return cast(WorkerCoroutine, yielding)

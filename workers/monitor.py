@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.adapters.arq_queue import ArqJobQueue
 from core.exchange.factory import create_subaccount_stream
 from core.exchange.stream import SubaccountRef
 from core.runtime.config import Settings
@@ -21,6 +21,7 @@ from core.services.monitor.listener import OracleListener
 from core.services.monitor.monitor import PositionMonitor
 from core.services.monitor.recording import AfterSync, LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
+from core.services.notifications import NotificationService
 from core.services.protection.trailing_service import TrailingService
 
 _log = get_logger(__name__)
@@ -32,7 +33,7 @@ def build_monitor(
     sessionmaker: async_sessionmaker[AsyncSession],
     redis: Redis,
     settler: OrderSettler,
-    queue: ArqJobQueue | None = None,
+    nudge: Callable[[], Awaitable[None]] | None = None,
     after_sync: AfterSync | None = None,
     lease_prefix: str | None = None,
     oracle_listener: OracleListener | None = None,
@@ -44,7 +45,7 @@ def build_monitor(
         sessionmaker: Database sessions.
         redis: Redis for the leases.
         settler: Settles our orders the monitor sees change.
-        queue: Nudged to deliver the trader's messages when an order became final.
+        nudge: Asked to deliver the trader's messages when an order became final.
         after_sync: Runs after each sync of a subaccount (the protection service's step).
         lease_prefix: Lease key prefix (tests keep monitors apart with it).
         oracle_listener: Told about oracle prices (the trailing service); subscribes markets.
@@ -52,8 +53,8 @@ def build_monitor(
 
     async def settle(order_id: int) -> Outcome:
         outcome = await settler.settle(order_id)
-        if queue is not None and outcome is not Outcome.OPEN:
-            await queue.nudge_notifications()
+        if nudge is not None and outcome is not Outcome.OPEN:
+            await nudge()
         return outcome
 
     lease_seconds = settings.monitor_lease_seconds
@@ -66,7 +67,13 @@ def build_monitor(
         stream=create_subaccount_stream(settings.dydx),
         watchlist=LedgerWatchList(sessionmaker),
         leases=leases,
-        listener=LedgerRecorder(sessionmaker, settle, after_sync=after_sync),
+        listener=LedgerRecorder(
+            sessionmaker,
+            settle,
+            after_sync=after_sync,
+            followed=settler.followed.is_followed,
+            wake=settler.followed.wake,
+        ),
         oracle_listener=oracle_listener,
         # Renewed at a third of the lease's life; polls need the tick at least as often.
         interval=min(lease_seconds / 3, settings.monitor_poll_seconds, 1.0),
@@ -93,7 +100,11 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         # step for each position of that subaccount (one-cancels-other within a bracket).
         await execution.protection.advance_for_subaccount(ref.owner_address, ref.subaccount_number)
 
-    queue = ArqJobQueue(ctx["redis"])
+    notifications: NotificationService = ctx["notifications"]
+
+    async def nudge() -> None:
+        notifications.deliver_soon(ctx["sender"])
+
     monitor: PositionMonitor | None = None
 
     def held() -> frozenset[SubaccountRef]:
@@ -107,7 +118,7 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         execution.protection,
         ctx["exchanges"],
         held=held,
-        nudge=queue.nudge_notifications,
+        nudge=nudge,
     )
     await trailing.start()
     ctx["trailing"] = trailing
@@ -116,12 +127,16 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         sessionmaker=ctx["sessionmaker"],
         redis=ctx["redis"],
         settler=execution.settler,
-        queue=queue,
+        nudge=nudge,
         after_sync=advance_brackets,
         oracle_listener=trailing,
     )
     await monitor.start()
     ctx["monitor"] = monitor
+    # Jobs following an order look when this monitor's stream tells its news.
+    execution.settler.followed.use_stream(
+        lambda owner, number: SubaccountRef(owner, number) in held()
+    )
 
 
 async def stop_monitor(ctx: dict[str, Any]) -> None:

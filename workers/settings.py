@@ -6,7 +6,7 @@ from __future__ import annotations
 from arq import cron, func
 
 from core.services.jobs import EXECUTE_ALERT, RECHECK_KEYS, RUN_MANUAL_REQUEST
-from workers.context import bind_job_context, job, shutdown, startup
+from workers.context import bind_job_context, bookkeeping, job, shutdown, startup
 from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
@@ -30,31 +30,44 @@ class WorkerSettings:
         # A job waits up to ~20 s for an order's outcome; past 60 s something hangs and arq
         # re-runs it, which resumes the same order (never a second one).
         func(job(execute_alert), name=EXECUTE_ALERT, timeout=60, max_tries=8),
-        job(deliver_notifications),
-        job(screen_compliance),
-        # /close, /panic and protection changes from the bot (only the worker signs). A run
-        # waits for its closes' outcomes; /panic may close several positions.
+        bookkeeping(deliver_notifications),
+        bookkeeping(screen_compliance),
+        # /close, /panic and protection changes from the bot (only the worker signs): the
+        # trader waits, so not bookkeeping. A run waits for its closes' outcomes; /panic may
+        # close several positions.
         func(job(run_manual_request), name=RUN_MANUAL_REQUEST, timeout=120, max_tries=8),
         # Queued by each worker at its start (workers.context.startup): every key re-checked.
-        func(job(recheck_keys), name=RECHECK_KEYS, timeout=120),
+        func(bookkeeping(recheck_keys), name=RECHECK_KEYS, timeout=120),
     ]
     cron_jobs = [  # noqa: RUF012
-        cron(job(deliver_notifications), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
+        cron(
+            bookkeeping(deliver_notifications),
+            second=EVERY_TWO_SECONDS,
+            run_at_startup=True,
+            timeout=60,
+        ),
         # A bounded batch of the users not screened for about a day, every five minutes:
         # daily per user (~86,000 users a day), and a worker that was down catches up.
-        cron(job(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
+        cron(bookkeeping(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
         # Each stored key's authenticators, re-read daily and after a start: a key that may
         # now do more than trade stops trading (#13). Off the hot path; bounded batches.
-        cron(job(recheck_keys), minute=EVERY_FIVE_MINUTES, second={30}, timeout=120),
+        cron(bookkeeping(recheck_keys), minute=EVERY_FIVE_MINUTES, second={30}, timeout=120),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
-        cron(job(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
-        # Manual requests whose enqueue the bot could not make (Redis down).
-        cron(job(sweep_manual_requests), second=EVERY_FIVE_SECONDS, timeout=30),
+        cron(bookkeeping(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
+        # Manual requests whose enqueue the bot could not make (Redis down), or whose job gave up.
+        cron(bookkeeping(sweep_manual_requests), second=EVERY_FIVE_SECONDS, timeout=30),
         # Orders a killed worker or a timed-out job left with an open outcome.
-        cron(job(reconcile_orders), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=120),
-        cron(job(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60),
+        cron(
+            bookkeeping(reconcile_orders),
+            second=EVERY_FIVE_SECONDS,
+            run_at_startup=True,
+            timeout=120,
+        ),
+        cron(
+            bookkeeping(paper_triggers), second=EVERY_TWO_SECONDS, run_at_startup=True, timeout=60
+        ),
         # Brackets a killed job left, and resting legs while nothing reports fills sooner.
-        cron(job(advance_brackets), second=EVERY_SECOND, run_at_startup=True, timeout=60),
+        cron(bookkeeping(advance_brackets), second=EVERY_SECOND, run_at_startup=True, timeout=60),
     ]
     # arq 0.28 would hold every job's in-progress key for the longest timeout above + 10 s;
     # workers.worker.TradingWorker instead holds it for a 10 s lease it renews while the job

@@ -13,6 +13,11 @@ Two changes to how arq picks jobs up; how it runs, retries and records them is a
   four sequential round trips, so the tenth alert of a burst waited for forty. The claim
   script performs the same checks and writes the same in-progress key for every job of
   the batch at once, atomically, so arq workers of either kind can share a queue.
+* **A burst shared between workers.** With ``WORKER_PROCESSES`` > 1, a batch of alert jobs
+  wakes that many workers (one token each, :class:`~core.adapters.arq_queue.ArqJobQueue`),
+  and each claims its share of the free jobs (``ceil(free / workers)``, oldest first) and
+  polls again at once for whatever the others left: ten alerts of one bar close are signed
+  on every core instead of queuing behind each other on one event loop.
 
 * **A renewed lease, not a half-hour lock.** arq 0.28 writes a job's in-progress key for
   ``max(timeout of every function and cron job, job_timeout falling back) + 10`` seconds
@@ -29,6 +34,8 @@ arq's own (semaphore, ``job_counter``, ``tasks``) and is checked against it by t
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +44,17 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker, get_kwargs
 
 from core.adapters.arq_queue import QUEUE_NAME, wake_key
+from core.services.jobs import alert_job_id
 
 if TYPE_CHECKING:
     from arq.connections import RedisSettings
     from redis.commands.core import AsyncScript
 
     from core.runtime.config import Settings
+    from core.services.priority import PlacementGate
+
+#: Job ids of alert jobs start so (``alert:{id}``): they place orders, so they come first.
+_ALERT_JOB = alert_job_id(0).removesuffix("0")
 
 # The longest a job queued without a wake token (a cron, a deferred retry, arq's own
 # enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
@@ -68,19 +80,27 @@ return 0
 """
 
 # KEYS: the queue, then per job its in-progress key. ARGV: now (ms), in-progress expiry
-# (ms), then per job its id. Per job, its score if claimed, else -1: already running
-# elsewhere, no longer queued, or deferred to later (arq's own three reasons to skip).
+# (ms), the workers sharing the queue, then per job its id. Of the jobs free to run (not
+# running elsewhere, still queued, due: arq's own three checks), claims this worker's share,
+# the oldest; per job, its score if claimed, else -1; then how many free jobs it left for
+# the other workers (who were woken too, and take them at once, as does this worker).
 _CLAIM_SCRIPT = """
+local free = {}
 local claimed = {}
 for i = 2, #KEYS do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
-  if redis.call('EXISTS', KEYS[i]) == 1 or not score or tonumber(score) > tonumber(ARGV[1]) then
-    claimed[i - 1] = -1
-  else
-    redis.call('PSETEX', KEYS[i], ARGV[2], '1')
-    claimed[i - 1] = score
+  claimed[i - 1] = -1
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 2])
+  if redis.call('EXISTS', KEYS[i]) == 0 and score and tonumber(score) <= tonumber(ARGV[1]) then
+    free[#free + 1] = {i, score}
   end
 end
+local share = math.ceil(#free / tonumber(ARGV[3]))
+for n = 1, share do
+  local i, score = free[n][1], free[n][2]
+  redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+  claimed[i - 1] = score
+end
+claimed[#KEYS] = #free - share
 return claimed
 """
 
@@ -91,6 +111,9 @@ class TradingWorker(Worker):
     Args:
         *args: arq ``Worker`` arguments.
         idle_poll: Longest wait between polls when no wake token arrives.
+        lease: How long a claimed job stays claimed without renewal.
+        peers: Worker processes sharing the queue (``WORKER_PROCESSES``): each claims its
+            share of a burst of alert jobs, so the burst is placed on every core.
         **kwargs: arq ``Worker`` keyword arguments.
     """
 
@@ -99,6 +122,7 @@ class TradingWorker(Worker):
         *args: Any,
         idle_poll: float = IDLE_POLL_SECONDS,
         lease: float = IN_PROGRESS_LEASE_SECONDS,
+        peers: int = 1,
         **kwargs: Any,
     ) -> None:
         # arq sleeps poll_delay between polls; the wait is ours (the BLPOP) instead.
@@ -112,11 +136,17 @@ class TradingWorker(Worker):
         self.in_progress_timeout_s = lease
         self._renew_every = lease / 4
         self._renewed_at = 0.0
+        self._peers = max(1, peers)
+        self._left_for_peers = False
 
     async def _poll_iteration(self) -> None:
         await super()._poll_iteration()
         if time.monotonic() - self._renewed_at >= self._renew_every:
             await self._renew_leases()
+        if self._left_for_peers:
+            # Alert jobs were left to the other workers: take what they did not, at once.
+            self._left_for_peers = False
+            return
         # Returns at once when tokens were pushed meanwhile, so no enqueue goes unnoticed.
         # redis-py types BLPOP's timeout as whole seconds; Redis (>= 6) takes fractions.
         blpop: Any = self.pool.blpop
@@ -141,13 +171,26 @@ class TradingWorker(Worker):
             for _ in ids:
                 self._release_sem_dec_counter_on_complete()
             raise
+        gate: PlacementGate | None = self.ctx.get("priority")
+        *claimed, left = claimed
+        # Jobs left to the other workers: poll again at once for what they do not take.
+        self._left_for_peers = left > 0
         for job_id, score in zip(ids, claimed, strict=True):
             if score == -1:
                 self._release_sem_dec_counter_on_complete()
                 continue
+            if gate is not None and job_id.startswith(_ALERT_JOB):
+                # Placing first: bookkeeping waits from the claim until the broadcast.
+                gate.claimed(job_id)
             task = self.loop.create_task(self.run_job(job_id, int(score)))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(functools.partial(self._finished, job_id))
             self.tasks[job_id] = task
+
+    def _finished(self, job_id: str, _task: asyncio.Task[Any]) -> None:
+        self._release_sem_dec_counter_on_complete()
+        gate: PlacementGate | None = self.ctx.get("priority")
+        if gate is not None:
+            gate.release(job_id)  # a job that ended before it started (expired, aborted)
 
     def _running(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)
@@ -171,7 +214,12 @@ class TradingWorker(Worker):
             self._claim_script = self.pool.register_script(_CLAIM_SCRIPT)
         result: list[Any] = await self._claim_script(
             keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in job_ids)],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *job_ids],
+            args=[
+                timestamp_ms(),
+                int(self.in_progress_timeout_s * 1000),
+                self._peers,
+                *job_ids,
+            ],
         )
         return result
 
@@ -193,6 +241,7 @@ def build_worker(
     # As arq's own create_worker: class attributes become Worker arguments.
     tuning: dict[str, Any] = get_kwargs(dict(vars(worker_settings)))
     tuning.update(overrides)
+    tuning.setdefault("peers", settings.worker_processes)
     return TradingWorker(
         **tuning,
         queue_name=QUEUE_NAME,

@@ -46,24 +46,29 @@ return 1
 
 # The same for several jobs at once (one round trip for a batch of alerts).
 # KEYS: the queue, the wake list, then per job its job key and result key.
-# ARGV: score (ms), expiry (ms), most wake tokens, then per job its id and serialized job.
+# ARGV: score (ms), expiry (ms), most wake tokens, workers to wake, then per job its id and
+# serialized job.
 # Returns, per job, 1 if queued, 0 if that job id was already queued or done.
 _ENQUEUE_MANY_SCRIPT = """
 local added = {}
-local any = false
 for i = 1, (#KEYS - 2) / 2 do
   local job_key = KEYS[2 * i + 1]
   if redis.call('EXISTS', job_key, KEYS[2 * i + 2]) > 0 then
     added[i] = 0
   else
-    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 3])
-    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 2])
+    redis.call('PSETEX', job_key, ARGV[2], ARGV[2 * i + 4])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 * i + 3])
     added[i] = 1
-    any = true
   end
 end
-if any and redis.call('RPUSH', KEYS[2], '1') > tonumber(ARGV[3]) then
-  redis.call('LPOP', KEYS[2])
+-- One token per queued job, up to the number of workers to wake (ARGV[4]): each idle
+-- worker takes its share of a burst.
+local queued = 0
+for i = 1, #added do queued = queued + added[i] end
+for _ = 1, math.min(queued, tonumber(ARGV[4])) do
+  if redis.call('RPUSH', KEYS[2], '1') > tonumber(ARGV[3]) then
+    redis.call('LPOP', KEYS[2])
+  end
 end
 return added
 """
@@ -71,10 +76,17 @@ return added
 
 class ArqJobQueue:
     """Enqueues arq jobs by name (satisfies :class:`core.services.jobs.JobQueue`).
-    Arguments must never carry secrets (they are pickled)."""
+    Arguments must never carry secrets (they are pickled).
 
-    def __init__(self, redis: ArqRedis) -> None:
+    Args:
+        redis: The arq pool.
+        workers: How many worker processes share the queue (``WORKER_PROCESSES``): a batch
+            of jobs wakes up to that many, so a burst of alerts is shared between them.
+    """
+
+    def __init__(self, redis: ArqRedis, *, workers: int = 1) -> None:
         self._redis = redis
+        self._workers = max(1, workers)
         self._enqueue_script: Any = redis.register_script(_ENQUEUE_SCRIPT)
         self._enqueue_many_script: Any = redis.register_script(_ENQUEUE_MANY_SCRIPT)
         self._log = get_logger(__name__)
@@ -127,7 +139,7 @@ class ArqJobQueue:
         now_ms = timestamp_ms()
         queue = self._redis.default_queue_name
         keys = [queue, wake_key(queue)]
-        args: list[Any] = [now_ms, self._redis.expires_extra_ms, MAX_WAKE_TOKENS]
+        args: list[Any] = [now_ms, self._redis.expires_extra_ms, MAX_WAKE_TOKENS, self._workers]
         for job_id, argument in jobs:
             keys += [job_key_prefix + job_id, result_key_prefix + job_id]
             job = serialize_job(

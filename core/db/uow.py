@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
+from weakref import WeakKeyDictionary
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from core.db.repositories.alerts import AlertRepository
 from core.db.repositories.audit import AuditRepository
@@ -23,6 +26,29 @@ from core.db.repositories.users import UserRepository
 from core.db.repositories.wallets import WalletRepository
 from core.db.repositories.webhooks import WebhookRepository
 
+# Per engine, the same pool in autocommit mode: a read needs no transaction of its own.
+_AUTOCOMMIT: WeakKeyDictionary[AsyncEngine, AsyncEngine] = WeakKeyDictionary()
+
+
+class ReadOnlyUnitError(RuntimeError):
+    """A read-only unit of work was asked to write or commit."""
+
+
+class _ReadOnlySession(Session):
+    """The session of a read-only unit: its statements autocommit, so it must not write."""
+
+
+@event.listens_for(_ReadOnlySession, "do_orm_execute")
+def _refuse_writes(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlyUnitError("a read-only unit of work cannot write")
+
+
+@event.listens_for(_ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, flush: UOWTransaction, instances: object) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise ReadOnlyUnitError("a read-only unit of work cannot write")
+
 
 class UnitOfWork:
     """Groups repository calls into one transaction.
@@ -34,6 +60,17 @@ class UnitOfWork:
             await uow.commit()
 
     Leaving the block without :meth:`commit` rolls everything back.
+
+    A unit that only reads (``read_only=True``) runs its statements without a transaction
+    of its own, each on its own snapshot: no ``BEGIN`` and ``ROLLBACK`` round trips around
+    its queries (two of three statements of a one-query read). It may neither write nor
+    commit (:class:`ReadOnlyUnitError`); use it
+    where each query's answer stands on its own (loading a row, checking a state), not
+    where two reads must agree with each other or with a write.
+
+    Args:
+        sessionmaker: The application's session factory.
+        read_only: Whether this unit only reads.
     """
 
     session: AsyncSession
@@ -51,11 +88,21 @@ class UnitOfWork:
     nonces: NonceRepository
     paper: PaperRepository
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, read_only: bool = False
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._read_only = read_only
 
     async def __aenter__(self) -> Self:
-        self.session = self._sessionmaker()
+        bind = self._sessionmaker.kw.get("bind")
+        if self._read_only and isinstance(bind, AsyncEngine):
+            self.session = self._sessionmaker(
+                bind=_autocommit(bind), sync_session_class=_ReadOnlySession
+            )
+        else:
+            # Bound to a connection (a test's outer transaction): reads join it as before.
+            self.session = self._sessionmaker()
         self.users = UserRepository(self.session)
         self.notifications = NotificationRepository(self.session)
         self.audit = AuditRepository(self.session)
@@ -83,7 +130,13 @@ class UnitOfWork:
             await self.session.close()
 
     async def commit(self) -> None:
-        """Commit everything done through this unit of work."""
+        """Commit everything done through this unit of work.
+
+        Raises:
+            ReadOnlyUnitError: The unit was opened ``read_only``.
+        """
+        if self._read_only:
+            raise ReadOnlyUnitError("a read-only unit of work cannot commit")
         await self.session.commit()
 
     def detach(self, *objects: object) -> None:
@@ -96,3 +149,12 @@ class UnitOfWork:
     async def rollback(self) -> None:
         """Discard everything not yet committed."""
         await self.session.rollback()
+
+
+def _autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` in autocommit mode (sharing its pool), made once per engine."""
+    autocommit = _AUTOCOMMIT.get(engine)
+    if autocommit is None:
+        autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        _AUTOCOMMIT[engine] = autocommit
+    return autocommit

@@ -76,6 +76,17 @@ def redact_text(text: str) -> str:
     return text
 
 
+_PLAIN, _SECRET, _HASH = "plain", "secret", "hash"
+
+
+@lru_cache(maxsize=4096)
+def _key_kind(key: str) -> str:
+    """Whether values under ``key`` are secrets, hashes or plain (log keys are few)."""
+    if _HASH_KEY_RE.search(key):
+        return _HASH
+    return _SECRET if _SECRET_KEY_RE.search(key) else _PLAIN
+
+
 def redact_value(value: Any, key: str | None = None) -> Any:
     """Redact one value, recursing into mappings and sequences.
 
@@ -83,10 +94,11 @@ def redact_value(value: Any, key: str | None = None) -> Any:
         value: Any loggable value.
         key: The key the value was found under, if any: secret-named keys are blanked.
     """
-    if key is not None and _SECRET_KEY_RE.search(key) and not _HASH_KEY_RE.search(key):
+    kind = _key_kind(key) if key is not None else _PLAIN
+    if kind is _SECRET:
         return REDACTED if value not in (None, "") else value
     if isinstance(value, str):
-        if key is not None and _HASH_KEY_RE.search(key):
+        if kind is _HASH:
             return value
         return redact_text(value)
     if isinstance(value, bytes):
@@ -105,6 +117,26 @@ def redact_processor(
     for key in list(event_dict):
         event_dict[key] = redact_value(event_dict[key], key)
     return event_dict
+
+
+class RoutineJobRuns(logging.Filter):
+    """Drops arq's per-job start and finish lines (``→`` and ``←``) unless debugging.
+
+    Args:
+        debugging: Whether the process logs at DEBUG (then every line passes).
+    """
+
+    _ROUTINE = ("%6.2fs → ", "%6.2fs ← ")
+
+    def __init__(self, debugging: bool) -> None:
+        super().__init__()
+        self._debugging = debugging
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is written."""
+        return self._debugging or not (
+            isinstance(record.msg, str) and record.msg.startswith(self._ROUTINE)
+        )
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -152,6 +184,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # replaced by a redacting one in the web server, so silence the default.
     for name in ("asyncio", "sqlalchemy.engine", "httpx", "hpack", "grpc"):
         logging.getLogger(name).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # arq writes two INFO lines per job run (crons every second included): routine, so
+    # DEBUG; its start-up, retries and failures stay as they are.
+    arq_worker = logging.getLogger("arq.worker")
+    arq_worker.filters[:] = [f for f in arq_worker.filters if not isinstance(f, RoutineJobRuns)]
+    arq_worker.addFilter(RoutineJobRuns(logging.getLevelName(level) <= logging.DEBUG))
 
 
 def init_sentry(dsn: str | None, *, environment: str, release: str) -> bool:

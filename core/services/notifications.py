@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,11 +15,14 @@ from core.db.base import utcnow
 from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.logs import get_logger
+from core.services.priority import PlacementGate
 
 # Give up only after a day: a Telegram outage of minutes or hours must lose nothing.
 GIVE_UP_AFTER = timedelta(hours=24)
 # A trade message is worth little when late: retry at least every 30 s during an outage.
 MAX_BACKOFF = timedelta(seconds=30)
+# At shutdown, how long a background drain may finish sending what it claimed.
+DRAIN_ON_CLOSE_SECONDS = 5.0
 
 
 class SendError(Exception):
@@ -54,6 +60,17 @@ class DeliveryReport:
     failed: int = 0
 
 
+class _Delivery(Enum):
+    """What became of one claimed message."""
+
+    SENT = "sent"
+    SENT_AFTER_RETRY = "sent after a retry"  # the channel is back: back-offs were ended
+    RETRY = "retry"  # retryable failure: try again later, stop this round
+    RETRY_FAILED = "failed, channel unhealthy"  # given up, and stop this round
+    FAILED = "failed"  # permanent failure of this one message
+    TAKEN = "taken"  # sent meanwhile, or claimed by another worker
+
+
 def backoff(attempts: int) -> timedelta:
     """Delay before attempt ``attempts + 1``: 1 s doubling, capped at 30 seconds."""
     return min(timedelta(seconds=2 ** min(attempts, 16)) / 2, MAX_BACKOFF)
@@ -63,56 +80,142 @@ class NotificationService:
     """Drains the outbox. Each message is its own transaction, so a crash re-sends at most
     the one message that was in flight."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], *, gate: PlacementGate | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._gate = gate or PlacementGate()
+        self._draining = False
+        self._again = False
+        self._soon: asyncio.Task[None] | None = None
         self._log = get_logger(__name__)
+
+    def deliver_soon(self, sender: NotificationSender) -> None:
+        """Drain the outbox in the background of this process, once alerts being placed are
+        on their way (what an executed alert or a recorded fill just wrote).
+
+        Costs no queue round trip: the worker that wrote the message sends it. Calls while
+        a drain runs make it look again; the worker's schedule delivers anyway.
+        """
+        if self._soon is not None and not self._soon.done():
+            self._again = True
+            return
+        self._soon = asyncio.get_running_loop().create_task(self._deliver_soon(sender))
+
+    async def _deliver_soon(self, sender: NotificationSender) -> None:
+        await self._gate.yield_to_placing()
+        try:
+            report = await self.deliver_due(sender)
+        except Exception as exc:  # a background drain must not die silently
+            self._log.warning("notifications_drain_failed", error=str(exc))
+            return
+        if report.sent or report.retried or report.failed:
+            self._log.info(
+                "notifications_delivered",
+                sent=report.sent,
+                retried=report.retried,
+                failed=report.failed,
+            )
+
+    async def close(self) -> None:
+        """Let a background drain finish (it sends at most what is due now)."""
+        if self._soon is not None and not self._soon.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._soon), DRAIN_ON_CLOSE_SECONDS)
+            self._soon.cancel()
 
     async def deliver_due(self, sender: NotificationSender, *, limit: int = 50) -> DeliveryReport:
         """Send up to ``limit`` due messages.
 
+        Calls that overlap in one process coalesce: while a drain runs, another call only
+        asks it to look again once it is done (a burst of executed alerts nudges the outbox
+        once per alert), so two drains never race for the same messages.
+
         Args:
             sender: The delivery port.
-            limit: Most messages handled in this call.
+            limit: Most messages handled by one drain.
         """
+        if self._draining:
+            self._again = True
+            return DeliveryReport()
+        self._draining = True
+        total = DeliveryReport()
+        try:
+            while True:
+                self._again = False
+                report = await self._drain(sender, limit)
+                total = DeliveryReport(
+                    sent=total.sent + report.sent,
+                    retried=total.retried + report.retried,
+                    failed=total.failed + report.failed,
+                )
+                if not self._again or report.retried:
+                    return total
+        finally:
+            self._draining = False
+
+    async def _drain(self, sender: NotificationSender, limit: int) -> DeliveryReport:
         sent = retried = failed = 0
-        for _ in range(limit):
-            async with UnitOfWork(self._sessionmaker) as uow:
-                now = utcnow()
-                message = await uow.notifications.claim_next_due(now)
-                if message is None:
-                    break
-                message.attempts += 1
-                try:
-                    await sender.send(message.chat_id, message.text, message.attachment)
-                except SendError as exc:
-                    message.last_error = str(exc)[:500]
-                    if exc.retryable and now - message.created_at < GIVE_UP_AFTER:
-                        delay = backoff(message.attempts)
-                        if exc.retry_after is not None:
-                            delay = max(delay, timedelta(seconds=exc.retry_after))
-                        message.next_attempt_at = now + delay
-                        retried += 1
-                        self._log.warning(
-                            "notification_retry",
-                            notification_id=message.id,
-                            attempts=message.attempts,
-                            error=str(exc),
-                        )
-                    else:
-                        message.state = NotificationState.FAILED
-                        failed += 1
-                        self._log.error(
-                            "notification_failed", notification_id=message.id, error=str(exc)
-                        )
-                    await uow.commit()
-                    if exc.retryable:
-                        break  # the channel is unhealthy: stop hammering it this round
-                    continue
-                message.state = NotificationState.SENT
-                message.sent_at = utcnow()
-                if message.attempts > 1:
-                    # Telegram is back: what waits for its back-off goes out now, not later.
-                    await uow.notifications.retry_now(now)
-                await uow.commit()
-                sent += 1
+        due: list[int] = []
+        while len(due) < limit:
+            # One lock-free look for what is due (a drain that finds nothing costs one
+            # statement); then each message is claimed and sent in its own transaction.
+            async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
+                batch = await uow.notifications.due_ids(utcnow(), limit - len(due))
+            batch = [notification_id for notification_id in batch if notification_id not in due]
+            if not batch:
+                break
+            due += batch
+            again = False  # whether messages waiting out a back-off became due meanwhile
+            for notification_id in batch:
+                outcome = await self._deliver_one(sender, notification_id)
+                if outcome is _Delivery.SENT_AFTER_RETRY:
+                    again = True
+                sent += outcome in (_Delivery.SENT, _Delivery.SENT_AFTER_RETRY)
+                retried += outcome is _Delivery.RETRY
+                failed += outcome in (_Delivery.FAILED, _Delivery.RETRY_FAILED)
+                if outcome in (_Delivery.RETRY, _Delivery.RETRY_FAILED):
+                    # The channel is unhealthy: stop hammering it this round.
+                    return DeliveryReport(sent=sent, retried=retried, failed=failed)
+            if not again and len(batch) < limit:
+                break
         return DeliveryReport(sent=sent, retried=retried, failed=failed)
+
+    async def _deliver_one(self, sender: NotificationSender, notification_id: int) -> _Delivery:
+        """Claim one message and send it, in one transaction."""
+        async with UnitOfWork(self._sessionmaker) as uow:
+            now = utcnow()
+            message = await uow.notifications.claim(notification_id, now)
+            if message is None:
+                return _Delivery.TAKEN  # sent meanwhile, or another worker holds it
+            message.attempts += 1
+            try:
+                await sender.send(message.chat_id, message.text, message.attachment)
+            except SendError as exc:
+                message.last_error = str(exc)[:500]
+                if exc.retryable and now - message.created_at < GIVE_UP_AFTER:
+                    delay = backoff(message.attempts)
+                    if exc.retry_after is not None:
+                        delay = max(delay, timedelta(seconds=exc.retry_after))
+                    message.next_attempt_at = now + delay
+                    self._log.warning(
+                        "notification_retry",
+                        notification_id=message.id,
+                        attempts=message.attempts,
+                        error=str(exc),
+                    )
+                    await uow.commit()
+                    return _Delivery.RETRY
+                message.state = NotificationState.FAILED
+                self._log.error("notification_failed", notification_id=message.id, error=str(exc))
+                await uow.commit()
+                # A retryable error past the give-up age still means an unhealthy channel.
+                return _Delivery.RETRY_FAILED if exc.retryable else _Delivery.FAILED
+            message.state = NotificationState.SENT
+            message.sent_at = utcnow()
+            retried_before = message.attempts > 1
+            if retried_before:
+                # Telegram is back: what waits for its back-off goes out now, not later.
+                await uow.notifications.retry_now(now)
+            await uow.commit()
+            return _Delivery.SENT_AFTER_RETRY if retried_before else _Delivery.SENT

@@ -49,6 +49,7 @@ from core.services.monitor.lease import SubaccountLeases
 from core.services.monitor.monitor import PositionMonitor
 from core.services.monitor.recording import LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
+from core.services.notifications import NotificationService
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
 from tests.doubles.dydx.orders import build_order
@@ -626,6 +627,7 @@ async def test_the_worker_starts_the_monitor_unless_disabled(
             "execution": ExecutionService(
                 stack.maker, stack.exchanges, store, max_lag=timedelta(seconds=60)
             ),
+            "notifications": NotificationService(stack.maker),
         }
         await start_monitor(ctx)
         monitor = ctx["monitor"]

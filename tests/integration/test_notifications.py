@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.config import Settings
 from core.services.notifications import NotificationService, backoff
+from core.services.priority import PlacementGate
 from tests.doubles.telegram import PNG_SIGNATURE, TelegramDouble
 
 PNG = (
@@ -151,3 +153,36 @@ async def test_a_garbage_collection_does_not_make_the_next_send_rebuild_its_resp
     await TelegramSender(bot).send(user.chat_id, "second", None)
     assert (await user.next_message()).text == "first"
     assert (await user.next_message()).text == "second"
+
+
+async def test_overlapping_drains_in_one_process_send_each_message_once(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Erin", started=True)
+    for n in range(5):
+        assert await _enqueue(sessionmaker, user.chat_id, f"Filled #{n}")
+    service = NotificationService(sessionmaker)
+    sender = TelegramSender(bot)
+    # Ten nudges at once (a burst of executed alerts): one drain sends, the others coalesce.
+    reports = await asyncio.gather(*(service.deliver_due(sender) for _ in range(10)))
+    assert sum(report.sent for report in reports) == 5
+    texts = [(await user.next_message()).text for _ in range(5)]
+    assert sorted(texts) == [f"Filled #{n}" for n in range(5)]
+    assert all(n.state == NotificationState.SENT for n in await _states(sessionmaker))
+
+
+async def test_a_background_drain_waits_for_alerts_being_placed(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Frank", started=True)
+    gate = PlacementGate(max_yield=30.0)
+    service = NotificationService(sessionmaker, gate=gate)
+    assert await _enqueue(sessionmaker, user.chat_id, "Filled ETH-USD")
+    placing = gate.place()  # an alert of this process is being placed
+    service.deliver_soon(TelegramSender(bot))
+    await asyncio.sleep(0.3)
+    assert [n.state for n in await _states(sessionmaker)] == [NotificationState.PENDING]
+    placing.done()  # its order is on its way: the bookkeeping goes on
+    assert (await user.next_message()).text == "Filled ETH-USD"
+    await service.close()
+    assert [n.state for n in await _states(sessionmaker)] == [NotificationState.SENT]

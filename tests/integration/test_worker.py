@@ -59,9 +59,10 @@ async def settled(condition: Callable[[], bool], within: float = 5.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    redis_url: str, runs: Runs, *, idle_poll: float, max_jobs: int = 10
+    redis_url: str, runs: Runs, *, idle_poll: float, max_jobs: int = 10, peers: int = 1
 ) -> AsyncIterator[TradingWorker]:
     worker = TradingWorker(
+        peers=peers,
         functions=[func(runs.record, name="record")],
         redis_settings=RedisSettings.from_dsn(redis_url),
         queue_name=QUEUE_NAME,
@@ -217,6 +218,45 @@ async def test_two_workers_sharing_a_queue_run_each_job_once(redis: Redis, redis
     assert len(runs.done) == 100
     assert sorted(runs.done) == sorted((batch, n) for batch in range(20) for n in range(5))
     assert sum(started) == 100
+
+
+async def test_a_burst_wakes_two_workers_and_each_claims_its_share(
+    redis: Redis, redis_url: str
+) -> None:
+    first_runs, second_runs = Runs(), Runs()
+    first_runs.release.clear()
+    second_runs.release.clear()
+    # Idle polls far apart: only the enqueue's wake tokens can start the jobs in time.
+    async with (
+        running(redis_url, first_runs, idle_poll=30.0, peers=2),
+        running(redis_url, second_runs, idle_poll=30.0, peers=2),
+    ):
+        await asyncio.sleep(0.2)  # both waiting on the wake list
+        async with arq_pool(redis_url) as pool:
+            queue = ArqJobQueue(pool, workers=2)
+            await queue.enqueue_many("record", [(f"alert:{n}", n) for n in range(10)])
+            await settled(lambda: first_runs.running + second_runs.running == 10)
+        # Each took a share, and took again what the other left: no job twice.
+        assert first_runs.running >= 1
+        assert second_runs.running >= 1
+        first_runs.release.set()
+        second_runs.release.set()
+        await settled(lambda: len(first_runs.done) + len(second_runs.done) == 10)
+    assert sorted(first_runs.done + second_runs.done) == list(range(10))
+
+
+async def test_one_worker_alone_takes_the_whole_burst_it_was_meant_to_share(
+    redis: Redis, redis_url: str
+) -> None:
+    runs = Runs()
+    async with running(redis_url, runs, idle_poll=30.0, peers=2):
+        await asyncio.sleep(0.2)
+        async with job_queue(redis_url) as queue:
+            await queue.enqueue_many("record", [(f"alert:{n}", n) for n in range(10)])
+            # The peer never comes: the jobs left for it are claimed by the next polls,
+            # which follow at once, not after the 30 s idle poll.
+            await runs.until(10, within=5.0)
+    assert sorted(runs.done) == list(range(10))
 
 
 async def test_a_job_this_worker_runs_is_not_claimed_again_when_its_lease_lapses(

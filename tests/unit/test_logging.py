@@ -121,3 +121,22 @@ def test_sentry_starts_only_with_a_dsn_and_scrubs_events() -> None:
             assert secret not in scrubbed
     finally:
         sentry_sdk.init()  # back to a disabled client
+
+
+@pytest.mark.parametrize(("level", "routine_written"), [("INFO", False), ("DEBUG", True)])
+def test_arqs_per_job_lines_are_debug_and_its_other_lines_stay(
+    capsys: pytest.CaptureFixture[str], level: str, routine_written: bool
+) -> None:
+    configure_logging(level, "json")
+    arq = logging.getLogger("arq.worker")
+    # The lines arq 0.28 writes (arq/worker.py), with its own format strings.
+    arq.info("%6.2fs → %s(%s)%s", 0.01, "alert:7:execute_alert", "7", "")
+    arq.info("%6.2fs ← %s ● %s", 0.02, "alert:7:execute_alert", "filled")
+    arq.info("Starting worker for %d functions: %s", 3, "execute_alert")
+    arq.info("%6.2fs ↻ %s retrying job in %0.2fs", 0.5, "alert:7:execute_alert", 1.0)
+    events = [line["event"] for line in _lines(capsys.readouterr().out)]
+    assert "Starting worker for 3 functions: execute_alert" in events
+    assert any("retrying job" in event for event in events)
+    assert any("→ alert:7" in str(event) for event in events) is routine_written
+    assert any("← alert:7" in str(event) for event in events) is routine_written
+    configure_logging("INFO", "json")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from arq import Retry
 
-from core.adapters.arq_queue import ArqJobQueue
 from core.services.execution.outcome import Outcome, RetryLaterError
 from workers.context import WorkerContext
 
-#: Outcomes that wrote a message to the outbox: drain it now rather than at the next tick.
+#: Outcomes that wrote a message to the outbox: send it now rather than at the next tick.
 _NOTIFYING = frozenset(
     {
         Outcome.FILLED,
@@ -30,10 +29,13 @@ async def execute_alert(ctx: WorkerContext, alert_id: int) -> str:
     Returns:
         The outcome's name (kept by arq as the job result).
     """
+    # Placing first: this process's bookkeeping waits until the order is broadcast.
+    placement = ctx["priority"].take(ctx["job_id"])
     try:
-        outcome = await ctx["execution"].execute_alert(alert_id)
+        outcome = await ctx["execution"].execute_alert(alert_id, placement=placement)
     except RetryLaterError as exc:
         raise Retry(defer=exc.defer * ctx["job_try"]) from None
     if outcome in _NOTIFYING:
-        await ArqJobQueue(ctx["redis"]).nudge_notifications()
+        # This worker sends the message it wrote, in the background (no queue round trip).
+        ctx["notifications"].deliver_soon(ctx["sender"])
     return outcome.value

@@ -15,14 +15,15 @@ SWEEP_AFTER = timedelta(seconds=5)
 
 
 async def run_manual_request(ctx: WorkerContext, request_id: int) -> bool:
-    """Run the request, then have the outbox delivered now rather than at its next run.
+    """Run the request, then send its outcome now rather than at the outbox's next run.
 
     Returns:
         Whether this run did it (False: done already, or another run holds it).
     """
     done = await ctx["manual"].run(request_id)
     if done:
-        await ArqJobQueue(ctx["redis"]).nudge_notifications()
+        # This worker sends the outcome it wrote, in the background (no queue round trip).
+        ctx["notifications"].deliver_soon(ctx["sender"])
     return done
 
 

@@ -60,15 +60,28 @@ class NotificationRepository:
             .values(next_attempt_at=now)
         )
 
-    async def claim_next_due(self, now: datetime) -> Notification | None:
-        """Lock the oldest due message; concurrent workers skip it."""
-        return await self._session.scalar(
-            select(Notification)
+    async def due_ids(self, now: datetime, limit: int) -> list[int]:
+        """Ids of up to ``limit`` messages due at ``now``, oldest first (not locked)."""
+        rows = await self._session.scalars(
+            select(Notification.id)
             .where(
                 Notification.state == NotificationState.PENDING,
                 Notification.next_attempt_at <= now,
             )
             .order_by(Notification.next_attempt_at, Notification.id)
-            .limit(1)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def claim(self, notification_id: int, now: datetime) -> Notification | None:
+        """Lock one message if it is still due; None if sent meanwhile or locked by another
+        worker (which skips it in turn)."""
+        return await self._session.scalar(
+            select(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.state == NotificationState.PENDING,
+                Notification.next_attempt_at <= now,
+            )
             .with_for_update(skip_locked=True)
         )

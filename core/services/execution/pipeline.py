@@ -47,12 +47,14 @@ from core.services.planning import (
     RefusalKind,
     plan_order,
 )
+from core.services.priority import Placement, PlacementGate
 from core.services.protection.renewal import LegLifetime
 from core.services.protection.service import ProtectionService
 from core.texts import trade as texts
 
 #: A broadcast order shows on the Indexer a block later at the earliest: the first look
-#: waits that long, so a burst of orders does not spend its CPU on empty answers.
+#: waits that long, so a burst of orders does not spend its CPU on empty answers (or, where
+#: this process streams the subaccount, until the stream tells the order's news).
 FIRST_LOOK_DELAY = 0.3
 
 
@@ -75,6 +77,7 @@ class ExecutionService:
         poll_interval: Indexer polling interval while waiting.
         leg_lifetime: How long take-profit / stop-loss legs rest, and when they are renewed
             (``PROTECTION_*`` settings).
+        gate: This process's placing-first gate: settling yields to alerts being placed.
     """
 
     def __init__(
@@ -87,8 +90,10 @@ class ExecutionService:
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         leg_lifetime: LegLifetime | None = None,
+        gate: PlacementGate | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self.gate = gate or PlacementGate()
         self._exchanges = exchanges
         self._store = store
         self._max_lag = max_lag
@@ -102,6 +107,7 @@ class ExecutionService:
             protector,
             settle_timeout=settle_timeout,
             poll_interval=poll_interval,
+            gate=self.gate,
         )
         self.protection = ProtectionService(
             sessionmaker, exchanges, self._placer, recorder, self._settler, leg_lifetime
@@ -117,12 +123,24 @@ class ExecutionService:
         """The settler of this pipeline (the position monitor settles what it sees with it)."""
         return self._settler
 
-    async def execute_alert(self, alert_id: int) -> Outcome:
+    async def execute_alert(self, alert_id: int, *, placement: Placement | None = None) -> Outcome:
         """Execute one accepted alert (idempotent: a second run resumes or does nothing).
+
+        Args:
+            alert_id: The accepted alert.
+            placement: The alert's place in this process's placing-first gate (its job's
+                claim); done once the order is broadcast, or the alert ends without one.
 
         Raises:
             RetryLaterError: The exchange could not be asked before anything was sent.
         """
+        placing = placement if placement is not None else self.gate.place()
+        try:
+            return await self._execute(alert_id, placing)
+        finally:
+            placing.done()
+
+    async def _execute(self, alert_id: int, placing: Placement) -> Outcome:
         picked_up = utcnow()
         # One round trip for the alert, its trader and their key: this is the hot path.
         loaded = await self._store.load(alert_id)
@@ -135,6 +153,7 @@ class ExecutionService:
         request = AlertOrder.from_fields(loaded.fields)
         if loaded.has_orders:
             # A previous run committed an order: follow it, never plan another one.
+            placing.done()
             return await self._resume(alert_id, trader, request)
         age = alert_age(loaded.fields, loaded.received_at, picked_up)
         if age > self._max_lag:
@@ -145,7 +164,7 @@ class ExecutionService:
             return Outcome.SKIPPED
         key = StoredKey.of(loaded)
         try:
-            return await self._place(alert_id, trader, request, key, picked_up)
+            return await self._place(alert_id, trader, request, key, picked_up, placing)
         except GridError as exc:
             # Nothing was committed: the alert fails with the reason instead of hanging.
             await self._alerts.fail(alert_id, trader, request.market, exc.reason)
@@ -158,6 +177,7 @@ class ExecutionService:
         request: AlertOrder,
         key: StoredKey | None,
         picked_up: datetime,
+        placing: Placement,
     ) -> Outcome:
         started = time.perf_counter()
         exchange = await self._exchange_or_fail(alert_id, trader, request, credential=key)
@@ -168,7 +188,8 @@ class ExecutionService:
         if isinstance(planned, Outcome):
             return planned
         plan, height = planned
-        order_id, signed = await self._placer.commit(
+        bracket = _bracket_of(request, plan)
+        order_id, signed, client_id = await self._placer.commit(
             exchange,
             trader,
             plan,
@@ -176,20 +197,31 @@ class ExecutionService:
             purpose=plan.purpose,
             height=height,
             picked_up=picked_up,
-            bracket=_bracket_of(request, plan),
+            bracket=bracket,
         )
         timings["signed_committed"] = time.perf_counter()
-        await self._placer.broadcast(exchange, order_id, signed)
-        timings["broadcast"] = time.perf_counter()
-        self._log_timings(alert_id, order_id, started, timings)
-        await asyncio.sleep(FIRST_LOOK_DELAY)
-        outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
-        await self._protect(order_id)
+        # This job follows the order to its end: the monitor leaves its events to it.
+        with self._settler.followed.following(
+            exchange.owner_address, exchange.subaccount_number, client_id
+        ):
+            await self._placer.broadcast(exchange, order_id, signed)
+            timings["broadcast"] = time.perf_counter()
+            placing.done()  # what follows is bookkeeping: it yields to alerts still placing
+            self._log_timings(alert_id, order_id, started, timings)
+            await self._settler.followed.next_look(
+                exchange.owner_address,
+                exchange.subaccount_number,
+                client_id,
+                within=FIRST_LOOK_DELAY,
+            )
+            outcome = await self._settler.settle(order_id, exchange=exchange, wait=True)
+        if bracket is not None:  # a bracket exists only if committed with the entry
+            await self._protect(order_id)
         return outcome
 
     async def _protect(self, entry_id: int) -> None:
         """A protection step for the entry's bracket, if it asked for one."""
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             bracket = await uow.brackets.for_entry(entry_id)
             bracket_id = bracket.id if bracket is not None else None
         if bracket_id is not None:
@@ -220,7 +252,7 @@ class ExecutionService:
         timings["market_data"] = time.perf_counter()
         realized_today = Decimal(0)
         if trader.prefs.daily_loss_limit_usd is not None:
-            async with UnitOfWork(self._sessionmaker) as uow:
+            async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
                 realized_today = await uow.fills.realized_since(
                     trader.user_id, day_start(now, trader.prefs), paper=exchange.is_paper
                 )
@@ -245,7 +277,7 @@ class ExecutionService:
         return plan, height
 
     async def _resume(self, alert_id: int, trader: Trader, request: AlertOrder) -> Outcome:
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             order_ids = [order.id for order in await uow.orders.for_alert(alert_id, legs=False)]
         exchange = await self._exchange_or_fail(alert_id, trader, request)
         if exchange is None:
@@ -297,7 +329,7 @@ class ExecutionService:
             uow.detach(user)
         if user is None:
             raise TradingNotReadyError("unknown user")
-        order_id, signed = await self._placer.commit(
+        order_id, signed, _ = await self._placer.commit(
             exchange,
             Trader.of_user(user, prefs),
             plan,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from core.db.base import utcnow
 from core.db.repositories.execution import ExecutionRepository, NewBracket, NewOrder
@@ -43,6 +44,14 @@ def close_plan(position: Position, market: MarketInfo, prefs: Preferences) -> Or
     )
 
 
+class Committed(NamedTuple):
+    """An order committed SUBMITTING, ready to broadcast."""
+
+    order_id: int
+    signed: SignedTx
+    client_id: int
+
+
 class OrderPlacer:
     """Commits signed orders and sends their bytes.
 
@@ -71,7 +80,7 @@ class OrderPlacer:
         picked_up: datetime | None = None,
         bracket: NewBracket | None = None,
         leg_of: tuple[int, int] | None = None,
-    ) -> tuple[int, SignedTx]:
+    ) -> Committed:
         """Allocate a client id, sign, and commit the order as SUBMITTING (step 1).
 
         With ``picked_up``, the alert moves to PROCESSING in the same transaction; with
@@ -81,7 +90,7 @@ class OrderPlacer:
             leg_of: ``(bracket id, generation)`` of a take-profit / stop-loss leg.
 
         Returns:
-            The order's id and its signed transaction.
+            The order's id, its signed transaction and its client id.
         """
         kind = kind or plan.kind
         short_term = plan.good_til_block_time is None and kind in (
@@ -150,7 +159,7 @@ class OrderPlacer:
             client_id=client_id,
             paper=exchange.is_paper,
         )
-        return order_id, signed
+        return Committed(order_id, signed, client_id)
 
     async def broadcast(self, exchange: Exchange, order_id: int, signed: SignedTx) -> None:
         """Send the committed bytes and record what the node said (step 2)."""

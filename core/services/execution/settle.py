@@ -17,6 +17,7 @@ shown yet:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -42,10 +43,12 @@ from core.exchange.orders import OrderKind, OrderRequest, SignedTx, TimeInForce
 from core.exchange.port import Exchange, Fill, OpenOrder
 from core.exchange.provider import ExchangeProvider, TradingNotReadyError
 from core.runtime.logs import get_logger
+from core.services.execution.follow import FollowedOrders
 from core.services.execution.outcome import Outcome, outcome_of
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
 from core.services.execution.trader import flags_of
+from core.services.priority import PlacementGate
 from core.texts import trade as texts
 
 #: How long the job waits for a short-term order's outcome before leaving it to the cron.
@@ -73,6 +76,8 @@ MAX_RESIGNS = 3
 #: An Indexer this close to the node's height has processed every block a transaction
 #: signed before the nonce window could have landed in.
 CAUGHT_UP_BLOCKS = 2
+#: Fills asked of the Indexer for an order, newest first: a short page, then a long one.
+FILLS_PAGES = (10, 100)
 #: Indexer statuses after which an order can no longer fill.
 _DONE_STATUSES = frozenset({"FILLED", "CANCELED"})
 
@@ -123,6 +128,7 @@ class OrderSettler:
         protector: Cancels the protective siblings of an order that closed a position.
         settle_timeout: How long a waiting caller polls for an order's outcome.
         poll_interval: Indexer polling interval while waiting.
+        gate: Each look yields to alerts being placed in this process (placing first).
     """
 
     def __init__(
@@ -134,14 +140,17 @@ class OrderSettler:
         *,
         settle_timeout: float = DEFAULT_SETTLE_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        gate: PlacementGate | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._gate = gate or PlacementGate()
         self._exchanges = exchanges
         self._recorder = recorder
         self._protector = protector
         self._settle_timeout = settle_timeout
         self._poll_interval = poll_interval
         self._resigns: Counter[int] = Counter()
+        self.followed = FollowedOrders()
         self._log = get_logger(__name__)
 
     async def settle(
@@ -156,53 +165,80 @@ class OrderSettler:
         """
         deadline = time.monotonic() + (self._settle_timeout if wait else 0)
         last_broadcast = 0.0
-        while True:
-            async with UnitOfWork(self._sessionmaker) as uow:
-                order = await uow.orders.get(order_id)
-                if order is None:
-                    return Outcome.MISSING
-                user = await uow.users.get(order.user_id)
-                if user is None:
-                    return Outcome.MISSING
-                prefs = Preferences.from_json(user.settings)
-                uow.detach(order)
-            if order.state.is_final:
-                return outcome_of(order)
-            if exchange is None:
-                try:
-                    exchange = await self._exchanges.for_user(order.user_id, prefs)
-                except TradingNotReadyError:
-                    return Outcome.OPEN
-                if exchange.is_paper != order.paper:
-                    # The trader switched paper mode since; follow the order where it lives.
-                    exchange = await self._exchanges.for_user(
-                        order.user_id, prefs.updated(paper=order.paper)
+        followed = False
+        follow = contextlib.ExitStack()
+        try:
+            while True:
+                await self._gate.yield_to_placing()
+                async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
+                    order = await uow.orders.get(order_id)
+                    if order is None:
+                        return Outcome.MISSING
+                    uow.detach(order)
+                    # The trader's settings are needed only to build their exchange.
+                    user = None if exchange is not None else await uow.users.get(order.user_id)
+                    prefs = Preferences.from_json(user.settings) if user is not None else None
+                if wait and not followed and not order.state.is_final:
+                    # The monitor leaves what this caller records to it (see is_followed).
+                    follow.enter_context(
+                        self.followed.following(
+                            order.owner_address, order.subaccount_number, order.client_id
+                        )
                     )
-            try:
-                found = await exchange.find_order(order.market, order.client_id, flags_of(order))
-                if found is not None:
-                    final = await self._apply(exchange, order, found)
-                    if await self._protection_moves(order, found, final=final, wait=wait):
-                        await self._protector.step_position(order_id)
-                    if final:
+                    followed = True
+                if order.state.is_final:
+                    return outcome_of(order)
+                if exchange is None:
+                    if prefs is None:
+                        return Outcome.MISSING
+                    try:
+                        exchange = await self._exchanges.for_user(order.user_id, prefs)
+                    except TradingNotReadyError:
+                        return Outcome.OPEN
+                    if exchange.is_paper != order.paper:
+                        # The trader switched paper mode since; follow the order where it lives.
+                        exchange = await self._exchanges.for_user(
+                            order.user_id, prefs.updated(paper=order.paper)
+                        )
+                try:
+                    found = await exchange.find_order(
+                        order.market, order.client_id, flags_of(order)
+                    )
+                    if found is not None:
+                        final = await self._apply(exchange, order, found)
+                        if await self._protection_moves(order, found, final=final, wait=wait):
+                            await self._protector.step_position(order_id)
+                        if final:
+                            return await self._final_outcome(order_id)
+                    elif order.good_til_block is None:
+                        if time.monotonic() - last_broadcast >= 1.0:
+                            last_broadcast = time.monotonic()
+                            if await self._follow_unseen_stateful(exchange, order):
+                                return await self._final_outcome(order_id)
+                    elif order.state in (OrderState.SUBMITTING, OrderState.UNKNOWN):
+                        if time.monotonic() - last_broadcast >= 1.0:
+                            last_broadcast = time.monotonic()
+                            if await self._rebroadcast_or_expire(exchange, order):
+                                return await self._final_outcome(order_id)
+                    elif await self._expired_unseen(exchange, order):
                         return await self._final_outcome(order_id)
-                elif order.good_til_block is None:
-                    if time.monotonic() - last_broadcast >= 1.0:
-                        last_broadcast = time.monotonic()
-                        if await self._follow_unseen_stateful(exchange, order):
-                            return await self._final_outcome(order_id)
-                elif order.state in (OrderState.SUBMITTING, OrderState.UNKNOWN):
-                    if time.monotonic() - last_broadcast >= 1.0:
-                        last_broadcast = time.monotonic()
-                        if await self._rebroadcast_or_expire(exchange, order):
-                            return await self._final_outcome(order_id)
-                elif await self._expired_unseen(exchange, order):
-                    return await self._final_outcome(order_id)
-            except ExchangeUnavailableError as exc:
-                self._log.warning("settle_exchange_unavailable", order_id=order_id, error=str(exc))
-            if time.monotonic() >= deadline:
-                return Outcome.OPEN
-            await asyncio.sleep(self._poll_interval)
+                except ExchangeUnavailableError as exc:
+                    self._log.warning(
+                        "settle_exchange_unavailable", order_id=order_id, error=str(exc)
+                    )
+                if time.monotonic() >= deadline:
+                    return Outcome.OPEN
+                if followed:
+                    await self.followed.next_look(
+                        order.owner_address,
+                        order.subaccount_number,
+                        order.client_id,
+                        within=self._poll_interval,
+                    )
+                else:
+                    await asyncio.sleep(self._poll_interval)
+        finally:
+            follow.close()
 
     async def _protection_moves(
         self, order: Order, found: OpenOrder, *, final: bool, wait: bool
@@ -219,12 +255,12 @@ class OrderSettler:
         if (final and wait) or found.filled_size <= order.filled_size:
             return False
         # The Indexer may show the total before every fill: only a recorded fill counts.
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             row = await uow.orders.get(order.id)
             return row is not None and row.filled_size > order.filled_size
 
     async def _final_outcome(self, order_id: int) -> Outcome:
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             order = await uow.orders.get(order_id)
             uow.detach(order)
         return outcome_of(order) if order is not None else Outcome.MISSING
@@ -396,12 +432,17 @@ class OrderSettler:
         done = status in _DONE_STATUSES or (short_term and status == "BEST_EFFORT_CANCELED")
         fills: list[Fill] = []
         if found.filled_size > 0:
-            fills = [
-                fill
-                for fill in await exchange.fills(order.market, limit=100)
-                if fill.order_id == found.order_id
-            ]
-            if sum((f.size for f in fills), Decimal(0)) < found.filled_size:
+            # Newest first: a just-filled order's fills are among the latest few; only an
+            # order filled in many pieces, or long ago, needs the longer page.
+            for limit in FILLS_PAGES:
+                fills = [
+                    fill
+                    for fill in await exchange.fills(order.market, limit=limit)
+                    if fill.order_id == found.order_id
+                ]
+                if sum((f.size for f in fills), Decimal(0)) >= found.filled_size:
+                    break
+            else:
                 # The Indexer has the order's total but not yet every fill: look again soon.
                 return False
         if not done:

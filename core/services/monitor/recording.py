@@ -38,6 +38,12 @@ from core.services.execution.settle import DEFAULT_SETTLE_TIMEOUT
 Settle = Callable[[int], Awaitable[object]]
 #: Runs after a subaccount was synced.
 AfterSync = Callable[[SubaccountRef], Awaitable[None]]
+#: Whether a job in this process follows an order (owner, subaccount, client id) to its end.
+Followed = Callable[[str, int, int], bool]
+#: Tells the job following an order (owner, subaccount, client id) to look at it now.
+Wake = Callable[[str, int, int], None]
+#: Order statuses after which the order cannot fill any more.
+_FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "BEST_EFFORT_CANCELED"})
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
 FRESH_ORDER_AGE = timedelta(seconds=5)
 #: An entry or close younger than this is followed by its own job (which waits up to
@@ -83,6 +89,11 @@ class LedgerRecorder:
         after_sync: Called after every sync of a subaccount.
         fresh_age: Age under which a SUBMITTING order is left to its job on a catch-up.
         job_follows: Age under which an entry or close is left to the job following it.
+        followed: Whether a job of this process is following an order to its end; events
+            only about such orders, final, are left to it (it records the fills, the
+            position and its protection step): no ledger reads or writes of the monitor's
+            own. Without it, every event is synced.
+        wake: Tells a job following an order that the stream has news of it.
     """
 
     def __init__(
@@ -93,8 +104,12 @@ class LedgerRecorder:
         after_sync: AfterSync | None = None,
         fresh_age: timedelta = FRESH_ORDER_AGE,
         job_follows: timedelta = JOB_FOLLOWS,
+        followed: Followed | None = None,
+        wake: Wake | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._followed = followed
+        self._wake = wake
         self._settle = settle
         self._after_sync = after_sync
         self._fresh_age = fresh_age
@@ -113,7 +128,22 @@ class LedgerRecorder:
     async def _sync(
         self, ref: SubaccountRef, events: Sequence[SubaccountEvent], *, catch_up: bool
     ) -> None:
-        async with UnitOfWork(self._sessionmaker) as uow:
+        if self._wake is not None:
+            for event in events:
+                client_id = (
+                    event.client_id
+                    if isinstance(event, OrderEvent)
+                    else event.order_client_id
+                    if isinstance(event, FillEvent)
+                    else None
+                )
+                if client_id is not None:
+                    self._wake(ref.owner_address, ref.subaccount_number, client_id)
+        if not catch_up and self._left_to_jobs(ref, events):
+            if self._after_sync is not None:
+                await self._after_sync(ref)
+            return
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             orders = list(
                 await uow.orders.open_in_subaccount(ref.owner_address, ref.subaccount_number)
             )
@@ -149,6 +179,32 @@ class LedgerRecorder:
             await self._record_positions(user_id, list(positions.values()))
         if self._after_sync is not None:
             await self._after_sync(ref)
+
+    def _left_to_jobs(self, ref: SubaccountRef, events: Sequence[SubaccountEvent]) -> bool:
+        """Whether the events only tell the end of orders that jobs of this process follow
+        (a market order filled: its order, fill and position), which they record."""
+        if self._followed is None:
+            return False
+        markets: set[str] = set()
+        positions: set[str] = set()
+        for event in events:
+            if isinstance(event, OrderEvent):
+                client_id: int | None = event.client_id
+                if event.status not in _FINAL_STATUSES:
+                    return False  # resting or partly filled: the monitor's to follow
+            elif isinstance(event, FillEvent):
+                client_id = event.order_client_id
+            elif isinstance(event, PositionEvent):
+                positions.add(event.market)
+                continue
+            else:
+                return False
+            if client_id is None or not self._followed(
+                ref.owner_address, ref.subaccount_number, client_id
+            ):
+                return False
+            markets.add(event.market)
+        return bool(markets) and positions <= markets
 
     async def _record_positions(self, user_id: int, positions: list[PositionEvent]) -> None:
         async with UnitOfWork(self._sessionmaker) as uow:

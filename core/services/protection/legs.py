@@ -107,7 +107,7 @@ class LegDesk:
                 good_til_block_time=self.lifetime.expires_at(utcnow()),
             )
             try:
-                leg_id, signed = await self._placer.commit(
+                leg_id, signed, _ = await self._placer.commit(
                     exchange,
                     trader,
                     plan,

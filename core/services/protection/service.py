@@ -109,7 +109,7 @@ class ProtectionService(ManualProtection):
         Returns:
             How many brackets were looked at.
         """
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             groups = await uow.brackets.groups_of_subaccount(owner_address, subaccount_number)
         return sum([await self._step(key) for key in groups])
 
@@ -120,7 +120,7 @@ class ProtectionService(ManualProtection):
         Returns:
             How many brackets were looked at.
         """
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             groups = await uow.brackets.due_groups(utcnow(), limit)
         return sum([await self._step(key) for key in groups])
 
