@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.handlers import get_routers
 from bot.middlewares import UpdateContextMiddleware, UserMiddleware
+from core.adapters.arq_queue import ArqJobQueue
 from core.db.repositories.execution import ExecutionRepository
 from core.exchange.factory import (
     create_account_history,
@@ -20,6 +21,7 @@ from core.exchange.factory import (
 from core.exchange.history import AccountHistory
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
+from core.security.crypto import PublicSealer
 from core.services.account import AccountService
 from core.services.analytics.funding import FundingSync
 from core.services.analytics.pnl import PnlService
@@ -28,6 +30,7 @@ from core.services.analytics.service import AnalyticsService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.manual import ManualRequestService
 from core.services.protection.renewal import LegLifetime
 from core.services.trading import TradingService
 from core.services.users import SetupService, UserService
@@ -57,19 +60,24 @@ class Services(TypedDict):
     pnl: PnlService
     chart_renderer: ChartRenderer
     account_history: AccountHistory
+    manual: ManualRequestService
 
 
 def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Services:
     """Build every service the handlers use (connections to dYdX open on first use)."""
+    # The bot never holds the keyring: it seals accepted keys to the worker's public key and
+    # reads the venue without signing; /close, /panic and protection changes are worker jobs.
     credentials = CredentialService(
-        sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
+        sessionmaker, PublicSealer(settings.sealing_key), create_key_verifier(settings.dydx)
     )
-    exchanges = create_exchange_provider(sessionmaker, settings)
+    exchanges = create_exchange_provider(sessionmaker, settings, signing=False)
     store = ExecutionRepository(settings.database_url.get_secret_value())
     renderer = ChartRenderer()
     history = create_account_history(settings.dydx)
     analytics = AnalyticsService(sessionmaker, funding=FundingSync(sessionmaker, history))
+    queue = ArqJobQueue.lazy(settings.redis_url.get_secret_value())
     return Services(
+        manual=ManualRequestService(sessionmaker, queue),
         users=UserService(sessionmaker),
         setup=SetupService(sessionmaker),
         account=AccountService(sessionmaker),
@@ -86,7 +94,7 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         trading=TradingService(
             sessionmaker,
             exchanges,
-            # A manual close waits less for its outcome than an alert's job: the chat waits.
+            # Reads only here (positions, orders, protection): these exchanges cannot sign.
             ExecutionService(
                 sessionmaker,
                 exchanges,
@@ -109,6 +117,9 @@ async def close_services(services: Services) -> None:
     await services["execution_store"].close()
     await services["account_history"].close()
     services["chart_renderer"].close()
+    queue = services["manual"].queue
+    if isinstance(queue, ArqJobQueue):
+        await queue.close()
 
 
 def create_dispatcher() -> Dispatcher:

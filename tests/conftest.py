@@ -129,13 +129,27 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+def without_keyring(settings: Settings) -> Settings:
+    """The settings of a process that must not hold the keyring (the bot, the web): the
+    worker's public sealing key instead of ``ENCRYPTION_KEYS``."""
+    if settings.encryption_keys is None:
+        return settings
+    public = settings.keyring.sealing_key().encode()
+    return settings.model_copy(update={"encryption_keys": None, "key_sealing_public_key": public})
+
+
 @asynccontextmanager
 async def polling_bot(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     dispatcher: Dispatcher,
 ) -> AsyncIterator[tuple[Bot, Services]]:
-    """Run the real bot (long polling the Telegram double) for the duration of the block."""
+    """Run the real bot (long polling the Telegram double) for the duration of the block.
+
+    The bot gets no ``ENCRYPTION_KEYS``, as in production: only the worker's public sealing
+    key (issue #13: only the worker holds the keyring).
+    """
+    settings = without_keyring(settings)
     bot = create_bot(settings)
     services = create_services(sessionmaker, settings)
     polling = asyncio.create_task(

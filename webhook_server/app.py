@@ -13,12 +13,14 @@ from core.adapters.telegram_webhook import webhook_path
 from core.db.engine import create_engine, create_sessionmaker
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
+from core.security.ratelimit import RateLimiter
 from core.services.wallet_link.service import WalletLinkService
 from core.services.wallet_link.site import LinkSite
 from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,
     JOB_QUEUE,
+    LINK_LIMITER,
     REDIS,
     SESSIONMAKER,
     SETTINGS,
@@ -58,6 +60,8 @@ async def _wallet_link(app: web.Application) -> AsyncIterator[None]:
     app[WALLET_LINK] = WalletLinkService(
         app[SESSIONMAKER], LinkSite.from_settings(settings), queue=queue
     )
+    # Per link and per address, like the alert routes' buckets (#13 part 4).
+    app[LINK_LIMITER] = RateLimiter(app[REDIS], prefix="tv2dydx:rl:link")
     yield
     if queue is not None:
         await queue.close()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.adapters.arq_queue import ArqJobQueue
 from core.runtime.config import Settings
 from core.security.client_ip import SenderPolicy
+from core.security.ratelimit import RateLimiter
 from core.services.intake import IntakeService
 from core.services.wallet_link.service import WalletLinkService
 
@@ -21,4 +22,5 @@ JOB_QUEUE = web.AppKey("job_queue", ArqJobQueue)
 WALLET_LINK = web.AppKey("wallet_link", WalletLinkService)
 INTAKE = web.AppKey("intake", IntakeService)
 SENDER_POLICY = web.AppKey("sender_policy", SenderPolicy)
+LINK_LIMITER = web.AppKey("link_limiter", RateLimiter)
 REQUEST_ID = web.RequestKey("request_id", str)

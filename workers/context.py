@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypedDict, cast
+from uuid import uuid4
 
 import structlog
 from aiogram import Bot
@@ -13,6 +15,7 @@ from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.adapters.arq_queue import ArqJobQueue
 from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionRepository
 from core.exchange.history import AccountHistory
@@ -23,10 +26,18 @@ from core.services.analytics.funding import FundingSync
 from core.services.analytics.rendering import ChartRenderer
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.jobs import RECHECK_KEYS
+from core.services.key_watch import RECHECK_AFTER_START, AuthorizationWatch
+from core.services.manual import ManualRequestService
 from core.services.notifications import NotificationService
 from core.services.priority import PlacementGate
 from core.services.protection.renewal import LegLifetime
+from core.services.trading import TradingService
 from workers.monitor import start_monitor, stop_monitor
+
+#: How long a starting worker spends re-checking keys before it takes jobs (#13): alerts wait
+#: at most this long after a restart; keys left over are re-checked by a queued run.
+STARTUP_RECHECK_SECONDS = 5.0
 
 
 class WorkerContext(TypedDict):
@@ -42,6 +53,8 @@ class WorkerContext(TypedDict):
     exchanges: ExchangeProvider
     execution_store: ExecutionRepository
     execution: ExecutionService
+    manual: ManualRequestService
+    key_watch: AuthorizationWatch
     priority: PlacementGate
     chart_renderer: ChartRenderer
     account_history: AccountHistory
@@ -71,6 +84,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     # The digest's chart renders in a process of its own, off the worker's event loop.
     renderer = ChartRenderer(max_waiting=8, cache_size=0)
     history = create_account_history(settings.dydx)
+    execution = ExecutionService(
+        sessionmaker,
+        exchanges,
+        store,
+        max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
+        leg_lifetime=LegLifetime.of_seconds(
+            settings.protection_leg_lifetime_seconds,
+            settings.protection_renew_before_seconds,
+        ),
+        gate=priority,
+    )
     ctx.update(
         priority=priority,
         chart_renderer=renderer,
@@ -78,16 +102,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         digest=DigestService(sessionmaker, renderer, funding=FundingSync(sessionmaker, history)),
         exchanges=exchanges,
         execution_store=store,
-        execution=ExecutionService(
-            sessionmaker,
-            exchanges,
-            store,
-            max_lag=timedelta(seconds=settings.alert_max_lag_seconds),
-            leg_lifetime=LegLifetime.of_seconds(
-                settings.protection_leg_lifetime_seconds,
-                settings.protection_renew_before_seconds,
-            ),
-            gate=priority,
+        execution=execution,
+        manual=ManualRequestService(
+            sessionmaker, trading=TradingService(sessionmaker, exchanges, execution)
         ),
         engine=engine,
         sessionmaker=sessionmaker,
@@ -97,8 +114,31 @@ async def startup(ctx: dict[str, Any]) -> None:
         credentials=CredentialService(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
         ),
+        key_watch=AuthorizationWatch(
+            sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
+        ),
+    )
+    # Every key is re-checked after a start (what changed while no worker ran), before this
+    # worker takes its first job as far as STARTUP_RECHECK_SECONDS allow; a queued run (not
+    # the cron's run-at-startup, whose state arq keeps per process) finishes the rest.
+    await _recheck_keys_before_jobs(ctx)
+    await ArqJobQueue(ctx["redis"]).enqueue(
+        RECHECK_KEYS, True, job_id=f"recheck_keys:{uuid4().hex}"
     )
     await start_monitor(ctx)
+
+
+async def _recheck_keys_before_jobs(ctx: dict[str, Any]) -> None:
+    """Re-check the stored keys not checked in the last minutes, within a time budget."""
+    try:
+        async with asyncio.timeout(STARTUP_RECHECK_SECONDS):
+            report = await ctx["key_watch"].recheck_due(older_than=RECHECK_AFTER_START)
+    except TimeoutError:
+        structlog.get_logger(__name__).warning("startup_key_recheck_unfinished")
+        return
+    structlog.get_logger(__name__).info(
+        "startup_key_recheck", checked=report.checked, stopped=report.stopped
+    )
 
 
 async def bind_job_context(ctx: dict[str, Any]) -> None:
@@ -114,6 +154,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["notifications"].close()
     if "credentials" in ctx:
         await ctx["credentials"].close()
+    if "key_watch" in ctx:
+        await ctx["key_watch"].close()
     if "exchanges" in ctx:
         await ctx["exchanges"].close()
     if "execution_store" in ctx:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from arq import cron, func
 
-from core.services.jobs import EXECUTE_ALERT
+from core.services.jobs import EXECUTE_ALERT, RECHECK_KEYS, RUN_MANUAL_REQUEST
 from workers.context import bind_job_context, bookkeeping, job, shutdown, startup
 from workers.jobs.advance_brackets import advance_brackets
 from workers.jobs.daily_digest import daily_digest
 from workers.jobs.deliver_notifications import deliver_notifications
 from workers.jobs.execute_alert import execute_alert
 from workers.jobs.paper_triggers import paper_triggers
+from workers.jobs.recheck_keys import recheck_keys
 from workers.jobs.reconcile_orders import reconcile_orders
+from workers.jobs.run_manual_request import run_manual_request, sweep_manual_requests
 from workers.jobs.screen_compliance import screen_compliance
 from workers.jobs.sweep_alerts import sweep_alerts
 
@@ -31,6 +33,12 @@ class WorkerSettings:
         func(job(execute_alert), name=EXECUTE_ALERT, timeout=60, max_tries=8),
         bookkeeping(deliver_notifications),
         bookkeeping(screen_compliance),
+        # /close, /panic and protection changes from the bot (only the worker signs): the
+        # trader waits, so not bookkeeping. A run waits for its closes' outcomes; /panic may
+        # close several positions.
+        func(job(run_manual_request), name=RUN_MANUAL_REQUEST, timeout=120, max_tries=8),
+        # Queued by each worker at its start (workers.context.startup): every key re-checked.
+        func(bookkeeping(recheck_keys), name=RECHECK_KEYS, timeout=120),
     ]
     cron_jobs = [  # noqa: RUF012
         cron(
@@ -42,8 +50,13 @@ class WorkerSettings:
         # A bounded batch of the users not screened for about a day, every five minutes:
         # daily per user (~86,000 users a day), and a worker that was down catches up.
         cron(bookkeeping(screen_compliance), minute=EVERY_FIVE_MINUTES, second={0}, timeout=120),
+        # Each stored key's authenticators, re-read daily and after a start: a key that may
+        # now do more than trade stops trading (#13). Off the hot path; bounded batches.
+        cron(bookkeeping(recheck_keys), minute=EVERY_FIVE_MINUTES, second={30}, timeout=120),
         # Alerts accepted while Redis was down reach the queue within seconds of its return.
         cron(bookkeeping(sweep_alerts), second=EVERY_FIVE_SECONDS, run_at_startup=True, timeout=30),
+        # Manual requests whose enqueue the bot could not make (Redis down), or whose job gave up.
+        cron(bookkeeping(sweep_manual_requests), second=EVERY_FIVE_SECONDS, timeout=30),
         # Orders a killed worker or a timed-out job left with an open outcome.
         cron(
             bookkeeping(reconcile_orders),

@@ -10,15 +10,14 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot.handlers.trading import failure, send_positions
 from bot.keyboards import trading as keyboards
 from bot.keyboards.trading import ProtectAction, ProtectCD
 from core.exchange.errors import ExchangeError
 from core.services.control.service import ControlService
+from core.services.manual import ManualRequestService, describe_failure
 from core.services.protection.manual import ProtectionInputError, parse_stop
 from core.services.trading import TradingNotReadyError, TradingService
 from core.services.users import UserView
-from core.texts import protection as protection_texts
 from core.texts import trading as texts
 
 router: Final[Router] = Router(name=__name__)
@@ -68,30 +67,25 @@ async def move_stop(
     user: UserView,
     trading: TradingService,
     control: ControlService,
+    manual: ManualRequestService,
 ) -> None:
-    """Validate, move, then say where the stop-loss rests now."""
+    """Validate here (read only), then have the worker move it: the protection message
+    says "Stop-loss moved" once the new stop-loss rests."""
     market = str((await state.get_data()).get(_MARKET_KEY, ""))
     try:
         stop = parse_stop(message.text or "")
+        await trading.check_protection_change(user.id, market, stop, None, adding=False)
     except ProtectionInputError as exc:
         await message.answer(str(exc))  # still waiting: the trader may send another price
         return
-    try:
-        moved = await trading.move_stop(user.id, market, stop)
-    except ProtectionInputError as exc:
-        await message.answer(str(exc))  # still waiting, as above
-        return
     except (TradingNotReadyError, ExchangeError) as exc:
         await state.clear()
-        await message.answer(failure(exc))
+        await message.answer(describe_failure(exc))
         return
     await state.clear()
     paper = (await control.preferences(user.id)).paper
-    if not moved.resting:
-        # Resting already: the protection message says "Stop-loss moved" (also when the
-        # cron finishes a move started here).
-        await message.answer(protection_texts.stop_moving_text(market, moved.trigger, paper=paper))
-    await send_positions(message, user, trading, paper=paper)
+    await manual.ask_move_stop(user.id, market, stop, paper=paper)
+    await message.answer(texts.change_queued(market))
 
 
 @router.callback_query(ProtectCD.filter(F.action == ProtectAction.REMOVE_TP))
@@ -109,13 +103,10 @@ async def ask_remove_tp(query: CallbackQuery, callback_data: ProtectCD) -> None:
     ProtectCD.filter(F.action.in_({ProtectAction.REMOVE_TP_YES, ProtectAction.REMOVE_TP_NO}))
 )
 async def remove_tp(
-    query: CallbackQuery,
-    callback_data: ProtectCD,
-    user: UserView,
-    trading: TradingService,
-    control: ControlService,
+    query: CallbackQuery, callback_data: ProtectCD, user: UserView, manual: ManualRequestService
 ) -> None:
-    """Cancel the take-profit once confirmed (a second press finds none: nothing changes)."""
+    """Have the worker cancel the take-profit once confirmed (a second press finds none:
+    nothing changes); it says what it did."""
     await query.answer()
     message = query.message
     if not isinstance(message, Message):
@@ -124,14 +115,8 @@ async def remove_tp(
         await message.edit_text(texts.kept(), reply_markup=None)
         return
     await message.edit_reply_markup(reply_markup=None)
-    try:
-        cancelled = await trading.remove_take_profit(user.id, callback_data.market)
-    except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(failure(exc))
-        return
-    await message.answer(protection_texts.take_profit_removed_text(callback_data.market, cancelled))
-    paper = (await control.preferences(user.id)).paper
-    await send_positions(message, user, trading, paper=paper)
+    await manual.ask_remove_take_profit(user.id, callback_data.market)
+    await message.answer(texts.change_queued(callback_data.market))
 
 
 @router.callback_query(ProtectCD.filter(F.action == ProtectAction.ADD))
@@ -165,8 +150,10 @@ async def protection_take(
     user: UserView,
     trading: TradingService,
     control: ControlService,
+    manual: ManualRequestService,
 ) -> None:
-    """Create the protection; a price the market refuses asks again from the stop-loss."""
+    """Check the protection here (read only; a price the market refuses asks again from the
+    stop-loss), then have the worker create it."""
     data = await state.get_data()
     market = str(data.get(_MARKET_KEY, ""))
     answer = (message.text or "").strip()
@@ -177,17 +164,16 @@ async def protection_take(
         await message.answer(str(exc))  # still waiting for the take-profit
         return
     try:
-        placed = await trading.protect_position(user.id, market, stop, take)
+        await trading.check_protection_change(user.id, market, stop, take, adding=True)
     except ProtectionInputError as exc:
         await state.set_state(AddForm.stop)
         await message.answer(f"{exc}\n{texts.ask_protection_stop(market)}")
         return
     except (TradingNotReadyError, ExchangeError) as exc:
         await state.clear()
-        await message.answer(failure(exc))
+        await message.answer(describe_failure(exc))
         return
     await state.clear()
     paper = (await control.preferences(user.id)).paper
-    if not placed.resting:
-        await message.answer(protection_texts.stop_moving_text(market, placed.trigger, paper=paper))
-    await send_positions(message, user, trading, paper=paper)
+    await manual.ask_protect(user.id, market, stop, take, paper=paper)
+    await message.answer(texts.change_queued(market))

@@ -14,15 +14,11 @@ from aiogram.types import CallbackQuery, Message
 from bot.keyboards import trading as keyboards
 from bot.keyboards.trading import PanicCD, PanicChoice
 from core.domain.states import OrderPurpose
-from core.exchange.errors import (
-    ExchangeError,
-    ExchangeUnavailableError,
-    PermanentExchangeError,
-    UnknownOutcomeError,
-)
+from core.exchange.errors import ExchangeError
 from core.services.control.preference_input import parse_market
 from core.services.control.service import ControlService
-from core.services.trading import NothingToCloseError, TradingNotReadyError, TradingService
+from core.services.manual import ManualRequestService, describe_failure
+from core.services.trading import TradingNotReadyError, TradingService
 from core.services.users import UserView
 from core.texts import trading as texts
 
@@ -31,19 +27,6 @@ router.message.filter(F.chat.type == "private")
 
 PANIC_CONFIRM_SECONDS = 60
 _PANIC_KEY = "panic_question"  # FSM data key of the live confirmation
-
-
-def failure(exc: TradingNotReadyError | ExchangeError) -> str:
-    """Plain words for why a trading command did not go through."""
-    if isinstance(exc, TradingNotReadyError):
-        return texts.not_ready(exc.reason)
-    if isinstance(exc, ExchangeUnavailableError):
-        return texts.unavailable()
-    if isinstance(exc, PermanentExchangeError):
-        return texts.refused(exc.reason)
-    if isinstance(exc, UnknownOutcomeError):
-        return texts.unknown_outcome()
-    return texts.failed(str(exc) or type(exc).__name__)
 
 
 @router.message(Command("positions"))
@@ -62,7 +45,7 @@ async def send_positions(
         items = await trading.positions(user.id)
         account = await trading.account(user.id)
     except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(failure(exc))
+        await message.answer(describe_failure(exc))
         return
     protection = await trading.protection(user.id, [item.market for item in items])
     buttons = [
@@ -88,16 +71,17 @@ async def orders(
     try:
         items = await trading.open_orders(user.id)
     except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(failure(exc))
+        await message.answer(describe_failure(exc))
         return
     await message.answer(texts.orders(items, paper=paper))
 
 
 @router.message(Command("close"))
 async def close(
-    message: Message, command: CommandObject, user: UserView, trading: TradingService
+    message: Message, command: CommandObject, user: UserView, manual: ManualRequestService
 ) -> None:
-    """Close one market's position with a reduce-only market order."""
+    """Ask the worker (the only process holding the keys) to close one market's position
+    with a reduce-only market order; its outcome comes through the outbox."""
     argument = (command.args or "").strip()
     if not argument:
         await message.answer(texts.close_usage())
@@ -108,15 +92,7 @@ async def close(
         await message.answer(texts.not_a_market(argument))
         return
     await message.answer(texts.closing(market))
-    try:
-        result = await trading.close_market(user.id, market)
-    except NothingToCloseError as exc:
-        await message.answer(texts.nothing_to_close(exc.market))
-        return
-    except (TradingNotReadyError, ExchangeError) as exc:
-        await message.answer(failure(exc))
-        return
-    await message.answer(texts.closed(result))
+    await manual.ask_close(user.id, market)
 
 
 @router.message(Command("panic"))
@@ -140,9 +116,11 @@ async def panic_answer(
     callback_data: PanicCD,
     state: FSMContext,
     user: UserView,
-    trading: TradingService,
+    manual: ManualRequestService,
 ) -> None:
-    """Act on a live confirmation once; an old, replaced or used one does nothing."""
+    """Act on a live confirmation once; an old, replaced or used one does nothing. Trading
+    is paused at once; the worker cancels and closes, and its report comes through the
+    outbox."""
     message = query.message
     if not isinstance(message, Message):
         await query.answer(texts.panic_expired(), show_alert=True)
@@ -159,13 +137,4 @@ async def panic_answer(
         await message.edit_text(texts.panic_cancelled(), reply_markup=None)
         return
     await message.edit_text(texts.panic_running(), reply_markup=None)
-    try:
-        report = await trading.panic(user.id)
-    except TradingNotReadyError as exc:
-        await message.answer(texts.panic_not_ready(exc.reason))
-        return
-    except ExchangeError as exc:
-        reason = exc.reason if isinstance(exc, PermanentExchangeError) else "dYdX did not answer"
-        await message.answer(texts.panic_not_ready(reason))
-        return
-    await message.answer(texts.panic_report(report))
+    await manual.ask_panic(user.id)

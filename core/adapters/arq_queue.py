@@ -13,6 +13,7 @@ from arq.connections import RedisSettings
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
+from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
 
 from core.runtime.logs import get_logger
@@ -97,6 +98,13 @@ class ArqJobQueue:
         settings.conn_timeout = 2
         settings.conn_retries = 0
         return cls(await create_pool(settings, default_queue_name=QUEUE_NAME))
+
+    @classmethod
+    def lazy(cls, redis_url: str) -> ArqJobQueue:
+        """A queue whose connections open on first use (for a synchronous composition root,
+        like the bot's)."""
+        pool = ConnectionPool.from_url(redis_url, socket_connect_timeout=2)
+        return cls(ArqRedis(pool, default_queue_name=QUEUE_NAME))
 
     async def close(self) -> None:
         """Close the pool."""

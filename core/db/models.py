@@ -118,6 +118,8 @@ class Credential(TimestampMixin, Base):
     authenticator_id: Mapped[int]
     key_id: Mapped[str] = mapped_column(String(32), index=True)
     ciphertext: Mapped[bytes]
+    # When the worker last re-read the owner's authenticators for this key (#13).
+    authorization_checked_at: Mapped[datetime | None]
 
     __table_args__ = (
         # Two users trading one subaccount would collide on client ids and positions.
@@ -498,3 +500,6 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+from core.db.models_manual import ManualRequest  # noqa: E402, F401 - on Base's metadata

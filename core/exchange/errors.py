@@ -93,6 +93,13 @@ class OrderAlreadyKnownError(PermanentExchangeError):
     removed): sending it again is refused, but the order was placed after all."""
 
 
+class SigningUnavailableError(ExchangeError):
+    """This process holds no API trading keys (only the worker does): it can read the venue
+    but never sign. Reaching this is a wiring bug, never a trader's doing."""
+
+    retryable = False
+
+
 class UnknownOutcomeError(ExchangeError):
     """The transaction was (or may have been) sent, but no answer came back in time.
 

@@ -36,10 +36,18 @@ def create_venue(endpoints: DydxEndpoints) -> Venue:
 
 
 def create_exchange_provider(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *, signing: bool = True
 ) -> ExchangeProvider:
-    """The exchange provider for the configured venue."""
-    return ExchangeProvider(sessionmaker, settings.keyring, create_venue(settings.dydx))
+    """The exchange provider for the configured venue.
+
+    Args:
+        sessionmaker: Database sessions.
+        settings: The configuration.
+        signing: Whether this process signs (the worker): it then needs ``ENCRYPTION_KEYS``.
+            The bot reads the venue only and never loads the keyring.
+    """
+    keyring = settings.keyring if signing else None
+    return ExchangeProvider(sessionmaker, keyring, create_venue(settings.dydx))
 
 
 def create_account_history(

@@ -24,6 +24,8 @@ class KeyProblem(StrEnum):
     INVALID_KEY = "INVALID_KEY"  # 64 hex, but not a secp256k1 private key
     MASTER_KEY = "MASTER_KEY"  # the key of the owner account itself
     NO_AUTHENTICATOR = "NO_AUTHENTICATOR"  # the owner never authorised this key
+    # an authenticator mentioning the key cannot be parsed or understood: refused, fail closed
+    UNREADABLE_AUTHENTICATOR = "UNREADABLE_AUTHENTICATOR"
     TOO_BROAD = "TOO_BROAD"  # the key could also move funds
     CANNOT_TRADE = "CANNOT_TRADE"  # the key is authorised, but not to place orders
 
@@ -75,6 +77,19 @@ class KeyVerifier(Protocol):
 
         Raises:
             KeyCheckError: The address or key is refused.
+            ExchangeUnavailableError: The venue could not answer.
+        """
+        ...
+
+    async def check_authorization(
+        self, owner_address: str, private_key: bytes, authenticator_id: int
+    ) -> None:
+        """Re-read the owner's authenticators: the stored one must still exist and every one
+        mentioning the key must still allow nothing but placing and cancelling orders.
+
+        Raises:
+            KeyCheckError: ``NO_AUTHENTICATOR`` (removed), ``TOO_BROAD``,
+                ``UNREADABLE_AUTHENTICATOR`` or ``CANNOT_TRADE``.
             ExchangeUnavailableError: The venue could not answer.
         """
         ...

@@ -21,13 +21,7 @@ from core.domain.preferences import Preferences
 from core.exchange.paper.venue import PaperExchange
 from core.exchange.port import Exchange
 from core.exchange.venue import Venue
-from core.security.crypto import (
-    CREDENTIAL_PURPOSE,
-    DecryptionError,
-    Keyring,
-    Sealed,
-    associated_data,
-)
+from core.security.crypto import DecryptionError, Keyring, Sealed, open_credential
 from core.texts.trade import KEY_UNREADABLE, NO_KEY
 
 
@@ -100,20 +94,26 @@ class ExchangeProvider:
 
     Args:
         sessionmaker: Database sessions (credentials, paper venue, nonces).
-        keyring: Decrypts API trading keys.
+        keyring: Decrypts API trading keys; None in the processes that only read (the bot,
+            the web): their live exchanges read the venue and refuse to sign.
         venue: The live venue's shared connections (also the paper venue's market data).
     """
 
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        keyring: Keyring,
+        keyring: Keyring | None,
         venue: Venue,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._keyring = keyring
         self.venue = venue
         self._nonces = PgNonces(sessionmaker)
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether this process holds the keyring (only the worker does)."""
+        return self._keyring is not None
 
     async def close(self) -> None:
         """Close the shared connections."""
@@ -147,12 +147,14 @@ class ExchangeProvider:
         sealed = Sealed(credential.key_id, credential.ciphertext)
         owner, subaccount = credential.owner_address, credential.subaccount_number
         authenticator_id = credential.authenticator_id
-        try:
-            private_key = self._keyring.decrypt(
-                sealed, associated_data(CREDENTIAL_PURPOSE, user_id)
-            )
-        except DecryptionError:
-            raise TradingNotReadyError(KEY_UNREADABLE) from None
+        private_key = None
+        if self._keyring is not None:
+            try:
+                private_key = open_credential(
+                    self._keyring, sealed, user_id, owner, authenticator_id
+                )
+            except DecryptionError:
+                raise TradingNotReadyError(KEY_UNREADABLE) from None
         return self.venue.trader(
             owner_address=owner,
             subaccount_number=subaccount,

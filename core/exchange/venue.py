@@ -58,7 +58,7 @@ class Venue(Protocol):
         owner_address: str,
         subaccount_number: int,
         authenticator_id: int,
-        private_key: bytes,
+        private_key: bytes | None,
         nonces: NonceSource,
     ) -> Exchange:
         """The exchange port bound to one trader's subaccount and API trading key.

@@ -124,6 +124,23 @@ def cmd_keys_generate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_public(_args: argparse.Namespace) -> int:
+    """Print the worker's public sealing key (``KEY_SEALING_PUBLIC_KEY`` for the bot)."""
+    from core.runtime.startup import settings_or_exit
+
+    settings = settings_or_exit()
+    for problem in settings.problems_for("worker"):
+        print(f"tv2dydx: {problem}", file=sys.stderr)
+        return 2
+    print(settings.keyring.sealing_key().encode())
+    print(
+        "Give it to the bot as KEY_SEALING_PUBLIC_KEY (it seals trading keys, never opens "
+        "them); keep ENCRYPTION_KEYS for the worker alone.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """Re-encrypt every stored secret under the primary key."""
     from core.db.engine import create_engine, create_sessionmaker
@@ -197,8 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("generate", help="print a new key entry").set_defaults(
         func=cmd_keys_generate
     )
+    keys_sub.add_parser(
+        "public", help="print the public sealing key the bot needs (KEY_SEALING_PUBLIC_KEY)"
+    ).set_defaults(func=cmd_keys_public)
     rotate = keys_sub.add_parser(
-        "rotate", help="re-encrypt stored secrets under the primary key (resumable, online)"
+        "rotate",
+        help="re-encrypt stored keys as sealed boxes under the primary (resumable, online)",
     )
     rotate.add_argument("--batch-size", type=int, default=100, help="rows per transaction")
     rotate.set_defaults(func=cmd_keys_rotate)

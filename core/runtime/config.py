@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.runtime.processes import available_cores
 from core.security.crypto import Keyring, KeyringError
+from core.security.sealing import SealingKeyError, SealingPublicKey
 
 TELEGRAM_OFFICIAL_API = "https://api.telegram.org"
 # TradingView's published webhook sender addresses.
@@ -89,7 +90,11 @@ EXPECTED: dict[str, str] = {
     "REDIS_URL": "a Redis URL like redis://localhost:6379/0",
     "ENCRYPTION_KEYS": (
         "a keyring 'id:base64key[,id:base64key...]', primary first "
-        "(make one with: tv2dydx keys generate)"
+        "(make one with: tv2dydx keys generate); the worker's secret, give it to no other process"
+    ),
+    "KEY_SEALING_PUBLIC_KEY": (
+        "the worker's public sealing key 'id:base64key' (print it with: tv2dydx keys public); "
+        "the bot seals API trading keys to it"
     ),
     "DYDX_NETWORK": "'mainnet' (default), 'testnet' or 'custom'",
     "DYDX_INDEXER_URL": "the Indexer REST URL, like https://indexer.dydx.trade",
@@ -102,6 +107,8 @@ EXPECTED: dict[str, str] = {
     "ALERT_MAX_LAG_SECONDS": "a whole number of seconds from 1 to 3600 (default 60)",
     "ALERT_RATE_PER_TOKEN": "alerts per minute one webhook URL may send (default 60)",
     "ALERT_RATE_PER_IP": "alerts per minute one sender address may send (default 3000)",
+    "LINK_RATE_PER_TOKEN": "link-page requests per minute for one link (default 30)",
+    "LINK_RATE_PER_IP": "link-page requests per minute from one address (default 120)",
     "PROTECTION_LEG_LIFETIME_SECONDS": (
         "seconds from 10 to 8208000 (95 days, the chain's limit; default 2419200, 28 days)"
     ),
@@ -116,7 +123,13 @@ EXPECTED: dict[str, str] = {
     "LOG_LEVEL": "DEBUG, INFO (default), WARNING or ERROR",
     "LOG_FORMAT": "'json' (default) or 'console'",
 }
-REQUIRED = ("BOT_TOKEN", "PUBLIC_BASE_URL", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEYS")
+REQUIRED = ("BOT_TOKEN", "PUBLIC_BASE_URL", "DATABASE_URL", "REDIS_URL")
+#: Which secret each process needs beyond ``REQUIRED`` (issue #13: only the worker decrypts).
+PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
+    "worker": ("ENCRYPTION_KEYS",),
+    "bot": ("KEY_SEALING_PUBLIC_KEY",),  # or ENCRYPTION_KEYS, from which it is derived
+    "web": (),
+}
 
 
 class ConfigError(Exception):
@@ -171,7 +184,9 @@ class Settings(BaseSettings):
     worker_processes: int = Field(default_factory=lambda: min(available_cores(), 8), ge=1, le=64)
     database_url: SecretStr
     redis_url: SecretStr
-    encryption_keys: SecretStr
+    # Only the worker holds the keyring; the bot holds the public sealing key only.
+    encryption_keys: SecretStr | None = None
+    key_sealing_public_key: str | None = None
     dydx_network: Literal["mainnet", "testnet", "custom"] = "mainnet"
     dydx_indexer_url: str | None = None
     dydx_indexer_ws_url: str | None = None
@@ -186,6 +201,9 @@ class Settings(BaseSettings):
     alert_rate_per_token: int = Field(default=60, ge=1, le=1_000_000)
     # TradingView's four sender addresses are shared by every user of the instance.
     alert_rate_per_ip: int = Field(default=3000, ge=1, le=10_000_000)
+    # The wallet-link page and its calls (a person's browser, not a bot): per link, per IP.
+    link_rate_per_token: int = Field(default=30, ge=1, le=1_000_000)
+    link_rate_per_ip: int = Field(default=120, ge=1, le=10_000_000)
     # The real-time position monitor in the worker (Indexer WebSocket, REST catch-up).
     monitor_enabled: bool = True
     # Lease on each watched subaccount: a dead worker's subaccounts are taken over within it.
@@ -275,12 +293,25 @@ class Settings(BaseSettings):
 
     @field_validator("encryption_keys")
     @classmethod
-    def _check_keyring(cls, value: SecretStr) -> SecretStr:
+    def _check_keyring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         try:
             Keyring.parse(value.get_secret_value())
         except KeyringError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("key_sealing_public_key")
+    @classmethod
+    def _check_sealing_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            SealingPublicKey.parse(value)
+        except SealingKeyError as exc:
+            raise ValueError(str(exc)) from None
+        return value.strip()
 
     @field_validator("webhook_ip_allowlist", "trusted_proxies", mode="before")
     @classmethod
@@ -328,8 +359,44 @@ class Settings(BaseSettings):
 
     @property
     def keyring(self) -> Keyring:
-        """The parsed encryption keyring."""
+        """The parsed encryption keyring (the worker's and ``tv2dydx keys``' only).
+
+        Raises:
+            ConfigError: ``ENCRYPTION_KEYS`` is not set in this process.
+        """
+        if self.encryption_keys is None:
+            raise ConfigError([_missing("ENCRYPTION_KEYS")])
         return Keyring.parse(self.encryption_keys.get_secret_value())
+
+    @property
+    def has_keyring(self) -> bool:
+        """Whether this process was given ``ENCRYPTION_KEYS``."""
+        return self.encryption_keys is not None
+
+    @property
+    def sealing_key(self) -> SealingPublicKey:
+        """The worker's public sealing key: ``KEY_SEALING_PUBLIC_KEY``, else derived from the
+        keyring when this process has one.
+
+        Raises:
+            ConfigError: Neither is set.
+        """
+        if self.key_sealing_public_key is not None:
+            return SealingPublicKey.parse(self.key_sealing_public_key)
+        if self.encryption_keys is not None:
+            return self.keyring.sealing_key()
+        raise ConfigError([_missing("KEY_SEALING_PUBLIC_KEY")])
+
+    def problems_for(self, process: str) -> list[str]:
+        """What ``process`` (``web``, ``bot``, ``worker``) lacks to start, one line each."""
+        needed = PROCESS_SECRETS.get(process, ())
+        if "ENCRYPTION_KEYS" in needed and self.encryption_keys is None:
+            return [_missing("ENCRYPTION_KEYS")]
+        if "KEY_SEALING_PUBLIC_KEY" in needed and (
+            self.key_sealing_public_key is None and self.encryption_keys is None
+        ):
+            return [_missing("KEY_SEALING_PUBLIC_KEY")]
+        return []
 
     @property
     def dydx(self) -> DydxEndpoints:
@@ -366,6 +433,10 @@ class Settings(BaseSettings):
     def trusted_proxy_networks(self) -> list[IPNetwork]:
         """Networks whose ``X-Forwarded-For`` hops are trusted."""
         return _parse_networks(self.trusted_proxies)
+
+
+def _missing(name: str) -> str:
+    return f"{name} is not set: expected {EXPECTED[name]}"
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from v4_proto.cosmos.base.tendermint.v1beta1 import query_pb2, query_pb2_grpc
 
 from core.db.engine import create_engine
-from core.runtime.config import ConfigError, Settings, load_settings
+from core.runtime.config import PROCESS_SECRETS, ConfigError, Settings, load_settings
 from core.runtime.health import CheckResult, check_migrations, check_postgres, check_redis
 
 TIMEOUT = 5.0
@@ -132,6 +132,16 @@ def doctor(echo: Callable[[str], None] = print) -> int:
         echo("Fix these in the environment or in .env (see .env.example), then run doctor again.")
         return 1
     echo(f"✓ configuration (dYdX {settings.dydx.network}, Telegram {settings.telegram_mode})")
+    # Which secret each process needs (only the worker holds the keyring). Informational:
+    # the bot's host should lack ENCRYPTION_KEYS, so "cannot run here" is not a failure.
+    for process, secrets in PROCESS_SECRETS.items():
+        needs = ", ".join(secrets) or "no key secret"
+        if process == "bot":
+            needs += " (derived from ENCRYPTION_KEYS when only that is set)"
+        if settings.problems_for(process):
+            echo(f"- {process}: needs {needs}, not set here (this environment cannot run it)")
+        else:
+            echo(f"✓ {process}: needs {needs}, set")
     results = asyncio.run(run_checks(settings))
     for result in results:
         echo(f"{'✓' if result.ok else '✗'} {result.name}: {result.detail}")

@@ -32,8 +32,15 @@ def settings_or_exit() -> Settings:
 
 
 def start_process(component: str) -> Settings:
-    """Settings, logging and Sentry for a long-running component (web, bot, worker)."""
+    """Settings, logging and Sentry for a long-running component (web, bot, worker); exits
+    naming the secret the component needs when it is missing (only the worker needs
+    ``ENCRYPTION_KEYS``)."""
     settings = settings_or_exit()
+    problems = settings.problems_for(component)
+    for problem in problems:
+        print(f"tv2dydx: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
     dsn = settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None
     init_sentry(dsn, environment=settings.dydx_network, release=f"tv2dydx@{__version__}")

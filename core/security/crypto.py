@@ -14,9 +14,18 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from core.security.sealing import (
+    SEALED_PREFIX,
+    SealingPublicKey,
+    UnsealError,
+    derive_private_key,
+    unseal,
+)
 
 NONCE_BYTES = 12  # 96-bit random nonce, fresh for every encryption
 KEY_BYTES = 32  # AES-256
@@ -93,15 +102,31 @@ class Keyring:
         ciphertext = AESGCM(self._keys[self.primary_id]).encrypt(nonce, plaintext, aad)
         return Sealed(key_id=self.primary_id, blob=nonce + ciphertext)
 
+    def sealing_key(self) -> SealingPublicKey:
+        """The public sealing key of the primary entry (``KEY_SEALING_PUBLIC_KEY``)."""
+        return SealingPublicKey.of_aes_key(self.primary_id, self._keys[self.primary_id])
+
+    def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
+        """Seal to the primary's public key, as a process without the keyring would."""
+        key = self.sealing_key()
+        return Sealed(key_id=key.sealed_key_id, blob=key.seal(plaintext, aad))
+
     def decrypt(self, sealed: Sealed, aad: bytes) -> bytes:
-        """Open a ciphertext sealed by any key of the ring.
+        """Open a ciphertext sealed by any key of the ring, or a box sealed to the public
+        key of any of its entries (key id ``x:<entry id>``).
 
         Raises:
             DecryptionError: Unknown key id, wrong ``aad`` or a tampered blob.
         """
-        key = self._keys.get(sealed.key_id)
+        entry_id = sealed.key_id.removeprefix(SEALED_PREFIX)
+        key = self._keys.get(entry_id)
         if key is None:
-            raise DecryptionError(f"key {sealed.key_id!r} is not in the keyring")
+            raise DecryptionError(f"key {entry_id!r} is not in the keyring")
+        if sealed.key_id.startswith(SEALED_PREFIX):
+            try:
+                return unseal(derive_private_key(key), sealed.blob, aad)
+            except UnsealError:
+                raise DecryptionError("sealed box does not open with this context") from None
         nonce, ciphertext = sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:]
         try:
             return AESGCM(key).decrypt(nonce, ciphertext, aad)
@@ -113,6 +138,26 @@ class Keyring:
         if sealed.key_id == self.primary_id:
             return sealed
         return self.encrypt(self.decrypt(sealed, aad), aad)
+
+
+class Sealer(Protocol):
+    """What can seal a secret for the worker: a :class:`SealingPublicKey` (the bot, the
+    web) or the :class:`Keyring` itself (the worker, tools)."""
+
+    def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
+        """Seal ``plaintext`` bound to ``aad``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublicSealer:
+    """A :class:`Sealer` holding only the worker's public sealing key."""
+
+    key: SealingPublicKey
+
+    def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
+        """Seal to the worker's public key."""
+        return Sealed(key_id=self.key.sealed_key_id, blob=self.key.seal(plaintext, aad))
 
 
 def associated_data(purpose: str, owner_id: int) -> bytes:
@@ -143,3 +188,36 @@ def constant_time_equals(left: str, right: str) -> bool:
 
 # Purposes bound into associated data; a ciphertext only opens for its own purpose.
 CREDENTIAL_PURPOSE = "credentials.api_key"
+
+
+def credential_aad(user_id: int, owner_address: str, authenticator_id: int) -> bytes:
+    """Associated data of an API trading key sealed for the worker: bound to the user, the
+    owner account and the authenticator, so a row copied to another user, or edited to point
+    at another owner or authenticator, does not open."""
+    return f"tv2dydx|v2|{CREDENTIAL_PURPOSE}|{user_id}|{owner_address}|{authenticator_id}".encode()
+
+
+def seal_credential(
+    sealer: Sealer, private_key: bytes, user_id: int, owner_address: str, authenticator_id: int
+) -> Sealed:
+    """Seal a trading key for storage (the key id says ``x:<entry>``)."""
+    return sealer.seal(private_key, credential_aad(user_id, owner_address, authenticator_id))
+
+
+def open_credential(
+    keyring: Keyring, sealed: Sealed, user_id: int, owner_address: str, authenticator_id: int
+) -> bytes:
+    """Open a stored trading key (worker only).
+
+    A sealed box (key id ``x:…``) is bound to user, owner and authenticator; a row written
+    before sealed boxes (plain AES-GCM, key id without ``x:``) to the user only, and still
+    opens until ``tv2dydx keys rotate`` turns it into a sealed box.
+
+    Raises:
+        DecryptionError: It does not open for this user, owner and authenticator.
+    """
+    if sealed.key_id.startswith(SEALED_PREFIX):
+        aad = credential_aad(user_id, owner_address, authenticator_id)
+    else:
+        aad = associated_data(CREDENTIAL_PURPOSE, user_id)
+    return keyring.decrypt(sealed, aad)

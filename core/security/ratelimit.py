@@ -30,8 +30,9 @@ MAX_BATCH = 100
 # KEYS: per check, its n bucket keys then its n "denied" marker keys.
 # ARGV: the marker TTL; then per check, n, then per bucket its capacity and its refill rate
 # in tokens per millisecond.
-# Returns, per check, {0, 0} when allowed, or {index of the first empty bucket, 1 if this
-# is the first refusal of that bucket within the marker TTL else 0}.
+# Returns, per check, {0, 0, 0} when allowed, or {index of the first empty bucket, 1 if this
+# is the first refusal of that bucket within the marker TTL else 0, milliseconds until that
+# bucket holds a token again}.
 _SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -44,6 +45,7 @@ while a < #ARGV do
   local levels = {}
   local refused = 0
   local first = 0
+  local wait = 0
   for i = 1, n do
     local capacity = tonumber(ARGV[a + 2 * i])
     local rate = tonumber(ARGV[a + 2 * i + 1])
@@ -57,6 +59,7 @@ while a < #ARGV do
     end
     if level < 1 then
       refused = i
+      wait = math.ceil((1 - level) / rate)
       if redis.call('SET', KEYS[k + n + i], '1', 'NX', 'PX', ttl) then first = 1 end
       break
     end
@@ -72,6 +75,7 @@ while a < #ARGV do
   end
   out[#out + 1] = refused
   out[#out + 1] = first
+  out[#out + 1] = wait
   k = k + 2 * n
   a = a + 1 + 2 * n
 end
@@ -107,12 +111,15 @@ class Decision:
         first_refusal: Whether this is that bucket's first refusal in a while (worth
             recording; later ones are not, so a flood cannot flood the ledger too).
         degraded: Redis did not answer; the request was let through unchecked.
+        retry_after: Whole seconds until the refusing bucket holds a token again (at least
+            1; the ``Retry-After`` of a 429), 0 when allowed.
     """
 
     allowed: bool
     bucket: str | None = None
     first_refusal: bool = False
     degraded: bool = False
+    retry_after: int = 0
 
 
 class RateLimiter:
@@ -135,7 +142,7 @@ class RateLimiter:
         self._prefix = prefix
         self._timeout = timeout
         self._refusal_memory_ms = refusal_memory_ms
-        self._batcher: MicroBatcher[Sequence[tuple[str, str, Limit]], tuple[int, int]] = (
+        self._batcher: MicroBatcher[Sequence[tuple[str, str, Limit]], tuple[int, int, int]] = (
             MicroBatcher(self._check_many, max_batch=MAX_BATCH)
         )
         self._log = get_logger(__name__)
@@ -152,17 +159,22 @@ class RateLimiter:
         """
         try:
             async with asyncio.timeout(self._timeout):
-                index, first = await self._batcher.submit(buckets)
+                index, first, wait_ms = await self._batcher.submit(buckets)
         except (RedisError, OSError, TimeoutError) as exc:
             self._log.warning("rate_limit_unavailable", error=type(exc).__name__)
             return Decision(allowed=True, degraded=True)
         if index == 0:
             return Decision(allowed=True)
-        return Decision(allowed=False, bucket=buckets[index - 1][0], first_refusal=bool(first))
+        return Decision(
+            allowed=False,
+            bucket=buckets[index - 1][0],
+            first_refusal=bool(first),
+            retry_after=max(1, -(-wait_ms // 1000)),
+        )
 
     async def _check_many(
         self, checks: Sequence[Sequence[tuple[str, str, Limit]]]
-    ) -> list[tuple[int, int]]:
+    ) -> list[tuple[int, int, int]]:
         keys: list[str] = []
         args: list[str | int | float] = [self._refusal_memory_ms]
         for buckets in checks:
@@ -173,4 +185,4 @@ class RateLimiter:
             for _, _, limit in buckets:
                 args += [limit.burst, limit.per_minute / 60_000]
         flat = await self._script(keys=keys, args=args)
-        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [(int(flat[i]), int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)]

@@ -27,7 +27,7 @@ from core.domain.compliance import ComplianceStatus
 from core.exchange.errors import ExchangeUnavailableError
 from core.exchange.keys import KeyCheckError, KeyVerifier
 from core.runtime.logs import get_logger
-from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
+from core.security.crypto import Keyring, Sealed, Sealer, open_credential, seal_credential
 from core.texts.key import compliance_notice
 
 # The daily screen runs hourly and takes whoever was last screened more than this ago, so a
@@ -48,6 +48,7 @@ class Refusal(StrEnum):
     INVALID_KEY = "INVALID_KEY"
     MASTER_KEY = "MASTER_KEY"
     NO_AUTHENTICATOR = "NO_AUTHENTICATOR"
+    UNREADABLE_AUTHENTICATOR = "UNREADABLE_AUTHENTICATOR"
     TOO_BROAD = "TOO_BROAD"
     CANNOT_TRADE = "CANNOT_TRADE"
     ACCOUNT_TAKEN = "ACCOUNT_TAKEN"  # another user of this bot trades that subaccount
@@ -121,7 +122,8 @@ class CredentialService:
 
     Args:
         sessionmaker: Database sessions.
-        keyring: Encryption keys; the key is sealed under the primary.
+        sealer: Seals an accepted key for the worker: the worker's public sealing key in the
+            bot (which never holds the keyring), or the keyring itself in the worker.
         verifier: Checks addresses and keys against the venue and screens owners
             (:func:`core.exchange.factory.create_key_verifier`).
     """
@@ -129,11 +131,11 @@ class CredentialService:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        keyring: Keyring,
+        sealer: Sealer,
         verifier: KeyVerifier,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._keyring = keyring
+        self._sealer = sealer
         self._verifier = verifier
         self._log = get_logger(__name__)
 
@@ -198,8 +200,8 @@ class CredentialService:
             if taken is not None and taken.user_id != user_id:
                 log.info("credential_refused", reason=Refusal.ACCOUNT_TAKEN.value)
                 raise CredentialRefusedError(Refusal.ACCOUNT_TAKEN)
-            sealed = self._keyring.encrypt(
-                private_key, associated_data(CREDENTIAL_PURPOSE, user_id)
+            sealed = seal_credential(
+                self._sealer, private_key, user_id, owner, verified.authenticator_id
             )
             credential = await uow.credentials.get_for_user(user_id)
             replaced = credential is not None
@@ -265,10 +267,12 @@ class CredentialService:
         return True
 
     async def load_signing_key(self, user_id: int) -> bytes:
-        """Decrypt the user's key for signing. Keep the result in a local variable only.
+        """Decrypt the user's key for signing (the worker only). Keep the result in a local
+        variable only.
 
         Raises:
             NoCredentialError: The user has no key.
+            TypeError: This service was given a public sealing key, not the keyring.
             DecryptionError: The ciphertext does not open for this user (tampered, moved
                 from another row, or sealed under a key no longer in the ring).
         """
@@ -277,7 +281,10 @@ class CredentialService:
             if credential is None:
                 raise NoCredentialError(user_id)
             sealed = Sealed(credential.key_id, credential.ciphertext)
-        return self._keyring.decrypt(sealed, associated_data(CREDENTIAL_PURPOSE, user_id))
+            owner, authenticator_id = credential.owner_address, credential.authenticator_id
+        if not isinstance(self._sealer, Keyring):
+            raise TypeError("keyring required (worker only)")
+        return open_credential(self._sealer, sealed, user_id, owner, authenticator_id)
 
     async def screen_all(
         self,

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -74,12 +74,14 @@ class IntakeResult:
         alert_id: The accepted alert's id.
         reason: A short reason for a refusal (safe to show the sender).
         errors: Failing field → problem, for a schema refusal.
+        retry_after: Seconds to wait before sending again, for a rate-limit refusal.
     """
 
     verdict: Verdict
     alert_id: int | None = None
     reason: str | None = None
     errors: Mapping[str, str] = field(default_factory=dict)
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,10 +215,12 @@ class IntakeService:
             )
             if not decision.allowed:
                 reason = texts.rate_limited(decision.bucket)
+                wait = decision.retry_after
                 if decision.first_refusal:
-                    return await self._refuse(log, record, Verdict.RATE_LIMITED, reason)
+                    refused = await self._refuse(log, record, Verdict.RATE_LIMITED, reason)
+                    return replace(refused, retry_after=wait)
                 log.info("alert_refused", verdict=Verdict.RATE_LIMITED.value, recorded=False)
-                return IntakeResult(Verdict.RATE_LIMITED, reason=reason)
+                return IntakeResult(Verdict.RATE_LIMITED, reason=reason, retry_after=wait)
 
         if owner.paused:
             return await self._refuse(log, record, Verdict.PAUSED, texts.TRADING_PAUSED)

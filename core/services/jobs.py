@@ -13,6 +13,12 @@ from typing import Any, Protocol
 
 #: Executes one accepted alert (``workers.jobs.execute_alert``).
 EXECUTE_ALERT = "execute_alert"
+#: Does one manual request asked in the bot (``workers.jobs.run_manual_request``): /close,
+#: /panic, a protection change. Only the worker holds the keys that sign them.
+RUN_MANUAL_REQUEST = "run_manual_request"
+#: Re-reads the authenticators of stored keys (``workers.jobs.recheck_keys``); also queued
+#: once by each worker at its start, so every key is re-checked after a restart.
+RECHECK_KEYS = "recheck_keys"
 #: Drains the notifications outbox into Telegram (``workers.jobs.deliver_notifications``).
 DELIVER_NOTIFICATIONS = "deliver_notifications"
 
@@ -20,6 +26,11 @@ DELIVER_NOTIFICATIONS = "deliver_notifications"
 def alert_job_id(alert_id: int) -> str:
     """The job id of an alert's execution: one job per alert, whoever enqueues it."""
     return f"alert:{alert_id}"
+
+
+def manual_request_job_id(request_id: int) -> str:
+    """The job id of a manual request: one job per request row."""
+    return f"manual:{request_id}"
 
 
 class JobQueue(Protocol):

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.uow import UnitOfWork
 from core.runtime.logs import get_logger
-from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, Sealed, associated_data
+from core.security.crypto import Keyring, Sealed, open_credential, seal_credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,10 @@ class RotationReport:
 
 class KeyRotationService:
     """Moves ciphertexts to the primary key in small committed batches.
+
+    Every credential ends as a box sealed to the primary entry's public key, bound to its
+    user, owner and authenticator (rows written before that, bound to the user only, are
+    upgraded even when already under the primary).
 
     Each batch locks its rows with ``SKIP LOCKED`` and commits, so the run can be stopped
     and started again at any time, and runs beside a live service.
@@ -36,17 +40,21 @@ class KeyRotationService:
         resealed = 0
         while True:
             async with UnitOfWork(self._sessionmaker) as uow:
-                batch = await uow.credentials.lock_batch_not_under(
-                    self._keyring.primary_id, batch_size
-                )
+                target = self._keyring.sealing_key().sealed_key_id
+                batch = await uow.credentials.lock_batch_not_under(target, batch_size)
                 if not batch:
                     counts = await uow.credentials.count_by_key()
                     break
                 for credential in batch:
-                    aad = associated_data(CREDENTIAL_PURPOSE, credential.user_id)
-                    sealed = self._keyring.reseal(
-                        Sealed(credential.key_id, credential.ciphertext), aad
+                    binding = (
+                        credential.user_id,
+                        credential.owner_address,
+                        credential.authenticator_id,
                     )
+                    private_key = open_credential(
+                        self._keyring, Sealed(credential.key_id, credential.ciphertext), *binding
+                    )
+                    sealed = seal_credential(self._keyring, private_key, *binding)
                     credential.key_id, credential.ciphertext = sealed.key_id, sealed.blob
                 uow.audit.record(
                     "keys_rotated",
@@ -58,5 +66,6 @@ class KeyRotationService:
                 await uow.commit()
                 resealed += len(batch)
                 self._log.info("keys_rotation_batch", count=len(batch), total=resealed)
-        remaining = {k: v for k, v in counts.items() if k != self._keyring.primary_id}
+        target = self._keyring.sealing_key().sealed_key_id
+        remaining = {k: v for k, v in counts.items() if k != target}
         return RotationReport(resealed=resealed, remaining_by_key=remaining)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.db.models import Order
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import OrderPurpose, OrderSide, OrderState
@@ -203,6 +206,13 @@ class TradingService:
                 ]
         return views
 
+    async def check_protection_change(
+        self, user_id: int, market: str, stop: StopInput, take: StopInput | None, *, adding: bool
+    ) -> None:
+        """Check a stop move or new protection without placing anything (see
+        :meth:`ProtectionService.check_change`)."""
+        await self._execution.protection.check_change(user_id, market, stop, take, adding=adding)
+
     async def move_stop(self, user_id: int, market: str, stop: StopInput) -> StopMove:
         """Move the position's stop-loss (see :meth:`ProtectionService.move_stop`)."""
         return await self._execution.protection.move_stop(user_id, market, stop)
@@ -224,8 +234,17 @@ class TradingService:
         exchange, _ = await self._open(user_id)
         return await exchange.account()
 
-    async def close_market(self, user_id: int, market: str) -> CloseResult:
+    async def close_market(
+        self, user_id: int, market: str, *, resume_since: datetime | None = None
+    ) -> CloseResult:
         """Close the position in ``market`` with a reduce-only market order.
+
+        Args:
+            user_id: The trader.
+            market: The ticker.
+            resume_since: When a run of the same request that may have sent a close began
+                (a retried job): a manual close of this market sent since then is reported
+                instead of closing again.
 
         Raises:
             NothingToCloseError: No open position there.
@@ -234,6 +253,10 @@ class TradingService:
         """
         exchange, prefs = await self._open(user_id)
         ticker = market.strip().upper()
+        if resume_since is not None:
+            sent = await self._sent_since(user_id, resume_since, exchange.is_paper, ticker)
+            if ticker in sent:
+                return _result(sent[ticker])
         position = next((p for p in await exchange.positions() if p.market == ticker), None)
         if position is None or position.size <= 0:
             raise NothingToCloseError(ticker)
@@ -248,21 +271,33 @@ class TradingService:
             uow.detach(order)
         if order is None:
             raise TradingNotReadyError(texts.ORDER_NOT_IN_LEDGER)
-        return CloseResult(
-            market=order.market,
-            side=order.side,
-            size=order.size,
-            state=order.state,
-            filled_size=order.filled_size,
-            average_price=order.average_price,
-            reason=order.error,
-            paper=order.paper,
-        )
+        return _result(order)
 
-    async def panic(self, user_id: int) -> PanicReport:
+    async def _sent_since(
+        self, user_id: int, since: datetime, paper: bool, market: str | None = None
+    ) -> dict[str, Order]:
+        """The newest manual close per market (or of ``market``) sent since ``since``: what
+        an earlier run of a resumed request already did."""
+        query = select(Order).where(
+            Order.user_id == user_id,
+            Order.purpose == OrderPurpose.MANUAL,
+            Order.paper.is_(paper),
+            Order.client_id >= 0,  # not a position adopted by "Add protection" (never sent)
+            Order.created_at >= since,
+        )
+        if market is not None:
+            query = query.where(Order.market == market)
+        async with UnitOfWork(self._sessionmaker) as uow:
+            orders = list(await uow.session.scalars(query.order_by(Order.id)))
+            uow.detach(*orders)
+        return {order.market: order for order in orders}
+
+    async def panic(self, user_id: int, *, resume_since: datetime | None = None) -> PanicReport:
         """Pause, cancel every open order, close every position reduce-only.
 
-        Pausing comes first, so no alert opens anything while the rest runs.
+        Pausing comes first, so no alert opens anything while the rest runs. With
+        ``resume_since`` (a retried job), a position whose manual close was sent since then is
+        reported from that order, not closed again.
         """
         async with UnitOfWork(self._sessionmaker) as uow:
             user = await uow.users.get(user_id)
@@ -303,9 +338,12 @@ class TradingService:
                 failures.append(f"{order.market} order {order.client_id}: {exc.reason}")
             except ExchangeError as exc:
                 failures.append(f"{order.market} order {order.client_id}: {exc}")
-        closed: list[CloseResult] = []
+        sent: dict[str, Order] = {}
+        if resume_since is not None:
+            sent = await self._sent_since(user_id, resume_since, exchange.is_paper)
+        closed = [_result(order) for order in sent.values()]
         for position in await exchange.positions():
-            if position.size <= 0:
+            if position.size <= 0 or position.market in sent:
                 continue
             try:
                 closed.append(await self._close(user_id, exchange, prefs, position))
@@ -323,3 +361,17 @@ class TradingService:
         return PanicReport(
             cancelled=cancelled, closed=closed, failures=failures, paper=exchange.is_paper
         )
+
+
+def _result(order: Order) -> CloseResult:
+    """A closing order as the trader reads it."""
+    return CloseResult(
+        market=order.market,
+        side=order.side,
+        size=order.size,
+        state=order.state,
+        filled_size=order.filled_size,
+        average_price=order.average_price,
+        reason=order.error,
+        paper=order.paper,
+    )

@@ -145,6 +145,12 @@ def refusal(reason: Refusal, owner_address: str | None = None) -> str:
             "Keys for that account (the dYdX app asks you to confirm a new key; it exists "
             "only after that).\n\n" + _START_OVER
         ),
+        "UNREADABLE_AUTHENTICATOR": (
+            f"On {account} one of the permissions that mention this key is one I cannot "
+            "read, so I cannot tell whether the key could also move funds. I refuse keys I "
+            "cannot check.\n\nIn the dYdX app, under More → API Trading Keys, remove this "
+            "key and create a new one (those are trade-only), then send it here.\n\n" + _START_OVER
+        ),
         "TOO_BROAD": (
             f"On {account} this key can do more than place and cancel orders: it could also "
             "move funds (transfers or withdrawals). I only accept keys that can do nothing "
@@ -273,3 +279,38 @@ REPLACE_BUTTON = "🔁 Replace key"
 REMOVE_BUTTON = "🗑 Remove key"
 CONFIRM_REMOVE_BUTTON = "Yes, remove it"
 KEEP_BUTTON = "No, keep it"
+
+
+# What changed on dYdX, and what to do, by ``KeyProblem`` value (texts do not import it).
+_SUSPENDED: dict[str, tuple[str, str]] = {
+    "NO_AUTHENTICATOR": (
+        "was removed on dYdX (its permission no longer exists)",
+        "create a new key in the dYdX app under More → API Trading Keys",
+    ),
+    "TOO_BROAD": (
+        "now also allows moving funds (transfers or withdrawals), not only trading",
+        "remove that wider permission in the dYdX app, or remove the key and create a new "
+        "one under More → API Trading Keys (those are trade-only)",
+    ),
+    "UNREADABLE_AUTHENTICATOR": (
+        "now has a permission I cannot read, so I cannot tell whether it could move funds",
+        "remove the key in the dYdX app and create a new one under More → API Trading Keys",
+    ),
+    "CANNOT_TRADE": (
+        "can no longer place orders",
+        "create a new key in the dYdX app under More → API Trading Keys",
+    ),
+}
+
+
+def key_suspended(problem: str, owner_address: str) -> str:
+    """The worker's re-check found the key's permission changed: trading stopped."""
+    changed, todo = _SUSPENDED.get(problem, _SUSPENDED["TOO_BROAD"])
+    return (
+        f"⛔ <b>Trading stopped.</b> Your dYdX API trading key for "
+        f"<code>{escape(owner_address)}</code> {changed}.\n"
+        "I removed the key from tv2dydx and paused trading: alerts are recorded, not "
+        "executed. Take-profit and stop-loss orders already on dYdX were left as they are; "
+        "check them in the dYdX app or with /positions.\n\n"
+        f"To trade again: {todo}, send it with /key, then /resume."
+    )

@@ -215,6 +215,19 @@ def failed(detail: str) -> str:
     return f"❌ That failed: {escape(detail)}. Check /positions before trying again."
 
 
+def manual_gave_up() -> str:
+    """A /close, /panic or protection change that several runs could not finish."""
+    return (
+        "⚠️ I could not finish that after several tries, and will not try again. Check "
+        "/positions and /orders, then ask again if something is still open."
+    )
+
+
+def change_queued(market: str) -> str:
+    """A protection change passed its checks and went to the worker."""
+    return f"⏳ Changing the protection of your {escape(market)} position; I'll confirm here."
+
+
 def confirm_panic(seconds: int) -> str:
     """The question before /panic acts."""
     return (

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from core.exchange.factory import create_exchange_provider
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
+from tests.conftest import without_keyring
 from tests.trading_stack import Maker, running_web, running_worker
 
 
@@ -36,7 +37,8 @@ def settings(
 async def web(
     settings: Settings, live_sessionmaker: Maker, redis: Any
 ) -> AsyncIterator[TestClient]:
-    async with running_web(settings) as client:
+    # The web process never holds the keyring (#13); the worker below does.
+    async with running_web(without_keyring(settings)) as client:
         yield client
 
 

@@ -152,6 +152,7 @@ async def test_remove_take_profit_asks_then_cancels_only_it(
     assert "Your stop-loss stays" in (said.text or "")
     await until(lambda: holds(exchange, Decimal("0.1"), 1))
     await assert_invariant(exchange)
+    await me.chat.send("/positions")
     shown = (await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)).text or ""
     assert "take-profit" not in shown, shown
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in shown, shown
@@ -194,13 +195,12 @@ async def test_add_protection_to_an_unprotected_position_rests_its_legs(
     assert "Send the stop-loss for your ETH-USD position" in refused
     assert len(dydx_double.state.tx_log) == before
     assert "And a take-profit for ETH-USD?" in await _ask(me, "1%")
-    await me.chat.send("3090")
-    shown = await me.chat.wait_for(lambda m: "Positions" in (m.text or ""), 45)
+    # Checked here, done by the worker (the bot cannot sign), confirmed by the protection.
+    assert "Changing the protection of your ETH-USD position" in await _ask(me, "3090")
     await until(lambda: holds(exchange, Decimal("0.1"), 2))
     await assert_invariant(exchange)
     said = await me.chat.wait_for(lambda m: "Protected" in (m.text or ""), 45)
     assert "take-profit $3,090.00 and stop-loss $2,970.00 placed" in (said.text or "")
-    del shown
     await me.chat.send("/positions")
     again = await me.chat.wait_for(lambda m: "$2,970.00 · 0.1" in (m.text or ""), 45)
     assert "  • stop-loss $2,970.00 · 0.1 · resting" in (again.text or ""), again.text

@@ -1,5 +1,8 @@
 """/positions, /orders, /close and /panic through the real aiogram bot, the Telegram double and
-the dYdX double (real signing with the trader's API key), live and in paper mode."""
+the dYdX double (real signing with the trader's API key), live and in paper mode.
+
+The bot runs without ``ENCRYPTION_KEYS`` (``polling_bot``): it reads the venue, and /close and
+/panic are done by the worker, whose outcome reaches the chat through the outbox."""
 
 from __future__ import annotations
 
@@ -35,19 +38,12 @@ Maker = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-def settings(
-    make_settings: Callable[..., Settings],
-    telegram_env: dict[str, str],
-    dydx_env: dict[str, str],
-) -> Settings:
-    return make_settings(**telegram_env, **dydx_env)
-
-
-@pytest.fixture
 async def running_bot(
-    settings: Settings, live_sessionmaker: Maker, dispatcher: Dispatcher
+    settings: Settings, live_sessionmaker: Maker, dispatcher: Dispatcher, worker: None
 ) -> AsyncIterator[None]:
-    async with polling_bot(settings, live_sessionmaker, dispatcher):
+    assert settings.has_keyring  # the worker's; polling_bot gives the bot none
+    async with polling_bot(settings, live_sessionmaker, dispatcher) as (_, services):
+        assert not services["exchanges"].can_sign
         yield
 
 

@@ -189,14 +189,18 @@ async def test_keys_rotate_reseals_every_credential(
     new = Keyring.parse(new_entry)
     from sqlalchemy import select
 
-    from core.security.crypto import Sealed
+    from core.security.crypto import DecryptionError, Sealed, open_credential
 
     async with live_sessionmaker() as session:
         rows = (await session.scalars(select(Credential).order_by(Credential.id))).all()
-        assert {row.key_id for row in rows} == {new.primary_id}
+        # Sealed boxes to the new primary, bound to user, owner and authenticator (#13).
+        assert {row.key_id for row in rows} == {f"x:{new.primary_id}"}
         for n, row in enumerate(rows):
-            aad = associated_data(CREDENTIAL_PURPOSE, row.user_id)
-            assert new.decrypt(Sealed(row.key_id, row.ciphertext), aad) == f"key-{n}".encode()
+            sealed = Sealed(row.key_id, row.ciphertext)
+            binding = (row.user_id, row.owner_address, row.authenticator_id)
+            assert open_credential(new, sealed, *binding) == f"key-{n}".encode()
+            with pytest.raises(DecryptionError):  # the old user-only binding no longer opens
+                new.decrypt(sealed, associated_data(CREDENTIAL_PURPOSE, row.user_id))
 
     again = await asyncio.to_thread(run, ["keys", "rotate"], env)
     assert "re-encrypted 0 credential(s)" in again.stdout
@@ -205,3 +209,27 @@ async def test_keys_rotate_reseals_every_credential(
     )
     assert missing_old.returncode == 1
     assert "put every old key back" in missing_old.stderr
+
+
+def test_only_the_worker_needs_the_keyring(base_env: dict[str, str]) -> None:
+    """The worker refuses to start without ENCRYPTION_KEYS; the bot needs only the public
+    sealing key, which ``keys public`` prints (issue #13)."""
+    without = {k: v for k, v in base_env.items() if k != "ENCRYPTION_KEYS"}
+    worker = run(["worker"], bare_env(without), timeout=30)
+    assert worker.returncode == 2
+    assert "ENCRYPTION_KEYS is not set" in worker.stderr
+    assert "Traceback" not in worker.stderr
+    bot = run(["bot"], bare_env(without), timeout=30)
+    assert bot.returncode == 2
+    assert "KEY_SEALING_PUBLIC_KEY is not set" in bot.stderr
+
+    public = run(["keys", "public"], bare_env(base_env), timeout=30)
+    assert public.returncode == 0, public.stderr
+    expected = Keyring.parse(base_env["ENCRYPTION_KEYS"]).sealing_key().encode()
+    assert public.stdout.strip() == expected
+    assert base_env["ENCRYPTION_KEYS"].split(":", 1)[1] not in public.stdout
+
+    doctor = run(["doctor"], bare_env(without, KEY_SEALING_PUBLIC_KEY=expected), timeout=60)
+    assert "- worker: needs ENCRYPTION_KEYS, not set here" in doctor.stdout
+    assert "✓ bot: needs KEY_SEALING_PUBLIC_KEY" in doctor.stdout
+    assert "✓ web: needs no key secret, set" in doctor.stdout

@@ -64,9 +64,17 @@ async def bot_and_services(
     sessionmaker: async_sessionmaker[AsyncSession],
     dispatcher: Dispatcher,
 ) -> AsyncIterator[dict[str, Any]]:
+    from core.exchange.factory import create_key_verifier
+    from core.services.credentials import CredentialService
+
     settings = make_settings(**telegram_env, **dydx_env)
+    # The worker's side: the bot holds no keyring, so decrypting and screening happen here.
+    worker_credentials = CredentialService(
+        sessionmaker, settings.keyring, create_key_verifier(settings.dydx)
+    )
     async with polling_bot(settings, sessionmaker, dispatcher) as (_bot, services):
-        yield dict(services)
+        yield {**services, "worker_credentials": worker_credentials}
+    await worker_credentials.close()
 
 
 async def test_no_secret_of_the_key_flow_reaches_a_log_line(
@@ -106,8 +114,10 @@ async def test_no_secret_of_the_key_flow_reaches_a_log_line(
         await user.send(text)
         await user.wait_for(lambda m, answer=answer: answer in (m.text or ""))
 
-    # The service directly: a refusal, a decryption, the daily screen.
+    # The services directly: a refusal (the bot's), a decryption and the daily screen (the
+    # worker's, which holds the keyring).
     credentials = bot_and_services["credentials"]
+    worker_credentials = bot_and_services["worker_credentials"]
     async with sessionmaker() as session:
         row = await session.scalar(select(User).where(User.telegram_id == user.id))
         assert row is not None
@@ -120,9 +130,10 @@ async def test_no_secret_of_the_key_flow_reaches_a_log_line(
         await session.commit()
     with pytest.raises(CredentialRefusedError):
         await credentials.add_key(user_id, funded_trader.owner_address, MNEMONIC)
-    assert await credentials.load_signing_key(user_id) == bytes.fromhex(key)
+    assert await worker_credentials.load_signing_key(user_id) == bytes.fromhex(key)
     dydx_double.set_compliance(funded_trader.owner_address, "CLOSE_ONLY")
-    assert await screen_compliance(cast(WorkerContext, {"credentials": credentials})) == 1
+    context = cast(WorkerContext, {"credentials": worker_credentials})
+    assert await screen_compliance(context) == 1
 
     out = json_logs.getvalue()
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

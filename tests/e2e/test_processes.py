@@ -11,10 +11,18 @@ import subprocess
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.db.models import Notification, User
+from core.db.models import Credential, Notification, User
+from core.domain.preferences import Preferences
+from core.exchange.factory import create_exchange_provider
+from core.exchange.port import Exchange
+from core.runtime.config import load_settings
+from core.security.crypto import Keyring
+from tests.doubles.dydx.fixtures import FundedTrader
 from tests.doubles.telegram import TelegramDouble
+from tests.e2e.test_bot_trading import _open_position, _until
 from tests.e2e.test_cli import TV2DYDX, bare_env, free_port, run
 
 
@@ -175,3 +183,76 @@ async def test_web_and_worker_report_their_event_loop_stalls_when_asked(
         assert all(w["max_stall_ms"] >= 0 and w["to_ns"] > w["from_ns"] for w in windows), (
             "each line is one window of the loop's worst lateness"
         )
+
+
+async def test_only_the_worker_process_holds_the_keyring_and_close_still_works(
+    base_env: dict[str, str],
+    telegram_double: TelegramDouble,
+    telegram_env: dict[str, str],
+    dydx_env: dict[str, str],
+    funded_trader: FundedTrader,
+    live_sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Issue #13: ``tv2dydx web`` and ``tv2dydx bot`` run without ``ENCRYPTION_KEYS`` (the bot
+    with the public sealing key only); a key added in the chat is sealed for the worker, and
+    /close is signed by the worker process and reported through the outbox."""
+    keys = base_env["ENCRYPTION_KEYS"]
+    public = Keyring.parse(keys).sealing_key().encode()
+    common = {k: v for k, v in {**base_env, **telegram_env, **dydx_env}.items()}
+    without = {k: v for k, v in common.items() if k != "ENCRYPTION_KEYS"}
+    port = free_port()
+    envs = {
+        "web": bare_env(without, WEB_HOST="127.0.0.1", WEB_PORT=str(port)),
+        "bot": bare_env(without, KEY_SEALING_PUBLIC_KEY=public),
+        "worker": bare_env(common),
+    }
+    procs = {
+        name: subprocess.Popen(
+            [TV2DYDX, name],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, env in envs.items()
+    }
+    try:
+        await _wait(lambda: _healthy(port))
+        chat = telegram_double.user(first_name="Quinn")
+        await chat.send("/start")  # the bot process may still be starting: wait for it
+        declaration = await chat.wait_for(lambda m: bool(m.buttons), 90)
+        await chat.press(declaration, text="I confirm")
+        await chat.wait_for(lambda m: "noted" in (m.text or ""), 30)
+        for text, answer in [
+            ("/key", "Step 1 of 2"),
+            (funded_trader.owner_address, "Step 2 of 2"),
+            (funded_trader.api_private_key_hex, "Trading key connected"),
+        ]:
+            await chat.send(text)
+            await chat.wait_for(lambda m, answer=answer: answer in (m.text or ""), 60)
+        async with live_sessionmaker() as session:
+            credential = await session.scalar(select(Credential))
+        assert credential is not None
+        assert credential.key_id.startswith("x:")  # sealed by the bot for the worker
+
+        settings = load_settings(env_file=None, **{k.lower(): v for k, v in common.items()})
+        provider = create_exchange_provider(live_sessionmaker, settings)
+        try:
+            exchange = await provider.for_user(credential.user_id, Preferences())
+            await _open_position(exchange, "0.2", client_id=920_001)
+            await _until(lambda: _has_position(exchange), "the position")
+        finally:
+            await provider.close()
+        await chat.send("/close ETH-USD")
+        closed = await chat.wait_for(lambda m: "Closed" in (m.text or ""), 90)
+        assert (closed.text or "").startswith("✅ Closed: ETH-USD: sold 0.2"), closed.text
+        assert all(proc.poll() is None for proc in procs.values())
+    finally:
+        codes = {name: await _stop(proc) for name, proc in procs.items()}
+    errors = {name: proc.stderr.read() if proc.stderr else "" for name, proc in procs.items()}
+    assert codes == {"web": 0, "bot": 0, "worker": 0}, errors
+    assert not any("Traceback" in text for text in errors.values()), errors
+
+
+async def _has_position(exchange: Exchange) -> bool:
+    return bool(await exchange.positions())

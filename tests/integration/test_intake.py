@@ -457,13 +457,17 @@ async def test_alerts_over_the_per_token_rate_get_429(
     )
     try:
         url = f"/hook/{token_of(issued)}"
-        statuses = [
-            (await client.post(url, json=alert_body(issued, alert_id=f"a{n}"))).status
-            for n in range(8)
+        responses = [
+            await client.post(url, json=alert_body(issued, alert_id=f"a{n}")) for n in range(8)
         ]
     finally:
         await client.close()
+    statuses = [response.status for response in responses]
     assert statuses == [200] * 5 + [429] * 3  # a burst of 5, then one a minute
+    # The next token comes within the minute: Retry-After says when (#13).
+    waits = [int(response.headers["Retry-After"]) for response in responses[5:]]
+    assert all(1 <= wait <= 60 for wait in waits), waits
+    assert "Retry-After" not in responses[0].headers
     rows = await alerts(live_sessionmaker)
     # Only the first refusal of a window is recorded: a flood cannot fill the ledger.
     assert [row.state for row in rows] == [AlertState.ACCEPTED] * 5 + [AlertState.REJECTED]
@@ -479,13 +483,14 @@ async def test_alerts_over_the_per_ip_rate_get_429(
         make_settings(public_base_url=BASE_URL, webhook_ip_allowlist="*", alert_rate_per_ip=1)
     )
     try:
-        statuses = [
-            (await client.post(f"/hook/{token_of(issued)}", json=alert_body(issued))).status
+        responses = [
+            await client.post(f"/hook/{token_of(issued)}", json=alert_body(issued))
             for _, issued in hooks
         ]
     finally:
         await client.close()
-    assert statuses == [200] * 5 + [429] * 2
+    assert [response.status for response in responses] == [200] * 5 + [429] * 2
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in responses[5:])
     assert await count(live_sessionmaker, Alert, Alert.reason == "rate limited (ip)") == 1
 
 

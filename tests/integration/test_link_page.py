@@ -90,7 +90,12 @@ def assert_secured(headers: Any) -> str:
 
 @pytest.fixture
 async def web_settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings(public_base_url="https://tv2dydx.example.com")
+    # Tests here make many calls per link; the limits have a test of their own.
+    return make_settings(
+        public_base_url="https://tv2dydx.example.com",
+        link_rate_per_token=100_000,
+        link_rate_per_ip=100_000,
+    )
 
 
 @pytest.fixture
@@ -138,6 +143,43 @@ async def test_the_page_is_self_contained_with_a_nonce_csp(
     assert "{{" not in html
     again = await client.get(f"/link/{issued.token}")
     assert again.headers["Content-Security-Policy"] != csp  # a fresh nonce per response
+
+
+async def test_the_link_routes_are_rate_limited_per_link_and_per_address(
+    make_settings: Callable[..., Settings],
+    issuer: WalletLinkService,
+    live_sessionmaker: async_sessionmaker[Any],
+    redis: Any,
+) -> None:
+    """Per link and per sender address, checked before the token is looked up; 429 with
+    ``Retry-After`` (#13 part 4). A burst is a quarter of a minute's worth, at least 5."""
+    settings = make_settings(
+        public_base_url="https://tv2dydx.example.com", link_rate_per_token=1, link_rate_per_ip=40
+    )
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        user = await make_user(live_sessionmaker, 3050, "rita")
+        issued = await issuer.issue_link(user.id)
+        pages = [await client.get(f"/link/{issued.token}") for _ in range(6)]
+        assert [page.status for page in pages] == [200] * 5 + [429]
+        assert 1 <= int(pages[-1].headers["Retry-After"]) <= 60
+        assert_secured(pages[-1].headers)
+        # The link's calls share its bucket: refused too, in JSON.
+        call = await client.post(
+            f"/link/{issued.token}/message", json={"address": WALLET.address, "chainId": 1}
+        )
+        assert call.status == 429
+        assert (await call.json())["code"] == "rate_limited"
+        assert int(call.headers["Retry-After"]) >= 1
+        # Other links from the same address: the per-address bucket (burst 10) runs out too,
+        # unknown links included (checked before the lookup).
+        statuses = [(await client.get(f"/link/unknown{n}")).status for n in range(10)]
+        # 5 were spent above (a refused request charges no bucket).
+        assert statuses == [404] * 5 + [429] * 5
+        assert not any(issued.token in key.decode() for key in await redis.keys("*"))
+    finally:
+        await client.close()
 
 
 async def test_unknown_used_and_expired_links_are_the_same_404(

@@ -33,6 +33,7 @@ from core.services.credentials import (
     Refusal,
 )
 from core.services.users import UserService
+from core.texts import key as key_texts
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
 from tests.doubles.dydx.keys import KeyMaterial, new_key, web_app_trading_key_config
@@ -429,6 +430,33 @@ async def test_a_key_without_authenticator_or_without_order_placement_is_refused
     )
 
 
+async def test_a_key_with_an_authenticator_we_cannot_read_is_refused(
+    service: CredentialService,
+    new_user: Callable[[], Any],
+    dydx_double: DydxDouble,
+    funded_trader: FundedTrader,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A chain upgrade's new authenticator type naming the key: refused, nothing stored."""
+    dydx_double.add_unvalidated_authenticator(
+        funded_trader.owner_address,
+        "FutureAuthenticator",
+        json.dumps({"key": _b64(funded_trader.api_public_key), "allow": "*"}).encode(),
+    )
+    user_id = await new_user()
+    reason = await _refused(
+        service,
+        sessionmaker,
+        user_id,
+        funded_trader.owner_address,
+        funded_trader.api_private_key_hex,
+    )
+    assert reason is Refusal.UNREADABLE_AUTHENTICATOR
+    assert "permissions that mention this key is one I cannot read" in key_texts.refusal(
+        reason, funded_trader.owner_address
+    )
+
+
 @pytest.mark.parametrize(
     ("owner", "reason"),
     [
@@ -655,20 +683,28 @@ def test_the_python_client_encoding_of_nested_composites_is_understood() -> None
     assert found.clob_pair_ids == frozenset({0, 1})
 
 
-def test_an_authenticator_the_chain_cannot_initialise_is_ignored() -> None:
-    key = new_key()
-    broken = keys.StoredAuthenticator(
-        1, "AllOf", composite(sig(key), ("SubaccountFilter", b"zero"))
-    )
-    single = keys.StoredAuthenticator(2, "AnyOf", composite(sig(key)))
-    with pytest.raises(KeyCheckError) as raised:
-        keys.find_trading_authorization([broken, single], key.public_key)
-    assert raised.value.problem is KeyProblem.NO_AUTHENTICATOR
+def test_an_unreadable_authenticator_that_mentions_the_key_refuses_it() -> None:
+    """Fail closed (#13): an authenticator we cannot parse or understand is never skipped
+    when it concerns the key, whatever encoding carries the key."""
+    key, other = new_key(), new_key()
     good = keys.StoredAuthenticator(3, "AllOf", web_app_trading_key_config(key.public_key))
-    assert (
-        keys.find_trading_authorization([broken, single, good], key.public_key).authenticator_id
-        == 3
+    unreadable = [
+        keys.StoredAuthenticator(1, "AllOf", composite(sig(key), ("SubaccountFilter", b"zero"))),
+        keys.StoredAuthenticator(2, "AnyOf", composite(sig(key))),
+        keys.StoredAuthenticator(4, "FutureAuthenticator", key.public_key),
+        keys.StoredAuthenticator(
+            5, "AllOf", composite(("AnyOf", composite(sig(key))), ("Unknown", b"x"))
+        ),
+    ]
+    for stored in unreadable:
+        with pytest.raises(KeyCheckError) as raised:
+            keys.find_trading_authorization([good, stored], key.public_key)
+        assert raised.value.problem is KeyProblem.UNREADABLE_AUTHENTICATOR, stored
+    # One that concerns another key only authorises nothing for this one: ignored.
+    foreign = keys.StoredAuthenticator(
+        6, "AllOf", composite(sig(other), ("SubaccountFilter", b"zero"))
     )
+    assert keys.find_trading_authorization([foreign, good], key.public_key).authenticator_id == 3
 
 
 def test_secret_shapes_are_recognised() -> None:

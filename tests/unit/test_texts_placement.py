@@ -20,6 +20,8 @@ SENTENCE_FREE = (
     "core/services/control",
     "core/services/planning.py",
     "core/services/credentials.py",
+    "core/services/manual.py",
+    "core/services/key_watch.py",
     "core/exchange/provider.py",
     "core/exchange/errors.py",
     "core/exchange/keys.py",

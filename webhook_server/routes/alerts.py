@@ -56,7 +56,10 @@ def _answer(result: IntakeResult) -> web.Response:
     status = _STATUS[result.verdict]
     if result.verdict is Verdict.INVALID:
         return _refused(status, "invalid alert", fields=dict(result.errors))
-    return _refused(status, result.verdict.value, reason=result.reason)
+    response = _refused(status, result.verdict.value, reason=result.reason)
+    if result.retry_after is not None:
+        response.headers["Retry-After"] = str(result.retry_after)
+    return response
 
 
 @routes.post("/hook/{token}")

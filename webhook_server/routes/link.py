@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from core.security.crypto import token_hash
+from core.security.ratelimit import Limit
 from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
@@ -26,7 +28,7 @@ from core.services.wallet_link.errors import (
     RpcUnavailableError,
     WalletLinkError,
 )
-from webhook_server.keys import WALLET_LINK
+from webhook_server.keys import LINK_LIMITER, SENDER_POLICY, SETTINGS, WALLET_LINK
 
 routes = web.RouteTableDef()
 
@@ -140,9 +142,43 @@ async def _json_body(request: web.Request, fields: dict[str, type]) -> dict[str,
     return body
 
 
+async def _rate_limited(request: web.Request) -> int | None:
+    """Charge the link's and the sender's buckets (before the token is even looked up);
+    the seconds to wait when either is empty, else None."""
+    settings = request.app[SETTINGS]
+    address = request.app[SENDER_POLICY].resolve(
+        request.remote, request.headers.getall("X-Forwarded-For", [])
+    )
+    decision = await request.app[LINK_LIMITER].check(
+        [
+            (
+                "token",
+                token_hash(request.match_info["token"]),  # never the token itself in Redis
+                Limit.per_minute_with_burst(settings.link_rate_per_token),
+            ),
+            ("ip", str(address), Limit.per_minute_with_burst(settings.link_rate_per_ip)),
+        ]
+    )
+    return None if decision.allowed else decision.retry_after
+
+
+def _too_many(wait: int, *, page: bool) -> web.Response:
+    """A 429 with ``Retry-After``: a plain page for the browser, JSON for the page's calls."""
+    text = f"Too many requests; try again in {wait} s."
+    response = (
+        web.Response(text=text, status=429)
+        if page
+        else web.json_response({"ok": False, "error": text, "code": "rate_limited"}, status=429)
+    )
+    response.headers["Retry-After"] = str(wait)
+    return _secured(response)
+
+
 @routes.get("/link/{token}")
 async def link_page(request: web.Request) -> web.Response:
     """The page, or a 404 page for an unknown, used or expired link (not saying which)."""
+    if (wait := await _rate_limited(request)) is not None:
+        return _too_many(wait, page=True)
     try:
         await request.app[WALLET_LINK].check_link(request.match_info["token"])
     except LinkUnavailableError:
@@ -153,6 +189,8 @@ async def link_page(request: web.Request) -> web.Response:
 @routes.post("/link/{token}/message")
 async def link_message(request: web.Request) -> web.Response:
     """``{address, chainId}`` → ``{ok, message}``: the EIP-4361 text to sign."""
+    if (wait := await _rate_limited(request)) is not None:
+        return _too_many(wait, page=False)
     if not _same_origin(request):
         return _json({"ok": False, "error": "Cross-origin request refused."}, 403)
     try:
@@ -168,6 +206,8 @@ async def link_message(request: web.Request) -> web.Response:
 @routes.post("/link/{token}/verify")
 async def link_verify(request: web.Request) -> web.Response:
     """``{message, signature}`` → ``{ok, address}``, or ``{ok: false, error, code}``."""
+    if (wait := await _rate_limited(request)) is not None:
+        return _too_many(wait, page=False)
     if not _same_origin(request):
         return _json({"ok": False, "error": "Cross-origin request refused."}, 403)
     try:

@@ -43,6 +43,7 @@ from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import BroadcastAnswer, tx_hash
 from core.exchange.dydx.parsing import LIVE_ORDER_STATUSES, indexer_order_id
 from core.exchange.dydx.quantize import price_to_subticks, size_to_quantums
+from core.exchange.errors import SigningUnavailableError
 from core.exchange.orders import (
     MAX_CLIENT_ID,
     CancelResult,
@@ -101,7 +102,7 @@ class DydxExchange:
         owner_address: The subaccount owner (``dydx1…``).
         subaccount_number: The trading subaccount.
         authenticator_id: The owner's authenticator that authorises the API key.
-        private_key: The API key's 32 private key bytes.
+        private_key: The API key's 32 private key bytes; None reads only.
         nonces: Timestamp nonces for stateful orders.
 
     Raises:
@@ -115,15 +116,15 @@ class DydxExchange:
         owner_address: str,
         subaccount_number: int,
         authenticator_id: int,
-        private_key: bytes,
+        private_key: bytes | None,
         nonces: NonceSource,
     ) -> None:
         if subaccount_number < 0 or authenticator_id < 0:
             raise ValueError("subaccount number and authenticator id must not be negative")
-        if len(private_key) != 32:
+        if private_key is not None and len(private_key) != 32:
             raise ValueError("the API trading key must be 32 bytes")
-        try:
-            self._key = KeyPair(PrivateKey(bytes(private_key)))
+        try:  # None: read-only (a process without the keyring reads, never signs)
+            self._key = None if private_key is None else KeyPair(PrivateKey(bytes(private_key)))
         except ValueError:
             raise ValueError("the API trading key is not a valid secp256k1 private key") from None
         self._network = network
@@ -306,6 +307,8 @@ class DydxExchange:
         return nonce
 
     def _sign(self, message: Any, *, account_number: int, sequence: int) -> SignedTx:
+        if self._key is None:
+            raise SigningUnavailableError("this process holds no API trading keys")
         wallet = Wallet(self._key, account_number, sequence)
         options = TxOptions(
             authenticators=[self._authenticator_id],

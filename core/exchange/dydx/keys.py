@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import bech32
 from coincurve import PrivateKey
@@ -303,6 +304,46 @@ def permitted_numbers(node: AuthNode, public_key: bytes, filter_type: str) -> fr
     return None
 
 
+def mentions_key(config: bytes, public_key: bytes, *, _depth: int = 0) -> bool:
+    """Whether an authenticator config we could not parse carries this key anywhere: as raw
+    bytes, base64, hex, or inside nested JSON (strings decoded as base64, byte arrays), so an
+    authenticator we do not understand is never skipped when it may concern the key."""
+    encodings = (
+        public_key,
+        base64.b64encode(public_key),
+        base64.urlsafe_b64encode(public_key),
+        base64.b64encode(public_key).rstrip(b"="),
+        public_key.hex().encode(),
+    )
+    if any(encoded in config for encoded in encodings):
+        return True
+    if _depth > _MAX_TREE_DEPTH:
+        return False
+    try:
+        document = json.loads(config.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    pending: list[Any] = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            if item and all(isinstance(b, int) and 0 <= b < 256 for b in item):
+                if mentions_key(bytes(item), public_key, _depth=_depth + 1):
+                    return True
+            else:
+                pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                decoded = base64.b64decode(item + "=" * (-len(item) % 4))
+            except (binascii.Error, ValueError):
+                continue
+            if mentions_key(decoded, public_key, _depth=_depth + 1):
+                return True
+    return False
+
+
 def involves_key(node: AuthNode, public_key: bytes) -> bool:
     """Whether this key's signature appears anywhere in the tree."""
     if node.type == SIGNATURE_VERIFICATION:
@@ -349,15 +390,22 @@ def find_trading_authorization(
 
     Raises:
         KeyCheckError: ``NO_AUTHENTICATOR`` (the key is not authorised on this account),
-            ``TOO_BROAD`` (some authenticator lets it authorise other messages than placing
-            and cancelling orders), ``CANNOT_TRADE`` (authorised, but not to place orders).
+            ``UNREADABLE_AUTHENTICATOR`` (an authenticator that mentions the key cannot be
+            parsed or understood: fail closed), ``TOO_BROAD`` (some authenticator lets it
+            authorise other messages than placing and cancelling orders), ``CANNOT_TRADE``
+            (authorised, but not to place orders).
     """
     involved: list[tuple[StoredAuthenticator, AuthNode]] = []
     for stored in authenticators:
         try:
             node = parse_authenticator(stored.type, stored.config)
         except AuthenticatorInitError:
-            continue  # the chain cannot initialise it either: it authorises nothing
+            # Either the chain cannot initialise it either (it authorises nothing) or the
+            # chain knows something we do not (a new type, an encoding we misread): when it
+            # concerns this key, refuse rather than guess.
+            if mentions_key(stored.config, public_key):
+                raise KeyCheckError(KeyProblem.UNREADABLE_AUTHENTICATOR) from None
+            continue
         if involves_key(node, public_key):
             involved.append((stored, node))
     if not involved:

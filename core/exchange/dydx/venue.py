@@ -56,7 +56,7 @@ class DydxVenue:
         owner_address: str,
         subaccount_number: int,
         authenticator_id: int,
-        private_key: bytes,
+        private_key: bytes | None,
         nonces: NonceSource,
     ) -> DydxExchange:
         """The exchange port bound to one trader's subaccount and API trading key.

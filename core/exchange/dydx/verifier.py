@@ -18,7 +18,7 @@ from core.exchange.dydx.keys import (
     public_key_of,
 )
 from core.exchange.dydx.node import NodeReader
-from core.exchange.keys import VerifiedKey
+from core.exchange.keys import KeyCheckError, KeyProblem, VerifiedKey
 
 
 class DydxKeyVerifier:
@@ -65,6 +65,21 @@ class DydxKeyVerifier:
             authenticator_id=authorization.authenticator_id,
             private_key=private_key,
         )
+
+    async def check_authorization(
+        self, owner_address: str, private_key: bytes, authenticator_id: int
+    ) -> None:
+        """Re-read the owner's authenticators for a stored key (the worker's daily check).
+
+        Raises:
+            KeyCheckError: ``NO_AUTHENTICATOR`` (the stored authenticator is gone),
+                ``TOO_BROAD``, ``UNREADABLE_AUTHENTICATOR`` or ``CANNOT_TRADE``.
+            ExchangeUnavailableError: The node could not answer.
+        """
+        authenticators = await self._node.get_authenticators(owner_address)
+        if authenticator_id not in {stored.id for stored in authenticators}:
+            raise KeyCheckError(KeyProblem.NO_AUTHENTICATOR)
+        find_trading_authorization(authenticators, public_key_of(private_key))
 
     async def compliance_screen(self, address: str) -> ComplianceStatus:
         """The Indexer's compliance status of ``address``.

@@ -138,6 +138,29 @@ class ManualProtection(abc.ABC):
             paper = Preferences.from_json(user.settings).paper if user is not None else False
         return (user_id, paper, market.strip().upper())
 
+    async def check_change(
+        self, user_id: int, market: str, stop: StopInput, take: StopInput | None, *, adding: bool
+    ) -> None:
+        """Check a protection change against the position and the market without placing
+        anything: the bot, which cannot sign, answers a wrong price at once and queues the
+        change for the worker, which checks again when it does it.
+
+        Raises:
+            ProtectionInputError: No position or protection, or a price is not valid.
+            TradingNotReadyError: The trader cannot trade.
+            ExchangeError: The venue could not be asked.
+        """
+        key = await self._key(user_id, market)
+        position, info, _ = await self._position(key)
+        _trigger(position, info, stop, stop_loss=True)
+        if take is not None:
+            _trigger(position, info, take, stop_loss=False)
+        brackets = await self._brackets(key)
+        if adding and any(b.sl_price is not None or b.sl_pct is not None for b in brackets):
+            raise ProtectionInputError(texts.already_protected(key[2]))
+        if not adding and not brackets:
+            raise ProtectionInputError(texts.nothing_to_move(key[2]))
+
     async def move_stop(self, user_id: int, market: str, stop: StopInput) -> StopMove:
         """Move the stop-loss of every bracket of the position to one trigger price.
 

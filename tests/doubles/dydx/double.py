@@ -319,6 +319,10 @@ class DydxDouble:
         """Add an authenticator as if the owner had sent ``MsgAddAuthenticator``."""
         return self.call(self.state.add_authenticator, owner, auth_type, config)
 
+    def add_unvalidated_authenticator(self, owner: str, auth_type: str, config: bytes) -> int:
+        """Add an authenticator a newer chain would accept and the double does not know."""
+        return self.call(self.state.add_unvalidated_authenticator, owner, auth_type, config)
+
     def remove_authenticator(self, owner: str, authenticator_id: int) -> None:
         """Remove an authenticator."""
         self.call(self.state.remove_authenticator, owner, authenticator_id)

@@ -1031,6 +1031,16 @@ class ChainState:
         )
         return auth_id
 
+    def add_unvalidated_authenticator(self, owner: str, auth_type: str, config: bytes) -> int:
+        """Store an authenticator without this double's validation: one a newer chain
+        accepts (a type added by an upgrade) that our client does not know."""
+        auth_id = self._next_authenticator_id
+        self._next_authenticator_id += 1
+        self._authenticators.setdefault(owner, {})[auth_id] = AuthenticatorRecord(
+            auth_id, auth_type, bytes(config)
+        )
+        return auth_id
+
     @property
     def next_authenticator_id(self) -> int:
         """Id the next added authenticator will get (the chain's global counter)."""
