@@ -18,13 +18,12 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy import (
-    text as sql_text,
-)
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, TimestampMixin, utcnow
 from core.db.funding import FundingPayment as FundingPayment  # re-exported with the ledger
+from core.db.models_manual import ManualRequest as ManualRequest  # on Base's metadata too
 from core.domain.states import (
     AlertState,
     BracketState,
@@ -500,6 +499,3 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-from core.db.models_manual import ManualRequest  # noqa: E402, F401 - on Base's metadata
