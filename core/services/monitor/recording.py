@@ -42,8 +42,7 @@ AfterSync = Callable[[SubaccountRef], Awaitable[None]]
 Followed = Callable[[str, int, int], bool]
 #: Tells the job following an order (owner, subaccount, client id) to look at it now.
 Wake = Callable[[str, int, int], None]
-#: Order statuses after which the order cannot fill any more.
-_FINAL_STATUSES = frozenset({"FILLED", "CANCELED", "BEST_EFFORT_CANCELED"})
+
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
 FRESH_ORDER_AGE = timedelta(seconds=5)
 #: An entry or close younger than this is followed by its own job (which waits up to
@@ -90,9 +89,9 @@ class LedgerRecorder:
         fresh_age: Age under which a SUBMITTING order is left to its job on a catch-up.
         job_follows: Age under which an entry or close is left to the job following it.
         followed: Whether a job of this process is following an order to its end; events
-            only about such orders, final, are left to it (it records the fills, the
-            position and its protection step): no ledger reads or writes of the monitor's
-            own. Without it, every event is synced.
+            only about such orders are left to it (it records the fills, the position and
+            its protection step): no ledger reads or writes of the monitor's own. Without
+            it, every event is synced.
         wake: Tells a job following an order that the stream has news of it.
     """
 
@@ -140,7 +139,9 @@ class LedgerRecorder:
                 if client_id is not None:
                     self._wake(ref.owner_address, ref.subaccount_number, client_id)
         if not catch_up and self._left_to_jobs(ref, events):
-            if self._after_sync is not None:
+            # Only a position that changed concerns the subaccount's other brackets.
+            moved = any(isinstance(e, FillEvent | PositionEvent) for e in events)
+            if moved and self._after_sync is not None:
                 await self._after_sync(ref)
             return
         async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
@@ -181,8 +182,10 @@ class LedgerRecorder:
             await self._after_sync(ref)
 
     def _left_to_jobs(self, ref: SubaccountRef, events: Sequence[SubaccountEvent]) -> bool:
-        """Whether the events only tell the end of orders that jobs of this process follow
-        (a market order filled: its order, fill and position), which they record."""
+        """Whether the events are only news of orders that jobs of this process follow (an
+        order placed, filled: its order, fills and position), which they record themselves,
+        woken by :attr:`_wake`; a job that stops following leaves later news to the monitor
+        (and an order left open to the reconcile cron)."""
         if self._followed is None:
             return False
         markets: set[str] = set()
@@ -190,8 +193,6 @@ class LedgerRecorder:
         for event in events:
             if isinstance(event, OrderEvent):
                 client_id: int | None = event.client_id
-                if event.status not in _FINAL_STATUSES:
-                    return False  # resting or partly filled: the monitor's to follow
             elif isinstance(event, FillEvent):
                 client_id = event.order_client_id
             elif isinstance(event, PositionEvent):
