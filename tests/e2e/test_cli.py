@@ -70,6 +70,19 @@ def wait_for(predicate: object, timeout: float = 90.0) -> None:
     raise AssertionError("condition not met in time")
 
 
+def wait_serving(proc: subprocess.Popen[str], port: int) -> None:
+    """Until ``tv2dydx web`` answers ``/healthz`` on ``port`` (failing if it exits)."""
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -120,19 +133,34 @@ def test_unreachable_database_is_one_line(base_env: dict[str, str], command: str
     assert "Traceback" not in result.stderr
 
 
+def test_web_port_in_use_is_one_line_naming_the_variable(base_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
+        result = run(["web"], env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"WEB_PORT {port}" in result.stderr
+    assert "in use" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_web_says_where_it_listens(base_env: dict[str, str]) -> None:
+    port = free_port()
+    env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
+    with process(["web"], env) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"web: listening on 127.0.0.1:{port}" in first, first
+
+
 def test_web_serves_health_and_stops_on_sigterm(base_env: dict[str, str]) -> None:
     port = free_port()
     env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
     with process(["web"], env) as proc:
-
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up)
+        wait_serving(proc, port)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
         proc.send_signal(signal.SIGTERM)

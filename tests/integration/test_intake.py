@@ -457,13 +457,16 @@ async def test_alerts_over_the_per_token_rate_get_429(
     )
     try:
         url = f"/hook/{token_of(issued)}"
-        statuses = [
-            (await client.post(url, json=alert_body(issued, alert_id=f"a{n}"))).status
-            for n in range(8)
+        answers = [
+            await client.post(url, json=alert_body(issued, alert_id=f"a{n}")) for n in range(8)
         ]
     finally:
         await client.close()
+    statuses = [answer.status for answer in answers]
     assert statuses == [200] * 5 + [429] * 3  # a burst of 5, then one a minute
+    # One token a minute: the sender is told when to come back, and no version banner.
+    assert [answer.headers.get("Retry-After") for answer in answers[5:]] == ["60"] * 3
+    assert {answer.headers["Server"] for answer in answers} == {"tv2dydx"}
     rows = await alerts(live_sessionmaker)
     # Only the first refusal of a window is recorded: a flood cannot fill the ledger.
     assert [row.state for row in rows] == [AlertState.ACCEPTED] * 5 + [AlertState.REJECTED]
@@ -479,13 +482,14 @@ async def test_alerts_over_the_per_ip_rate_get_429(
         make_settings(public_base_url=BASE_URL, webhook_ip_allowlist="*", alert_rate_per_ip=1)
     )
     try:
-        statuses = [
-            (await client.post(f"/hook/{token_of(issued)}", json=alert_body(issued))).status
+        answers = [
+            await client.post(f"/hook/{token_of(issued)}", json=alert_body(issued))
             for _, issued in hooks
         ]
     finally:
         await client.close()
-    assert statuses == [200] * 5 + [429] * 2
+    assert [answer.status for answer in answers] == [200] * 5 + [429] * 2
+    assert [answer.headers.get("Retry-After") for answer in answers[5:]] == ["60"] * 2
     assert await count(live_sessionmaker, Alert, Alert.reason == "rate limited (ip)") == 1
 
 

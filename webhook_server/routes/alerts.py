@@ -10,8 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.alerts.decode import MAX_BODY_BYTES
+from core.runtime.config import Settings
 from core.services.intake import IntakeResult, Verdict
-from webhook_server.keys import INTAKE, SENDER_POLICY
+from webhook_server.edge import retry_after
+from webhook_server.keys import INTAKE, SENDER_POLICY, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -46,7 +48,7 @@ async def _read_capped(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _answer(result: IntakeResult) -> web.Response:
+def _answer(result: IntakeResult, settings: Settings) -> web.Response:
     if result.verdict is Verdict.UNKNOWN_TOKEN:
         raise web.HTTPNotFound()  # the same answer as an unknown route
     if result.verdict is Verdict.ACCEPTED:
@@ -56,7 +58,12 @@ def _answer(result: IntakeResult) -> web.Response:
     status = _STATUS[result.verdict]
     if result.verdict is Verdict.INVALID:
         return _refused(status, "invalid alert", fields=dict(result.errors))
-    return _refused(status, result.verdict.value, reason=result.reason)
+    response = _refused(status, result.verdict.value, reason=result.reason)
+    if result.verdict is Verdict.RATE_LIMITED:
+        # A token comes back after a minute / rate; the slower bucket is the safe wait.
+        slower = min(settings.alert_rate_per_token, settings.alert_rate_per_ip)
+        response.headers["Retry-After"] = retry_after(slower)
+    return response
 
 
 @routes.post("/hook/{token}")
@@ -70,4 +77,4 @@ async def receive_alert(request: web.Request) -> web.Response:
     if body is None:
         return _refused(413, "body too large", limit=MAX_BODY_BYTES)
     result = await request.app[INTAKE].receive(request.match_info["token"], body, address)
-    return _answer(result)
+    return _answer(result, request.app[SETTINGS])
