@@ -61,12 +61,12 @@ async def check_migrations(engine: AsyncEngine) -> CheckResult:
     heads = head_revisions()
     if current == heads:
         return CheckResult("migrations", True, f"at head {', '.join(sorted(heads))}")
-    have = ", ".join(sorted(current)) or "an empty database"
-    return CheckResult(
-        "migrations",
-        False,
-        f"database is at {have}, code expects {', '.join(sorted(heads))}; run: tv2dydx migrate",
-    )
+    expects = ", ".join(sorted(heads))
+    if not current:
+        detail = f"database has no tables yet, code expects revision {expects}"
+    else:
+        detail = f"database is at revision {', '.join(sorted(current))}, code expects {expects}"
+    return CheckResult("migrations", False, f"{detail}; run: tv2dydx migrate")
 
 
 async def check_redis(redis: Redis) -> CheckResult:

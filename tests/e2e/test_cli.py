@@ -177,6 +177,26 @@ def test_worker_runs_and_reports_health(base_env: dict[str, str]) -> None:
     assert run(["worker", "--check"], env).returncode == 1
 
 
+def test_bot_without_telegram_says_once_what_to_check(base_env: dict[str, str]) -> None:
+    api = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = bare_env(base_env, TELEGRAM_API_BASE=api, LOG_LEVEL="DEBUG")
+    with process(["bot"], env) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        # Until the third attempt has failed (two back-offs): the warning must not repeat.
+        while sum("telegram_unreachable_at_start" in line for line in lines) < 2:
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+            lines.append(line)
+    first = next(line for line in lines if '"level": "info"' in line)
+    assert f"bot: answering Telegram updates (polling, Bot API {api})" in first
+    warnings = [line for line in lines if '"level": "warning"' in line]
+    assert len(warnings) == 1, warnings
+    assert f"bot: cannot reach Telegram at {api}" in warnings[0]
+    assert "TELEGRAM_API_BASE" in warnings[0]
+    assert not any('"level": "error"' in line or "Traceback" in line for line in lines)
+
+
 def test_keys_generate_prints_a_valid_entry() -> None:
     result = run(["keys", "generate"], bare_env())
     assert result.returncode == 0
