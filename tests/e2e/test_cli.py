@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -175,6 +177,28 @@ def test_worker_runs_and_reports_health(base_env: dict[str, str]) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     assert run(["worker", "--check"], env).returncode == 1
+
+
+def test_worker_says_what_it_serves_and_its_routine_runs_stay_at_debug(
+    base_env: dict[str, str],
+) -> None:
+    env = bare_env(base_env)
+    with process(["worker"], env) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        wait_for(lambda: proc.poll() is None and run(["worker", "--check"], env).returncode == 0)
+        time.sleep(3)  # the crons run every second or two meanwhile
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "worker: running alerts, notifications and crons from Redis 127.0.0.1:" in first
+    lines = [json.loads(line) for line in [first, *out.splitlines()] if line.startswith("{")]
+    done = next(line["event"] for line in lines if "jobs complete" in line["event"])
+    assert int(re.search(r"(\d+) jobs complete", done).group(1)) >= 2  # type: ignore[union-attr]
+    info = [line["event"] for line in lines if line["level"] == "info"]
+    # Start-up and shutdown only: no line per job run, per reconnect or per tick.
+    assert len(info) <= 6, info
+    warnings = [(line["event"], line.get("shard")) for line in lines if line["level"] == "warning"]
+    assert len(warnings) == len(set(warnings)), warnings  # a failing retry is not repeated
 
 
 def test_bot_without_telegram_says_once_what_to_check(base_env: dict[str, str]) -> None:
