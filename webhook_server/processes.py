@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -44,11 +46,27 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> None:
         app.cleanup_ctx.append(stall_report)
     problem = asyncio.run(_serve(app, settings, reuse_port=reuse_port))
     if problem is not None:
-        fail(
-            f"WEB_PORT {settings.web_port} on WEB_HOST {settings.web_host}: {problem}; "
-            "stop what uses it or set WEB_PORT to a free port",
-            code=1,
-        )
+        _cannot_listen(settings, problem)
+
+
+def _cannot_listen(settings: Settings, problem: str) -> NoReturn:
+    fail(
+        f"WEB_PORT {settings.web_port} on WEB_HOST {settings.web_host}: {problem}; "
+        "stop what uses it or set WEB_PORT to a free port",
+        code=1,
+    )
+
+
+def refuse_busy_port(settings: Settings) -> None:
+    """Exit with one line when the servers could not bind ``WEB_HOST:WEB_PORT`` (checked
+    by the supervisor before it starts them, so the line is not one per server)."""
+    family = socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind((settings.web_host, settings.web_port))
+    except OSError as exc:
+        _cannot_listen(settings, exc.strerror or str(exc))
 
 
 async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) -> str | None:

@@ -135,12 +135,15 @@ def test_unreachable_database_is_one_line(base_env: dict[str, str], command: str
     assert "Traceback" not in result.stderr
 
 
-def test_web_port_in_use_is_one_line_naming_the_variable(base_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_web_port_in_use_is_one_line_naming_the_variable(
+    base_env: dict[str, str], processes: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
+        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port), WEB_PROCESSES=processes)
         result = run(["web"], env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
