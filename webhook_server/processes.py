@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -66,7 +67,7 @@ def refuse_busy_port(settings: Settings) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind((settings.web_host, settings.web_port))
     except OSError as exc:
-        _cannot_listen(settings, exc.strerror or str(exc))
+        _cannot_listen(settings, os.strerror(exc.errno) if exc.errno else str(exc))
 
 
 async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) -> str | None:
@@ -79,8 +80,8 @@ async def _serve(app: web.Application, settings: Settings, *, reuse_port: bool) 
         )
         try:
             await site.start()
-        except OSError as exc:
-            return f"{exc.strerror or exc}"
+        except OSError as exc:  # asyncio's message repeats the address: the errno's words
+            return os.strerror(exc.errno) if exc.errno else str(exc)
         get_logger(__name__).info(
             f"web: listening on {settings.web_host}:{settings.web_port}",
             host=settings.web_host,

@@ -147,8 +147,21 @@ def test_web_port_in_use_is_one_line_naming_the_variable(
         result = run(["web"], env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert f"WEB_PORT {port}" in result.stderr
-    assert "in use" in result.stderr
+    assert f"WEB_PORT {port} on WEB_HOST 127.0.0.1: Address already in use" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_with_web_port_in_use_names_the_variable_first(base_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port), WORKER_PROCESSES="1")
+        result = run(["run", "--no-migrate"], env, timeout=120)
+    assert result.returncode == 1
+    first, *rest = result.stderr.strip().splitlines()
+    assert first.startswith(f"tv2dydx: WEB_PORT {port} on WEB_HOST 127.0.0.1: Address already")
+    assert rest == ["tv2dydx: web exited with code 1; stopped the others"]
     assert "Traceback" not in result.stdout + result.stderr
 
 
