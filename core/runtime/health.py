@@ -51,6 +51,10 @@ async def check_postgres(engine: AsyncEngine) -> CheckResult:
     return CheckResult("postgres", True, "reachable")
 
 
+# How a database without any schema version is described.
+NOT_MIGRATED = "database has no tables yet"
+
+
 async def check_migrations(engine: AsyncEngine) -> CheckResult:
     """The schema is at the head revision of the installed migrations."""
     try:
@@ -63,7 +67,7 @@ async def check_migrations(engine: AsyncEngine) -> CheckResult:
         return CheckResult("migrations", True, f"at head {', '.join(sorted(heads))}")
     expects = ", ".join(sorted(heads))
     if not current:
-        detail = f"database has no tables yet, code expects revision {expects}"
+        detail = f"{NOT_MIGRATED}, code expects revision {expects}"
     else:
         detail = f"database is at revision {', '.join(sorted(current))}, code expects {expects}"
     return CheckResult("migrations", False, f"{detail}; run: tv2dydx migrate")

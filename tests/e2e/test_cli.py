@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.db.models import Credential, User
 from core.runtime.config import REQUIRED
 from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, associated_data, generate_key_entry
+from tests.conftest import drop_database, make_database
 
 TV2DYDX = str(Path(sys.executable).with_name("tv2dydx"))
 
@@ -172,6 +174,26 @@ def test_web_says_where_it_listens(base_env: dict[str, str]) -> None:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert f"web: listening on 127.0.0.1:{port}" in first, first
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database that was never migrated."""
+    name = f"tv2dydx_empty_{secrets.token_hex(3)}"
+    yield make_database(name)
+    drop_database(name)
+
+
+@pytest.mark.parametrize("command", ["web", "bot", "worker"])
+def test_a_never_migrated_database_is_one_line(
+    base_env: dict[str, str], empty_database_url: str, command: str
+) -> None:
+    result = run([command], bare_env(base_env, DATABASE_URL=empty_database_url), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "database has no tables yet" in result.stderr
+    assert "run: tv2dydx migrate" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_web_serves_health_and_stops_on_sigterm(base_env: dict[str, str]) -> None:
