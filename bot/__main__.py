@@ -32,6 +32,7 @@ async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> Non
     from bot.updates import register_webhook
 
     delay = 1.0
+    failures = 0
     while True:
         try:
             await publish_commands(bot)
@@ -39,11 +40,24 @@ async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> Non
                 await register_webhook(bot, dispatcher, settings)
             else:
                 await bot.delete_webhook(drop_pending_updates=False)
-            return
         except (TelegramNetworkError, TelegramServerError, ClientDecodeError) as exc:
-            log.warning("telegram_unreachable_at_start", error=str(exc), retry_in=delay)
+            failures += 1
+            if failures == 1:  # one line says what to check; the retries are routine
+                log.warning(
+                    f"bot: cannot reach Telegram at {settings.telegram_api_base} "
+                    f"({type(exc).__name__}): check this machine's network, DNS and firewall, "
+                    "or TELEGRAM_API_BASE; retrying with back-off up to "
+                    f"{MAX_STARTUP_BACKOFF:.0f}s",
+                    error=str(exc),
+                )
+            else:
+                log.debug("telegram_unreachable_at_start", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_STARTUP_BACKOFF)
+            continue
+        if failures:
+            log.info("bot: Telegram reachable again", attempts=failures + 1)
+        return
 
 
 async def _serve(settings: Settings) -> None:
@@ -56,6 +70,10 @@ async def _serve(settings: Settings) -> None:
     services = create_services(create_sessionmaker(engine), settings)
     try:
         dispatcher = create_dispatcher()
+        log.info(
+            f"bot: answering Telegram updates ({settings.telegram_mode}, "
+            f"Bot API {settings.telegram_api_base})"
+        )
         await _announce(bot, dispatcher, settings)
         if settings.telegram_mode == "polling":
             await dispatcher.start_polling(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from core.runtime.startup import preflight_or_exit, start_process
-from webhook_server.processes import serve, supervise
+from webhook_server.processes import refuse_busy_port, serve, supervise
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     if settings.web_processes == 1:
         serve(settings)
         return
+    refuse_busy_port(settings)
     sys.exit(supervise(settings.web_processes))
 
 

@@ -16,6 +16,7 @@ from core.runtime.logs import get_logger
 from core.security.ratelimit import RateLimiter
 from core.services.wallet_link.service import WalletLinkService
 from core.services.wallet_link.site import LinkSite
+from webhook_server.edge import edge_headers
 from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     """Build the web application; resources open when it starts and close when it stops."""
     app = web.Application(client_max_size=CLIENT_MAX_SIZE, middlewares=[request_context])
     app[SETTINGS] = settings
+    app.on_response_prepare.append(edge_headers)
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_wallet_link)
     app.cleanup_ctx.append(intake_context)

@@ -14,6 +14,7 @@ import asyncio
 import gc
 from typing import TYPE_CHECKING
 
+from core.runtime.logs import get_logger
 from core.runtime.loopwatch import loop_stall_report
 from core.runtime.processes import child_started
 from core.runtime.processes import supervise as supervise_children
@@ -40,7 +41,12 @@ async def _serve(settings: Settings) -> None:
     # collector's full passes, which otherwise stall the event loop under an order burst.
     gc.collect()
     gc.freeze()
-    worker = build_worker(settings, redis_settings(settings), WorkerSettings)
+    redis = redis_settings(settings)
+    worker = build_worker(settings, redis, WorkerSettings)
+    get_logger(__name__).info(
+        f"worker: running alerts, notifications and crons from Redis {redis.host}:{redis.port}"
+        f"/{redis.database} (dYdX {settings.dydx.network})"
+    )
     try:
         async with loop_stall_report(settings.loop_stall_report):
             await worker.async_run()

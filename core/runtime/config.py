@@ -73,7 +73,11 @@ NETWORK_PRESETS: dict[str, DydxEndpoints] = {
 
 # What each variable expects, in the words used when it is missing or invalid.
 EXPECTED: dict[str, str] = {
-    "BOT_TOKEN": "the bot token from @BotFather, like 123456789:AAH...",
+    "BOT_TOKEN": (
+        "the token @BotFather gave you (/newbot, or /token for an existing bot): the bot's "
+        "numeric id, a colon, then 30-64 letters, digits, _ or -, like 123456789:AAH... "
+        "(about 46 characters in all, no spaces or quotes)"
+    ),
     "TELEGRAM_API_BASE": "an http(s) URL of a Bot API server (default https://api.telegram.org)",
     "TELEGRAM_MODE": "'polling' (default) or 'webhook'",
     "TELEGRAM_WEBHOOK_SECRET": (
@@ -467,7 +471,23 @@ def load_settings(env_file: str | None = ".env", **overrides: Any) -> Settings:
             never echoed, since several of them are secrets.
     """
     try:
-        return Settings(_env_file=env_file, **overrides)
+        settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         problems = list(dict.fromkeys(_describe(err) for err in exc.errors()))
         raise ConfigError(problems) from None
+    if _is_placeholder(settings.public_base_url):
+        raise ConfigError(
+            [
+                f"PUBLIC_BASE_URL is still the example's placeholder ({PLACEHOLDER_BASE_URL}): "
+                "set it to the public https address TradingView and wallets reach this server at"
+            ]
+        )
+    return settings
+
+
+# .env.example's value: a configuration that still has it was copied and not filled in.
+PLACEHOLDER_BASE_URL = "https://tv2dydx.example.com"
+
+
+def _is_placeholder(url: str) -> bool:
+    return urlsplit(url).hostname == urlsplit(PLACEHOLDER_BASE_URL).hostname

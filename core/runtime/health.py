@@ -51,6 +51,10 @@ async def check_postgres(engine: AsyncEngine) -> CheckResult:
     return CheckResult("postgres", True, "reachable")
 
 
+# How a database without any schema version is described.
+NOT_MIGRATED = "database has no tables yet"
+
+
 async def check_migrations(engine: AsyncEngine) -> CheckResult:
     """The schema is at the head revision of the installed migrations."""
     try:
@@ -61,12 +65,12 @@ async def check_migrations(engine: AsyncEngine) -> CheckResult:
     heads = head_revisions()
     if current == heads:
         return CheckResult("migrations", True, f"at head {', '.join(sorted(heads))}")
-    have = ", ".join(sorted(current)) or "an empty database"
-    return CheckResult(
-        "migrations",
-        False,
-        f"database is at {have}, code expects {', '.join(sorted(heads))}; run: tv2dydx migrate",
-    )
+    expects = ", ".join(sorted(heads))
+    if not current:
+        detail = f"{NOT_MIGRATED}, code expects revision {expects}"
+    else:
+        detail = f"database is at revision {', '.join(sorted(current))}, code expects {expects}"
+    return CheckResult("migrations", False, f"{detail}; run: tv2dydx migrate")
 
 
 async def check_redis(redis: Redis) -> CheckResult:

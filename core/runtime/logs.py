@@ -139,6 +139,41 @@ class RoutineJobRuns(logging.Filter):
         )
 
 
+class PollingRetries(logging.Filter):
+    """aiogram's polling loop, when Telegram cannot be reached, writes an ERROR and a WARNING
+    per retry (for ever, every few seconds, and each ERROR a Sentry event). Here the first
+    failure of an outage is one WARNING; the retries are DEBUG (dropped unless debugging),
+    and aiogram's ``Connection established`` (INFO) ends the outage.
+
+    Args:
+        debugging: Whether the process logs at DEBUG.
+    """
+
+    _FAILED = "Failed to fetch updates"
+    _SLEEP = "Sleep for "
+    _BACK = "Connection established"
+
+    def __init__(self, debugging: bool) -> None:
+        super().__init__()
+        self._debugging = debugging
+        self._failing = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is written (its level lowered when it is routine)."""
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith(self._BACK):
+            self._failing = False
+            return True
+        if message.startswith(self._FAILED) and not self._failing:
+            self._failing = True
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return True
+        if message.startswith((self._FAILED, self._SLEEP)):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self._debugging
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Route structlog and the stdlib through one redacting chain onto stdout.
 
@@ -188,7 +223,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # DEBUG; its start-up, retries and failures stay as they are.
     arq_worker = logging.getLogger("arq.worker")
     arq_worker.filters[:] = [f for f in arq_worker.filters if not isinstance(f, RoutineJobRuns)]
-    arq_worker.addFilter(RoutineJobRuns(logging.getLevelName(level) <= logging.DEBUG))
+    debugging = logging.getLevelName(level) <= logging.DEBUG
+    arq_worker.addFilter(RoutineJobRuns(debugging))
+    dispatcher = logging.getLogger("aiogram.dispatcher")
+    dispatcher.filters[:] = [f for f in dispatcher.filters if not isinstance(f, PollingRetries)]
+    dispatcher.addFilter(PollingRetries(debugging))
 
 
 def init_sentry(dsn: str | None, *, environment: str, release: str) -> bool:

@@ -11,7 +11,13 @@ from redis.asyncio import Redis
 from core import __version__
 from core.db.engine import create_engine
 from core.runtime.config import ConfigError, Settings, load_settings
-from core.runtime.health import CheckResult, check_postgres, check_redis
+from core.runtime.health import (
+    NOT_MIGRATED,
+    CheckResult,
+    check_migrations,
+    check_postgres,
+    check_redis,
+)
 from core.runtime.logs import configure_logging, init_sentry
 
 
@@ -51,14 +57,21 @@ async def _preflight(settings: Settings) -> list[CheckResult]:
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
     redis: Redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        return list(await asyncio.gather(check_postgres(engine), check_redis(redis)))
+        results = list(await asyncio.gather(check_postgres(engine), check_redis(redis)))
+        if results[0].ok:  # a database never migrated fails at once too, not mid-start-up
+            schema = await check_migrations(engine)
+            if not schema.ok and schema.detail.startswith(NOT_MIGRATED):
+                results.append(schema)
+        return results
     finally:
         await engine.dispose()
         await redis.aclose()
 
 
 def preflight_or_exit(settings: Settings) -> None:
-    """Exit with one line when PostgreSQL or Redis is unreachable at start."""
+    """Exit with one line when PostgreSQL or Redis is unreachable at start, or the database
+    was never migrated. (A schema at another revision is left to the operator: a rolling
+    upgrade migrates while older processes still run.)"""
     for result in asyncio.run(_preflight(settings)):
         if not result.ok:
             fail(result.detail, code=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.db.models import Credential, User
 from core.runtime.config import REQUIRED
 from core.security.crypto import CREDENTIAL_PURPOSE, Keyring, associated_data, generate_key_entry
+from tests.conftest import drop_database, make_database
 
 TV2DYDX = str(Path(sys.executable).with_name("tv2dydx"))
 
@@ -68,6 +72,19 @@ def wait_for(predicate: object, timeout: float = 90.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def wait_serving(proc: subprocess.Popen[str], port: int) -> None:
+    """Until ``tv2dydx web`` answers ``/healthz`` on ``port`` (failing if it exits)."""
+
+    def up() -> bool:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up)
 
 
 @pytest.mark.parametrize(
@@ -120,19 +137,70 @@ def test_unreachable_database_is_one_line(base_env: dict[str, str], command: str
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_web_port_in_use_is_one_line_naming_the_variable(
+    base_env: dict[str, str], processes: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port), WEB_PROCESSES=processes)
+        result = run(["web"], env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"WEB_PORT {port} on WEB_HOST 127.0.0.1: Address already in use" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_with_web_port_in_use_names_the_variable_first(base_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port), WORKER_PROCESSES="1")
+        result = run(["run", "--no-migrate"], env, timeout=120)
+    assert result.returncode == 1
+    first, *rest = result.stderr.strip().splitlines()
+    assert first.startswith(f"tv2dydx: WEB_PORT {port} on WEB_HOST 127.0.0.1: Address already")
+    assert rest == ["tv2dydx: web exited with code 1; stopped the others"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_web_says_where_it_listens(base_env: dict[str, str]) -> None:
+    port = free_port()
+    env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
+    with process(["web"], env) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"web: listening on 127.0.0.1:{port}" in first, first
+
+
+@pytest.fixture
+def empty_database_url() -> Iterator[str]:
+    """A database that was never migrated."""
+    name = f"tv2dydx_empty_{secrets.token_hex(3)}"
+    yield make_database(name)
+    drop_database(name)
+
+
+@pytest.mark.parametrize("command", ["web", "bot", "worker"])
+def test_a_never_migrated_database_is_one_line(
+    base_env: dict[str, str], empty_database_url: str, command: str
+) -> None:
+    result = run([command], bare_env(base_env, DATABASE_URL=empty_database_url), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "database has no tables yet" in result.stderr
+    assert "run: tv2dydx migrate" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_web_serves_health_and_stops_on_sigterm(base_env: dict[str, str]) -> None:
     port = free_port()
     env = bare_env(base_env, WEB_HOST="127.0.0.1", WEB_PORT=str(port))
     with process(["web"], env) as proc:
-
-        def up() -> bool:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up)
+        wait_serving(proc, port)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
         proc.send_signal(signal.SIGTERM)
@@ -147,6 +215,48 @@ def test_worker_runs_and_reports_health(base_env: dict[str, str]) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     assert run(["worker", "--check"], env).returncode == 1
+
+
+def test_worker_says_what_it_serves_and_its_routine_runs_stay_at_debug(
+    base_env: dict[str, str],
+) -> None:
+    env = bare_env(base_env)
+    with process(["worker"], env) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        wait_for(lambda: proc.poll() is None and run(["worker", "--check"], env).returncode == 0)
+        time.sleep(3)  # the crons run every second or two meanwhile
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "worker: running alerts, notifications and crons from Redis 127.0.0.1:" in first
+    lines = [json.loads(line) for line in [first, *out.splitlines()] if line.startswith("{")]
+    done = next(line["event"] for line in lines if "jobs complete" in line["event"])
+    assert int(re.search(r"(\d+) jobs complete", done).group(1)) >= 2  # type: ignore[union-attr]
+    info = [line["event"] for line in lines if line["level"] == "info"]
+    # Start-up and shutdown only: no line per job run, per reconnect or per tick.
+    assert len(info) <= 6, info
+    warnings = [(line["event"], line.get("shard")) for line in lines if line["level"] == "warning"]
+    assert len(warnings) == len(set(warnings)), warnings  # a failing retry is not repeated
+
+
+def test_bot_without_telegram_says_once_what_to_check(base_env: dict[str, str]) -> None:
+    api = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = bare_env(base_env, TELEGRAM_API_BASE=api, LOG_LEVEL="DEBUG")
+    with process(["bot"], env) as proc:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        # Until the third attempt has failed (two back-offs): the warning must not repeat.
+        while sum("telegram_unreachable_at_start" in line for line in lines) < 2:
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+            lines.append(line)
+    first = next(line for line in lines if '"level": "info"' in line)
+    assert f"bot: answering Telegram updates (polling, Bot API {api})" in first
+    warnings = [line for line in lines if '"level": "warning"' in line]
+    assert len(warnings) == 1, warnings
+    assert f"bot: cannot reach Telegram at {api}" in warnings[0]
+    assert "TELEGRAM_API_BASE" in warnings[0]
+    assert not any('"level": "error"' in line or "Traceback" in line for line in lines)
 
 
 def test_keys_generate_prints_a_valid_entry() -> None:

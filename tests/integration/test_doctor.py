@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
+from tests.conftest import drop_database, make_database
 from tests.doubles.dydx.double import DydxDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env, run
@@ -91,3 +93,31 @@ async def test_doctor_reports_a_rejected_bot_token(
     result = await asyncio.to_thread(run, ["doctor"], env, 60)
     assert result.returncode == 1
     assert "Telegram rejected BOT_TOKEN" in result.stdout
+
+
+async def test_doctor_says_an_empty_database_needs_migrating(
+    base_env: dict[str, str], telegram_env: dict[str, str], dydx_env: dict[str, str]
+) -> None:
+    name = f"tv2dydx_empty_{secrets.token_hex(3)}"
+    url = await asyncio.to_thread(make_database, name)
+    try:
+        env = bare_env({**base_env, **telegram_env, **dydx_env, "DATABASE_URL": url})
+        result = await asyncio.to_thread(run, ["doctor"], env, 60)
+    finally:
+        await asyncio.to_thread(drop_database, name)
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("✗ migrations"))
+    assert "database has no tables yet, code expects revision" in line, line
+    assert "run: tv2dydx migrate" in line
+    assert "is at an empty database" not in result.stdout
+
+
+async def test_doctor_refuses_the_example_public_base_url(
+    base_env: dict[str, str], telegram_env: dict[str, str], dydx_env: dict[str, str]
+) -> None:
+    env = bare_env(
+        {**base_env, **telegram_env, **dydx_env, "PUBLIC_BASE_URL": "https://tv2dydx.example.com"}
+    )
+    result = await asyncio.to_thread(run, ["doctor"], env, 60)
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL is still the example's placeholder" in result.stdout + result.stderr

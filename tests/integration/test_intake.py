@@ -468,6 +468,7 @@ async def test_alerts_over_the_per_token_rate_get_429(
     waits = [int(response.headers["Retry-After"]) for response in responses[5:]]
     assert all(1 <= wait <= 60 for wait in waits), waits
     assert "Retry-After" not in responses[0].headers
+    assert {response.headers["Server"] for response in responses} == {"tv2dydx"}
     rows = await alerts(live_sessionmaker)
     # Only the first refusal of a window is recorded: a flood cannot fill the ledger.
     assert [row.state for row in rows] == [AlertState.ACCEPTED] * 5 + [AlertState.REJECTED]

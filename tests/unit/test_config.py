@@ -183,3 +183,28 @@ def test_worker_processes_follow_the_cores_this_process_may_use(
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert settings.worker_processes == min(available_cores(), 8) >= 1
     assert Settings(_env_file=None, **values, worker_processes="3").worker_processes == 3  # type: ignore[call-arg]
+
+
+def test_an_invalid_bot_token_is_told_what_a_valid_one_looks_like() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None, bot_token="123456:ABC-fake")
+    line = next(p for p in info.value.problems if p.startswith("BOT_TOKEN"))
+    assert "@BotFather" in line
+    assert "numeric id, a colon, then 30-64 letters, digits, _ or -" in line
+    assert "ABC-fake" not in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://tv2dydx.example.com", "https://tv2dydx.example.com/", "https://TV2DYDX.example.com/"],
+)
+def test_the_example_public_base_url_is_refused(
+    url: str, make_settings: Callable[..., Settings], base_env: dict[str, str]
+) -> None:
+    overrides = {key.lower(): value for key, value in base_env.items()}
+    with pytest.raises(ConfigError) as info:
+        load_settings(env_file=None, **{**overrides, "public_base_url": url})
+    assert info.value.problems == [
+        "PUBLIC_BASE_URL is still the example's placeholder (https://tv2dydx.example.com): "
+        "set it to the public https address TradingView and wallets reach this server at"
+    ]

@@ -248,7 +248,9 @@ class DydxStream:
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-                self._log.warning("ws_connection_failed", shard=shard.number, error=repr(exc))
+                # The first failure of a streak is worth a WARNING; its retries are routine.
+                log = self._log.warning if attempt == 0 else self._log.debug
+                log("ws_connection_failed", shard=shard.number, error=repr(exc), attempt=attempt)
             except Exception:  # never let one bad frame kill the monitor's stream
                 self._log.exception("ws_connection_crashed", shard=shard.number)
             finally:
@@ -259,7 +261,7 @@ class DydxStream:
                 attempt = 0  # it stayed up: the next drop starts the back-off again
             delay = self._backoff(attempt)
             attempt += 1
-            self._log.info("ws_reconnect_scheduled", shard=shard.number, delay=round(delay, 2))
+            self._log.debug("ws_reconnect_scheduled", shard=shard.number, delay=round(delay, 2))
             await asyncio.sleep(delay)
 
     async def _went_down(self, shard: _Shard) -> None:
