@@ -233,8 +233,10 @@ def test_worker_says_what_it_serves_and_its_routine_runs_stay_at_debug(
     done = next(line["event"] for line in lines if "jobs complete" in line["event"])
     assert int(re.search(r"(\d+) jobs complete", done).group(1)) >= 2  # type: ignore[union-attr]
     info = [line["event"] for line in lines if line["level"] == "info"]
-    # Start-up and shutdown only: no line per job run, per reconnect or per tick.
-    assert len(info) <= 6, info
+    # Start-up (incl. the keys' re-check) and shutdown only: no line per job run, per
+    # reconnect or per tick, so none repeats.
+    assert len(info) <= 8, info
+    assert len(info) == len(set(info)), info
     warnings = [(line["event"], line.get("shard")) for line in lines if line["level"] == "warning"]
     assert len(warnings) == len(set(warnings)), warnings  # a failing retry is not repeated
 
