@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.security.sealing import (
@@ -59,6 +60,8 @@ class Keyring:
         if primary not in keys:
             raise KeyringError("the primary key is not in the keyring")
         self._keys = dict(keys)
+        # Each entry's X25519 private key, derived once (opening a box is on the hot path).
+        self._box_keys: dict[str, X25519PrivateKey] = {}
         self.primary_id = primary
 
     def __repr__(self) -> str:  # never print key material
@@ -124,7 +127,10 @@ class Keyring:
             raise DecryptionError(f"key {entry_id!r} is not in the keyring")
         if sealed.key_id.startswith(SEALED_PREFIX):
             try:
-                return unseal(derive_private_key(key), sealed.blob, aad)
+                private = self._box_keys.get(entry_id)
+                if private is None:
+                    private = self._box_keys[entry_id] = derive_private_key(key)
+                return unseal(private, sealed.blob, aad)
             except UnsealError:
                 raise DecryptionError("sealed box does not open with this context") from None
         nonce, ciphertext = sealed.blob[:NONCE_BYTES], sealed.blob[NONCE_BYTES:]
