@@ -69,9 +69,15 @@ class UnitOfWork:
     where each query's answer stands on its own (loading a row, checking a state), not
     where two reads must agree with each other or with a write.
 
+    A unit whose every write is one atomic statement (``autocommit=True``: claim a row by
+    ``UPDATE ... RETURNING``, mark it done) may run each statement in a transaction of its
+    own in the same way; its caller still calls :meth:`commit` after each write (a no-op
+    then, a real commit where the sessionmaker is bound to a connection, as in tests).
+
     Args:
         sessionmaker: The application's session factory.
         read_only: Whether this unit only reads.
+        autocommit: Whether each statement commits on its own.
     """
 
     session: AsyncSession
@@ -91,10 +97,15 @@ class UnitOfWork:
     analytics: AnalyticsRepository
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, read_only: bool = False
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        read_only: bool = False,
+        autocommit: bool = False,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._read_only = read_only
+        self._autocommit = autocommit
 
     async def __aenter__(self) -> Self:
         bind = self._sessionmaker.kw.get("bind")
@@ -102,6 +113,8 @@ class UnitOfWork:
             self.session = self._sessionmaker(
                 bind=_autocommit(bind), sync_session_class=_ReadOnlySession
             )
+        elif self._autocommit and isinstance(bind, AsyncEngine):
+            self.session = self._sessionmaker(bind=_autocommit(bind))
         else:
             # Bound to a connection (a test's outer transaction): reads join it as before.
             self.session = self._sessionmaker()

@@ -12,6 +12,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
+from core.db.repositories.notifications import ClaimedNotification
 from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.logs import get_logger
@@ -21,6 +22,10 @@ from core.services.priority import PlacementGate
 GIVE_UP_AFTER = timedelta(hours=24)
 # A trade message is worth little when late: retry at least every 30 s during an outage.
 MAX_BACKOFF = timedelta(seconds=30)
+# How long a claimed message is held by its sender: longer than sending a batch takes.
+CLAIM_LEASE = timedelta(seconds=60)
+# Messages claimed at once.
+BATCH = 10
 # At shutdown, how long a background drain may finish sending what it claimed.
 DRAIN_ON_CLOSE_SECONDS = 5.0
 
@@ -68,7 +73,6 @@ class _Delivery(Enum):
     RETRY = "retry"  # retryable failure: try again later, stop this round
     RETRY_FAILED = "failed, channel unhealthy"  # given up, and stop this round
     FAILED = "failed"  # permanent failure of this one message
-    TAKEN = "taken"  # sent meanwhile, or claimed by another worker
 
 
 def backoff(attempts: int) -> timedelta:
@@ -77,8 +81,10 @@ def backoff(attempts: int) -> timedelta:
 
 
 class NotificationService:
-    """Drains the outbox. Each message is its own transaction, so a crash re-sends at most
-    the one message that was in flight."""
+    """Drains the outbox: claims a batch of due messages in one statement (each held for
+    :data:`CLAIM_LEASE`), sends them one by one and marks each once tried, so a crash
+    re-sends at most the one message that was in flight (the rest are due again when their
+    lease ends), and no row is locked while Telegram answers."""
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], *, gate: PlacementGate | None = None
@@ -156,66 +162,71 @@ class NotificationService:
 
     async def _drain(self, sender: NotificationSender, limit: int) -> DeliveryReport:
         sent = retried = failed = 0
-        due: list[int] = []
-        while len(due) < limit:
-            # One lock-free look for what is due (a drain that finds nothing costs one
-            # statement); then each message is claimed and sent in its own transaction.
-            async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
-                batch = await uow.notifications.due_ids(utcnow(), limit - len(due))
-            batch = [notification_id for notification_id in batch if notification_id not in due]
+        while sent + retried + failed < limit:
+            # One statement claims a batch (each message held for CLAIM_LEASE); one marks
+            # each message once tried: a crash re-sends at most the one in flight.
+            async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+                now = utcnow()
+                batch = await uow.notifications.claim_due(
+                    now, now + CLAIM_LEASE, min(BATCH, limit - sent - retried - failed)
+                )
+                await uow.commit()
             if not batch:
                 break
-            due += batch
             again = False  # whether messages waiting out a back-off became due meanwhile
-            for notification_id in batch:
-                outcome = await self._deliver_one(sender, notification_id)
-                if outcome is _Delivery.SENT_AFTER_RETRY:
-                    again = True
+            for n, message in enumerate(batch):
+                outcome = await self._deliver_one(sender, message)
+                again = again or outcome is _Delivery.SENT_AFTER_RETRY
                 sent += outcome in (_Delivery.SENT, _Delivery.SENT_AFTER_RETRY)
                 retried += outcome is _Delivery.RETRY
                 failed += outcome in (_Delivery.FAILED, _Delivery.RETRY_FAILED)
                 if outcome in (_Delivery.RETRY, _Delivery.RETRY_FAILED):
-                    # The channel is unhealthy: stop hammering it this round.
+                    # The channel is unhealthy: stop hammering it this round, and hand the
+                    # rest of the batch back untried.
+                    async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+                        rest = [later.id for later in batch[n + 1 :]]
+                        await uow.notifications.release(rest, utcnow())
+                        await uow.commit()
                     return DeliveryReport(sent=sent, retried=retried, failed=failed)
-            if not again and len(batch) < limit:
+            if not again and len(batch) < BATCH:
                 break
         return DeliveryReport(sent=sent, retried=retried, failed=failed)
 
-    async def _deliver_one(self, sender: NotificationSender, notification_id: int) -> _Delivery:
-        """Claim one message and send it, in one transaction."""
-        async with UnitOfWork(self._sessionmaker) as uow:
-            now = utcnow()
-            message = await uow.notifications.claim(notification_id, now)
-            if message is None:
-                return _Delivery.TAKEN  # sent meanwhile, or another worker holds it
-            message.attempts += 1
-            try:
-                await sender.send(message.chat_id, message.text, message.attachment)
-            except SendError as exc:
-                message.last_error = str(exc)[:500]
-                if exc.retryable and now - message.created_at < GIVE_UP_AFTER:
-                    delay = backoff(message.attempts)
-                    if exc.retry_after is not None:
-                        delay = max(delay, timedelta(seconds=exc.retry_after))
-                    message.next_attempt_at = now + delay
-                    self._log.warning(
-                        "notification_retry",
-                        notification_id=message.id,
-                        attempts=message.attempts,
-                        error=str(exc),
-                    )
-                    await uow.commit()
-                    return _Delivery.RETRY
-                message.state = NotificationState.FAILED
-                self._log.error("notification_failed", notification_id=message.id, error=str(exc))
-                await uow.commit()
-                # A retryable error past the give-up age still means an unhealthy channel.
-                return _Delivery.RETRY_FAILED if exc.retryable else _Delivery.FAILED
-            message.state = NotificationState.SENT
-            message.sent_at = utcnow()
-            retried_before = message.attempts > 1
+    async def _deliver_one(
+        self, sender: NotificationSender, message: ClaimedNotification
+    ) -> _Delivery:
+        """Send one claimed message and record what became of it."""
+        now = utcnow()
+        try:
+            await sender.send(message.chat_id, message.text, message.attachment)
+        except SendError as exc:
+            error = str(exc)[:500]
+            if exc.retryable and now - message.created_at < GIVE_UP_AFTER:
+                delay = backoff(message.attempts)
+                if exc.retry_after is not None:
+                    delay = max(delay, timedelta(seconds=exc.retry_after))
+                await self._mark(message.id, next_attempt_at=now + delay, last_error=error)
+                self._log.warning(
+                    "notification_retry",
+                    notification_id=message.id,
+                    attempts=message.attempts,
+                    error=str(exc),
+                )
+                return _Delivery.RETRY
+            await self._mark(message.id, state=NotificationState.FAILED, last_error=error)
+            self._log.error("notification_failed", notification_id=message.id, error=str(exc))
+            # A retryable error past the give-up age still means an unhealthy channel.
+            return _Delivery.RETRY_FAILED if exc.retryable else _Delivery.FAILED
+        retried_before = message.attempts > 1
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            await uow.notifications.mark(message.id, state=NotificationState.SENT, sent_at=utcnow())
             if retried_before:
                 # Telegram is back: what waits for its back-off goes out now, not later.
                 await uow.notifications.retry_now(now)
             await uow.commit()
-            return _Delivery.SENT_AFTER_RETRY if retried_before else _Delivery.SENT
+        return _Delivery.SENT_AFTER_RETRY if retried_before else _Delivery.SENT
+
+    async def _mark(self, notification_id: int, **values: object) -> None:
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            await uow.notifications.mark(notification_id, **values)
+            await uow.commit()

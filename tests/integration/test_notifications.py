@@ -186,3 +186,23 @@ async def test_a_background_drain_waits_for_alerts_being_placed(
     assert (await user.next_message()).text == "Filled ETH-USD"
     await service.close()
     assert [n.state for n in await _states(sessionmaker)] == [NotificationState.SENT]
+
+
+async def test_a_message_whose_sender_died_is_sent_once_its_lease_ends(
+    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    user = telegram_double.user(first_name="Grace", started=True)
+    assert await _enqueue(sessionmaker, user.chat_id, "Filled SOL-USD")
+    # A worker claims it and dies before sending: held for its lease, nobody else sends it.
+    async with UnitOfWork(sessionmaker, autocommit=True) as uow:
+        now = utcnow()
+        [claimed] = await uow.notifications.claim_due(now, now + timedelta(seconds=0.5), 10)
+        await uow.commit()
+    service = NotificationService(sessionmaker)
+    assert (await service.deliver_due(TelegramSender(bot))).sent == 0
+    await asyncio.sleep(0.6)  # the lease ends
+    report = await service.deliver_due(TelegramSender(bot))
+    assert (report.sent, report.failed) == (1, 0)
+    assert (await user.next_message()).text == "Filled SOL-USD"
+    [row] = await _states(sessionmaker)
+    assert (row.id, row.state, row.attempts) == (claimed.id, NotificationState.SENT, 2)

@@ -52,3 +52,14 @@ async def test_a_read_only_unit_shares_the_engines_pool(
         await uow.session.execute(text("SELECT 1"))
         assert engine.pool.checkedout() == before + 1
     assert engine.pool.checkedout() == before
+
+
+async def test_an_autocommit_unit_commits_each_statement_on_its_own(
+    live_sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    async with UnitOfWork(live_sessionmaker, autocommit=True) as uow:
+        await uow.users.get_or_create(telegram_id=4343)
+        # Visible to everyone at once, before (and without) the unit's commit.
+        async with engine.connect() as connection:
+            count = await connection.scalar(text("SELECT count(*) FROM users"))
+        assert count == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -10,6 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Notification
 from core.domain.states import NotificationState
+
+
+class ClaimedNotification(NamedTuple):
+    """A message claimed for sending (see :meth:`NotificationRepository.claim_due`)."""
+
+    id: int
+    chat_id: int
+    text: str
+    attachment: bytes | None
+    attempts: int
+    created_at: datetime
 
 
 class NotificationRepository:
@@ -60,9 +72,13 @@ class NotificationRepository:
             .values(next_attempt_at=now)
         )
 
-    async def due_ids(self, now: datetime, limit: int) -> list[int]:
-        """Ids of up to ``limit`` messages due at ``now``, oldest first (not locked)."""
-        rows = await self._session.scalars(
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedNotification]:
+        """Claim up to ``limit`` messages due at ``now``, oldest first, in one statement: each
+        counts an attempt and is held until ``lease_until`` (others skip it meanwhile; one
+        whose sender died is due again then)."""
+        due = (
             select(Notification.id)
             .where(
                 Notification.state == NotificationState.PENDING,
@@ -70,18 +86,46 @@ class NotificationRepository:
             )
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        return list(rows)
+        rows = await self._session.execute(
+            update(Notification)
+            .where(Notification.id.in_(due.scalar_subquery()))
+            .values(attempts=Notification.attempts + 1, next_attempt_at=lease_until)
+            .returning(
+                Notification.id,
+                Notification.chat_id,
+                Notification.text,
+                Notification.attachment,
+                Notification.attempts,
+                Notification.created_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        claimed = [ClaimedNotification(*row) for row in rows.all()]
+        return sorted(claimed, key=lambda message: message.id)
 
-    async def claim(self, notification_id: int, now: datetime) -> Notification | None:
-        """Lock one message if it is still due; None if sent meanwhile or locked by another
-        worker (which skips it in turn)."""
-        return await self._session.scalar(
-            select(Notification)
+    async def mark(self, notification_id: int, **values: object) -> None:
+        """Record what became of a claimed message (sent, failed, or when to retry)."""
+        await self._session.execute(
+            update(Notification)
             .where(
                 Notification.id == notification_id,
                 Notification.state == NotificationState.PENDING,
-                Notification.next_attempt_at <= now,
             )
-            .with_for_update(skip_locked=True)
+            .values(**values)
+            .execution_options(synchronize_session=False)
         )
+
+    async def release(self, notification_ids: list[int], now: datetime) -> None:
+        """Hand back claimed messages that were not tried (due now, the attempt uncounted)."""
+        if notification_ids:
+            await self._session.execute(
+                update(Notification)
+                .where(
+                    Notification.id.in_(notification_ids),
+                    Notification.state == NotificationState.PENDING,
+                )
+                .values(attempts=Notification.attempts - 1, next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            )
