@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
-    Enum,
     ForeignKey,
-    Identity,
     Index,
     Integer,
     String,
@@ -22,8 +19,15 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db.base import Base, TimestampMixin, utcnow
+from core.db.columns import enum_type as _enum
+from core.db.columns import id_column as _id
+from core.db.columns import user_fk as _user_fk
 from core.db.funding import FundingPayment as FundingPayment  # re-exported with the ledger
 from core.db.models_manual import ManualRequest as ManualRequest  # on Base's metadata too
+from core.db.models_paper import PaperAccount as PaperAccount
+from core.db.models_paper import PaperFill as PaperFill
+from core.db.models_paper import PaperOrder as PaperOrder
+from core.db.models_paper import PaperPosition as PaperPosition
 from core.domain.states import (
     AlertState,
     BracketState,
@@ -33,28 +37,6 @@ from core.domain.states import (
     OrderState,
     PositionSide,
 )
-
-
-def _enum(enum_cls: type[StrEnum], name: str) -> Enum:
-    # VARCHAR + CHECK rather than a native PostgreSQL enum: adding a value later is a
-    # plain constraint swap instead of an ALTER TYPE that cannot run in a transaction.
-    return Enum(
-        enum_cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=24,
-        values_callable=lambda cls: [member.value for member in cls],
-        validate_strings=True,
-    )
-
-
-def _user_fk() -> Mapped[int]:
-    return mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-
-
-def _id() -> Mapped[int]:
-    return mapped_column(Identity(), primary_key=True)
 
 
 class User(TimestampMixin, Base):
@@ -366,85 +348,6 @@ class Fill(Base):
     filled_at: Mapped[datetime]
 
     __table_args__ = (UniqueConstraint("user_id", "exchange_fill_id"),)
-
-
-class PaperAccount(TimestampMixin, Base):
-    """A paper-trading account: virtual USDC per user (positions and fills carry ``paper``)."""
-
-    __tablename__ = "paper_accounts"
-
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    balance: Mapped[Decimal]
-
-
-class PaperOrder(Base):
-    """An order on the simulated venue (what a node and the Indexer would hold)."""
-
-    __tablename__ = "paper_orders"
-
-    id: Mapped[int] = _id()
-    user_id: Mapped[int] = _user_fk()
-    tx_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[int]
-    order_flags: Mapped[int] = mapped_column(Integer)
-    market: Mapped[str] = mapped_column(String(32))
-    side: Mapped[OrderSide] = mapped_column(_enum(OrderSide, "paper_order_side"))
-    kind: Mapped[str] = mapped_column(String(24))
-    time_in_force: Mapped[str] = mapped_column(String(16))
-    size: Mapped[Decimal]
-    price: Mapped[Decimal]
-    trigger_price: Mapped[Decimal | None]
-    reduce_only: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(24))
-    filled_size: Mapped[Decimal] = mapped_column(default=Decimal(0), server_default="0")
-    good_til_block: Mapped[int | None]
-    good_til_block_time: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    __table_args__ = (
-        UniqueConstraint("user_id", "client_id", "order_flags", "market"),
-        Index(
-            "ix_paper_orders_live",
-            "user_id",
-            postgresql_where=sql_text("status IN ('OPEN', 'UNTRIGGERED')"),
-        ),
-    )
-
-
-class PaperFill(Base):
-    """A simulated fill on the paper venue."""
-
-    __tablename__ = "paper_fills"
-
-    id: Mapped[int] = _id()
-    user_id: Mapped[int] = _user_fk()
-    paper_order_id: Mapped[int] = mapped_column(
-        ForeignKey("paper_orders.id", ondelete="CASCADE"), index=True
-    )
-    market: Mapped[str] = mapped_column(String(32))
-    side: Mapped[OrderSide] = mapped_column(_enum(OrderSide, "paper_fill_side"))
-    size: Mapped[Decimal]
-    price: Mapped[Decimal]
-    fee: Mapped[Decimal]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class PaperPosition(Base):
-    """A simulated position: signed size (positive long), entry price, realized PnL."""
-
-    __tablename__ = "paper_positions"
-
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    market: Mapped[str] = mapped_column(String(32), primary_key=True)
-    size: Mapped[Decimal] = mapped_column(default=Decimal(0))
-    entry_price: Mapped[Decimal] = mapped_column(default=Decimal(0))
-    realized_pnl: Mapped[Decimal] = mapped_column(default=Decimal(0))
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AccountNonce(Base):

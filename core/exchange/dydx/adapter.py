@@ -36,11 +36,11 @@ from dydx_v4_client.wallet import Wallet  # type: ignore[import-untyped]
 from v4_proto.cosmos.tx.v1beta1.tx_pb2 import TxRaw
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
-from core.domain.states import OrderSide
 from core.exchange.dydx.constants import CAPABILITIES
 from core.exchange.dydx.errors import block_failure, error_from_chain, is_already_placed
 from core.exchange.dydx.network import DydxNetwork
 from core.exchange.dydx.node import BroadcastAnswer, tx_hash
+from core.exchange.dydx.order_codes import CONDITIONS, SIDES, TIME_IN_FORCE, unix_seconds
 from core.exchange.dydx.parsing import LIVE_ORDER_STATUSES, indexer_order_id
 from core.exchange.dydx.quantize import price_to_subticks, size_to_quantums
 from core.exchange.errors import SigningUnavailableError
@@ -48,11 +48,9 @@ from core.exchange.orders import (
     MAX_CLIENT_ID,
     CancelResult,
     OrderFlags,
-    OrderKind,
     OrderRequest,
     PlaceResult,
     SignedTx,
-    TimeInForce,
     TxResult,
 )
 from core.exchange.port import Account, Fill, MarketInfo, OpenOrder, Position, VenueCapabilities
@@ -64,30 +62,8 @@ MIN_TIMESTAMP_NONCE = 2**40
 MEMO = "tv2dydx"
 #: The Indexer's largest page.
 MAX_INDEXER_LIMIT = 1000
-_MAX_UINT32 = 2**32 - 1
 # Short-term transactions skip the sequence check, and SIGN_MODE_DIRECT signs whatever is set.
 _SHORT_TERM_SEQUENCE = 0
-
-_SIDES = {OrderSide.BUY: Order.Side.SIDE_BUY, OrderSide.SELL: Order.Side.SIDE_SELL}
-_TIME_IN_FORCE = {
-    TimeInForce.GTT: Order.TimeInForce.TIME_IN_FORCE_UNSPECIFIED,
-    TimeInForce.IOC: Order.TimeInForce.TIME_IN_FORCE_IOC,
-    TimeInForce.POST_ONLY: Order.TimeInForce.TIME_IN_FORCE_POST_ONLY,
-}
-_CONDITIONS = {
-    OrderKind.STOP: Order.ConditionType.CONDITION_TYPE_STOP_LOSS,
-    OrderKind.TAKE_PROFIT: Order.ConditionType.CONDITION_TYPE_TAKE_PROFIT,
-}
-
-
-def _unix_seconds(moment: datetime) -> int:
-    """``good_til_block_time`` (a fixed32 of unix seconds) of a tz-aware time."""
-    if moment.tzinfo is None:
-        raise ValueError("good_til_block_time must be timezone-aware")
-    seconds = int(moment.timestamp())
-    if not 0 < seconds <= _MAX_UINT32:
-        raise ValueError("good_til_block_time is out of range")
-    return seconds
 
 
 class DydxExchange:
@@ -349,18 +325,18 @@ class DydxExchange:
             order_id(
                 self._owner, self._subaccount_number, request.client_id, info.clob_pair_id, flags
             ),
-            _SIDES[request.side],
+            SIDES[request.side],
             quantums,
             subticks,
-            _TIME_IN_FORCE[request.time_in_force],
+            TIME_IN_FORCE[request.time_in_force],
             request.reduce_only,
             good_til_block=request.good_til_block,
             good_til_block_time=(
-                _unix_seconds(request.good_til_block_time)
+                unix_seconds(request.good_til_block_time)
                 if request.good_til_block_time is not None
                 else None
             ),
-            condition_type=_CONDITIONS.get(
+            condition_type=CONDITIONS.get(
                 request.kind, Order.ConditionType.CONDITION_TYPE_UNSPECIFIED
             ),
             conditional_order_trigger_subticks=trigger_subticks,
@@ -407,7 +383,7 @@ class DydxExchange:
         else:
             if good_til_block_time is None or good_til_block is not None:
                 raise ValueError("a stateful cancel needs good_til_block_time only")
-            expiry = {"good_til_block_time": _unix_seconds(good_til_block_time)}
+            expiry = {"good_til_block_time": unix_seconds(good_til_block_time)}
         info = await self._network.market_metadata(market)
         message = cancel_order(
             order_id(self._owner, self._subaccount_number, client_id, info.clob_pair_id, flags),
