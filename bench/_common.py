@@ -28,9 +28,9 @@ from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.webhooks import WebhookService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.accounts import FundedTrader, make_funded_trader
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.trading_stack import Trader
 
 ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -29,8 +29,8 @@ from core.exchange.dydx.venue import DydxVenue
 from core.exchange.orders import OrderKind, OrderRequest, TimeInForce
 from core.runtime.config import DydxEndpoints
 from core.runtime.logs import configure_logging
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import make_funded_trader
+from doubles.dydx.accounts import make_funded_trader
+from doubles.dydx.double import DydxDouble
 
 
 class _Nonces:

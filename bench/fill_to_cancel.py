@@ -50,10 +50,10 @@ from core.db.engine import create_engine, create_sessionmaker
 from core.runtime.config import Settings
 from core.runtime.migrate import upgrade
 from core.security.crypto import generate_key_entry
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import make_funded_trader
-from tests.doubles.dydx.state import SubaccountUpdate
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.accounts import make_funded_trader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.state import SubaccountUpdate
+from doubles.telegram import TelegramDouble
 from tests.trading_stack import Trader
 
 MARKET = "ETH-USD"

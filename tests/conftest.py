@@ -31,8 +31,8 @@ from core.runtime.migrate import upgrade
 from core.security.crypto import generate_key_entry
 
 pytest_plugins = [
-    "tests.doubles.telegram_fixtures",
-    "tests.doubles.dydx.fixtures",
+    "tests.fixtures.telegram",
+    "tests.fixtures.dydx",
 ]
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -23,9 +23,9 @@ from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
 from core.services.webhooks import IssuedWebhook, WebhookService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.accounts import FundedTrader, make_funded_trader
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 from workers.settings import WorkerSettings
 from workers.worker import TradingWorker, build_worker

@@ -25,8 +25,8 @@ from core.db.models import (
 from core.domain.states import AlertState, OrderPurpose, OrderSide, OrderState
 from core.runtime.config import Settings
 from core.services.account import AccountService
+from doubles.telegram import TelegramDouble
 from tests.conftest import polling_bot
-from tests.doubles.telegram import TelegramDouble
 
 
 async def _populate(session: AsyncSession, telegram_id: int) -> User:

@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.models import FundingPayment
 from core.runtime.config import Settings
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.state import ChainState
+from doubles.telegram import TelegramDouble
 from tests import analytics_ledger as ledger
 from tests.conftest import polling_bot
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.state import ChainState
-from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_bot_key import onboarded
 from tests.e2e.test_bot_trading import _exchange, _open_position, _until, _with_key
 

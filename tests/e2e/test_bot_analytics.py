@@ -19,10 +19,10 @@ from core.db.models import Fill, Order, User
 from core.domain.preferences import Preferences
 from core.runtime.config import Settings
 from core.services.analytics.export import CSV_COLUMNS
+from doubles.telegram import TelegramDouble
+from doubles.telegram.actors import SimulatedUser
 from tests import analytics_ledger as ledger
 from tests.conftest import polling_bot
-from tests.doubles.telegram import TelegramDouble
-from tests.doubles.telegram.actors import SimulatedUser
 from tests.e2e.test_bot_key import onboarded
 
 Maker = async_sessionmaker[AsyncSession]

@@ -13,8 +13,8 @@ from bot.app import publish_commands
 from core.db.models import AuditLog, User
 from core.domain.compliance import DECLARATION
 from core.runtime.config import Settings
+from doubles.telegram import TelegramDouble
 from tests.conftest import polling_bot
-from tests.doubles.telegram import TelegramDouble
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from core.domain.states import AlertState, NotificationState, OrderPurpose, Orde
 from core.runtime.config import Settings
 from core.services.notifications import NotificationService
 from core.texts.common import COMMANDS, help_text
+from doubles.telegram import ChatMessage, TelegramDouble
+from doubles.telegram.actors import SimulatedUser
 from tests.conftest import polling_bot
-from tests.doubles.telegram import ChatMessage, TelegramDouble
-from tests.doubles.telegram.actors import SimulatedUser
 from tests.e2e.test_bot_key import onboarded
 
 Maker = async_sessionmaker[AsyncSession]

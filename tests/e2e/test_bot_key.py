@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.models import Credential, User
 from core.runtime.config import Settings
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key, web_app_trading_key_config
+from doubles.telegram import ChatMessage, TelegramDouble
+from doubles.telegram.actors import SimulatedUser
 from tests.conftest import polling_bot
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
-from tests.doubles.telegram import ChatMessage, TelegramDouble
-from tests.doubles.telegram.actors import SimulatedUser
 
 MNEMONIC = "abandon ability able about above absent absorb abstract absurd abuse access accident"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.doubles.telegram import TelegramDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import TV2DYDX, bare_env
 from tests.e2e.test_processes import _stop, _wait
 

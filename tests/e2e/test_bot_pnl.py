@@ -17,10 +17,10 @@ from core.db.models import PaperAccount, User
 from core.domain.preferences import Preferences
 from core.runtime.config import Settings
 from core.services.analytics.chart import HEIGHT_PX, WIDTH_PX
+from doubles.telegram import PNG_SIGNATURE, ChatMessage, TelegramDouble
+from doubles.telegram.actors import SimulatedUser
 from tests import analytics_ledger as ledger
 from tests.conftest import polling_bot
-from tests.doubles.telegram import PNG_SIGNATURE, ChatMessage, TelegramDouble
-from tests.doubles.telegram.actors import SimulatedUser
 from tests.e2e.test_bot_key import onboarded
 
 Maker = async_sessionmaker[AsyncSession]

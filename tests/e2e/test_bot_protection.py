@@ -17,9 +17,9 @@ from core.domain.compliance import DECLARATION
 from core.domain.states import OrderPurpose, OrderState
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.conftest import polling_bot
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import protected_entry
 from tests.protection_checks import assert_invariant, holds, protection, until, venue
 from tests.trading_stack import (

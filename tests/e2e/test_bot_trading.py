@@ -26,12 +26,12 @@ from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.credentials import CredentialService
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import ChatMessage, TelegramDouble
+from doubles.telegram import state as telegram_state
+from doubles.telegram.actors import SimulatedUser
 from tests.conftest import polling_bot
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.telegram import ChatMessage, TelegramDouble
-from tests.doubles.telegram import state as telegram_state
-from tests.doubles.telegram.actors import SimulatedUser
 from tests.e2e.test_bot_key import onboarded
 
 Maker = async_sessionmaker[AsyncSession]

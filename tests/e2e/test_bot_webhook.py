@@ -21,8 +21,8 @@ from core.db.models import AuditLog, Notification, Webhook
 from core.runtime.config import Settings
 from core.security.crypto import token_hash
 from core.texts.common import COMMANDS
+from doubles.telegram import TelegramDouble
 from tests.conftest import polling_bot
-from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_bot_key import onboarded
 from tests.integration.test_intake import start, timenow
 

@@ -19,8 +19,8 @@ from core.domain.states import AlertState, OrderPurpose, OrderState
 from core.exchange.factory import create_exchange_provider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.trading_stack import (
     Maker,
     Trader,

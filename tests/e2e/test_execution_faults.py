@@ -19,8 +19,8 @@ from arq.constants import in_progress_key_prefix, retry_key_prefix
 from core.domain.states import AlertState, OrderState
 from core.runtime.config import Settings
 from core.services.jobs import alert_job_id
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import TV2DYDX, bare_env
 from tests.integration.test_sweeper import OwnRedis
 from tests.trading_stack import (

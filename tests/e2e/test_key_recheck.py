@@ -17,8 +17,8 @@ from core.db.models import AuditLog, Credential, Notification
 from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.services.key_watch import AuthorizationWatch
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.integration.test_trading_key import composite
 from tests.trading_stack import (
     Maker,

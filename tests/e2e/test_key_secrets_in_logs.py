@@ -28,10 +28,10 @@ from core.db.models import User
 from core.runtime.config import Settings
 from core.runtime.logs import REDACTED, configure_logging
 from core.services.credentials import CredentialRefusedError
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.conftest import polling_bot
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.telegram import TelegramDouble
 from workers.context import WorkerContext
 from workers.jobs.screen_compliance import screen_compliance
 

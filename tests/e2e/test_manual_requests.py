@@ -26,8 +26,8 @@ from core.services.execution.pipeline import ExecutionService
 from core.services.manual import MAX_ATTEMPTS, ManualRequestService
 from core.services.trading import TradingService
 from core.texts import trading as texts
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_bot_trading import _open_position, _until
 from tests.trading_stack import Maker, Trader, add_trader, orders_of
 from workers.context import WorkerContext

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from core.domain.states import AlertState, OrderState
 from core.runtime.config import Settings
 from core.services.execution.settle import MAX_RESIGNS
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.trading_stack import (
     Maker,
     add_trader,

@@ -20,8 +20,8 @@ from core.exchange.factory import create_exchange_provider
 from core.exchange.port import Exchange
 from core.runtime.config import load_settings
 from core.security.crypto import Keyring
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.accounts import FundedTrader
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_bot_trading import _open_position, _until
 from tests.e2e.test_cli import TV2DYDX, bare_env, free_port, run
 

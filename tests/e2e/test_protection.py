@@ -25,8 +25,8 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
 from core.services.trading import TradingService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
 from tests.trading_stack import (
     Maker,

@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from core.domain.states import AlertState, BracketState, OrderPurpose, OrderState
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env
 from tests.e2e.test_execution_faults import WorkerProcess
 from tests.e2e.test_protection import brackets_of, said, texts_of

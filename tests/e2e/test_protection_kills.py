@@ -29,10 +29,10 @@ from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.protection.step import RESTING_RECHECK
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.node import BroadcastMatch, BroadcastRecord
-from tests.doubles.dydx.orders import cancelling, placing
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.node import BroadcastMatch, BroadcastRecord
+from doubles.dydx.orders import cancelling, placing
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env
 from tests.e2e.test_execution_faults import WorkerProcess
 from tests.e2e.test_protection import brackets_of, said, texts_of

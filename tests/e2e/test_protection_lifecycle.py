@@ -34,9 +34,9 @@ from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.execution.pipeline import ExecutionService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.state import REMOVAL_EXPIRED, REMOVAL_USER_CANCELED
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.state import REMOVAL_EXPIRED, REMOVAL_USER_CANCELED
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, protected_entry, said, texts_of
 from tests.protection_checks import MARKET, assert_invariant, holds, protection, until, venue
 from tests.trading_stack import (

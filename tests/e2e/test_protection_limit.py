@@ -30,8 +30,8 @@ from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.jobs import alert_job_id
 from core.texts.protection import LEG_REPLACED
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, said, texts_of
 from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
 from tests.trading_stack import (

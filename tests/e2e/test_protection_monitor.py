@@ -25,9 +25,9 @@ from core.domain.states import AlertState, BracketState, OrderPurpose, OrderStat
 from core.exchange.provider import ExchangeProvider
 from core.exchange.stream import SubaccountRef
 from core.runtime.config import Settings
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.state import SubaccountUpdate
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.state import SubaccountUpdate
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, said
 from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
 from tests.trading_stack import (

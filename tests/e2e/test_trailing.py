@@ -21,9 +21,9 @@ from core.exchange.port import Exchange
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
 from core.services.protection.trailing_service import DEFAULT_TAKER_FEE_RATE
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.node import BroadcastRecord
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.node import BroadcastRecord
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_protection import brackets_of, protected_entry, said, texts_of
 from tests.protection_checks import MARKET, assert_invariant, holds, until, venue
 from tests.trading_stack import Maker, Trader, add_trader, orders_of, running_worker

@@ -25,8 +25,8 @@ from core.exchange.provider import ExchangeProvider
 from core.exchange.stream import SubaccountRef
 from core.runtime.config import Settings
 from core.services.monitor.lease import DEFAULT_PREFIX
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env
 from tests.e2e.test_execution_faults import WorkerProcess
 from tests.e2e.test_protection import brackets_of, protected_entry

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from core.domain.states import AlertState
 from core.runtime.config import Settings
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env
 from tests.e2e.test_execution_faults import WorkerProcess
 from tests.e2e.test_web_processes import alive, servers_of

@@ -43,8 +43,8 @@ from core.services.execution.outcome import Outcome
 from core.services.execution.pipeline import ExecutionService
 from core.services.protection.renewal import LegLifetime
 from core.texts import protection as texts
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.protection_checks import assert_invariant, holds, protection, until, venue
 from tests.trading_stack import Maker, add_trader, post_alert, running_web
 

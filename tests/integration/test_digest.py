@@ -18,8 +18,8 @@ from core.domain.states import AlertState, PositionSide
 from core.services.analytics.chart import HEIGHT_PX, WIDTH_PX
 from core.services.analytics.digest import DIGEST_KIND, DigestService
 from core.services.analytics.rendering import ChartRenderer
+from doubles.telegram import PNG_SIGNATURE
 from tests import analytics_ledger as ledger
-from tests.doubles.telegram import PNG_SIGNATURE
 
 Maker = async_sessionmaker[AsyncSession]
 BERLIN_MIDNIGHT_DEC_7 = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)

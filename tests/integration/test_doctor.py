@@ -7,9 +7,9 @@ import secrets
 
 import pytest
 
+from doubles.dydx.double import DydxDouble
+from doubles.telegram import TelegramDouble
 from tests.conftest import drop_database, make_database
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.telegram import TelegramDouble
 from tests.e2e.test_cli import bare_env, run
 
 

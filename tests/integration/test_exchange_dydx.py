@@ -44,9 +44,9 @@ from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, TimeInForc
 from core.exchange.port import Exchange, MarketInfo
 from core.runtime.config import DydxEndpoints
 from core.texts.exchange import NOT_ENOUGH_COLLATERAL
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.state import order_uuid
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.state import order_uuid
 
 BROADCAST_TIMEOUT = 0.4
 SLIPPAGE = Decimal("0.01")

@@ -30,7 +30,7 @@ from core.exchange.errors import PermanentExchangeError
 from core.exchange.orders import OrderFlags, OrderKind, OrderRequest, SignedTx, TimeInForce
 from core.exchange.paper.venue import PaperExchange
 from core.exchange.port import Account, Exchange
-from tests.doubles.dydx.double import DydxDouble
+from doubles.dydx.double import DydxDouble
 
 Maker = async_sessionmaker[AsyncSession]
 ETH = "ETH-USD"

@@ -31,7 +31,7 @@ from core.runtime.config import Settings
 from core.services.notifications import NotificationService
 from core.services.wallet_link.service import WalletLinkService
 from core.services.wallet_link.site import LinkSite
-from tests.doubles.telegram import TelegramDouble
+from doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"

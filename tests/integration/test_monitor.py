@@ -50,10 +50,10 @@ from core.services.monitor.monitor import PositionMonitor
 from core.services.monitor.recording import LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
 from core.services.notifications import NotificationService
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import ORDER_FLAG_LONG_TERM, TIF_UNSPECIFIED, ChainState
+from doubles.dydx.accounts import FundedTrader, make_funded_trader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import ORDER_FLAG_LONG_TERM, TIF_UNSPECIFIED, ChainState
 from workers.monitor import start_monitor, stop_monitor
 
 Maker = async_sessionmaker[AsyncSession]

@@ -23,7 +23,7 @@ from core.domain.states import NotificationState
 from core.runtime.config import Settings
 from core.services.notifications import NotificationService, backoff
 from core.services.priority import PlacementGate
-from tests.doubles.telegram import PNG_SIGNATURE, TelegramDouble
+from doubles.telegram import PNG_SIGNATURE, TelegramDouble
 
 PNG = (
     PNG_SIGNATURE

@@ -17,7 +17,7 @@ from bot.updates import consume_updates, register_webhook
 from core.adapters.telegram import create_bot
 from core.adapters.telegram_webhook import UPDATES_QUEUE, webhook_path
 from core.runtime.config import Settings
-from tests.doubles.telegram import TelegramDouble
+from doubles.telegram import TelegramDouble
 from webhook_server.app import create_app
 
 SECRET = "webhook-secret-0123456789abcdef"

@@ -34,9 +34,9 @@ from core.services.credentials import (
 )
 from core.services.users import UserService
 from core.texts import key as key_texts
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, make_funded_trader
-from tests.doubles.dydx.keys import KeyMaterial, new_key, web_app_trading_key_config
+from doubles.dydx.accounts import FundedTrader, make_funded_trader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import KeyMaterial, new_key, web_app_trading_key_config
 
 MNEMONIC = "abandon ability able about above absent absorb abstract absurd abuse access accident"
 PLACE = "/dydxprotocol.clob.MsgPlaceOrder"

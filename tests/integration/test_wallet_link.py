@@ -49,9 +49,9 @@ from core.services.wallet_link.errors import (
 )
 from core.services.wallet_link.service import LINK_TTL, WalletLinkService
 from core.services.wallet_link.site import LinkSite
+from doubles.telegram import TelegramDouble
+from doubles.telegram.actors import SimulatedUser
 from tests.conftest import polling_bot
-from tests.doubles.telegram import TelegramDouble
-from tests.doubles.telegram.actors import SimulatedUser
 
 BASE_URL = "https://tv2dydx.example.com"
 SITE = LinkSite(base_url=BASE_URL)

@@ -19,8 +19,8 @@ from core.services.analytics.periods import Period
 from core.services.analytics.pnl import chart_data
 from core.services.analytics.pnl_data import series, summarize
 from core.services.analytics.rendering import ChartRenderer, RendererBusyError
+from doubles.telegram import PNG_SIGNATURE
 from tests import analytics_ledger as ledger
-from tests.doubles.telegram import PNG_SIGNATURE
 
 START = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 NOW = START + timedelta(days=3)

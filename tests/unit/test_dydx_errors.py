@@ -17,7 +17,7 @@ from core.exchange.errors import (
     RetryableExchangeError,
     StaleSignatureError,
 )
-from tests.doubles.dydx.state import (
+from doubles.dydx.state import (
     ERR_BLOCK_RATE_LIMIT_EXCEEDED,
     ERR_INVALID_REPLACEMENT,
     ERR_ORDER_FULLY_FILLED,

@@ -35,8 +35,8 @@ from core.exchange.grid import (
     worst_price,
 )
 from core.exchange.port import MarketInfo, VenueCapabilities
-from tests.doubles.dydx.keys import new_key
-from tests.doubles.dydx.state import (
+from doubles.dydx.keys import new_key
+from doubles.dydx.state import (
     ORDER_FLAG_LONG_TERM,
     ORDER_FLAG_SHORT_TERM,
     TIF_IOC,
@@ -45,7 +45,7 @@ from tests.doubles.dydx.state import (
     Market,
     default_markets,
 )
-from tests.doubles.dydx.state import (
+from doubles.dydx.state import (
     SHORT_BLOCK_WINDOW as DOUBLE_SHORT_BLOCK_WINDOW,
 )
 

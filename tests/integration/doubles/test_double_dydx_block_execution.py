@@ -19,11 +19,11 @@ from v4_proto.cosmos.tx.v1beta1 import service_pb2, service_pb2_grpc
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.keys import new_key
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import ChainState, order_uuid
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import ChainState, order_uuid
 from tests.integration.doubles.raw_ws import order_update, raw_socket
 from tests.integration.doubles.test_double_dydx_node import (
     BUY,

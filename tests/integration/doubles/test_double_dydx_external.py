@@ -14,10 +14,10 @@ import pytest
 from dydx_v4_client.network import NodeConfig
 from dydx_v4_client.node.client import NodeClient
 
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import ORDER_FLAG_LONG_TERM, TIF_UNSPECIFIED, order_uuid
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import ORDER_FLAG_LONG_TERM, TIF_UNSPECIFIED, order_uuid
 from tests.integration.doubles.raw_ws import order_update, raw_socket, subaccount_data
 from tests.integration.doubles.test_double_dydx_node import (
     BUY,

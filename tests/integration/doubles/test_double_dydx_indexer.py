@@ -18,12 +18,12 @@ from dydx_v4_client.indexer.candles_resolution import CandlesResolution
 from dydx_v4_client.indexer.rest.indexer_client import IndexerClient
 from dydx_v4_client.indexer.socket.websocket import IndexerSocket
 
-from tests.doubles.dydx.authconfig import decode_sub_authenticators
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader, dydx_env_overrides
-from tests.doubles.dydx.keys import new_key
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import (
+from doubles.dydx.accounts import FundedTrader, dydx_env_overrides
+from doubles.dydx.authconfig import decode_sub_authenticators
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import (
     CONDITION_STOP_LOSS,
     ORDER_FLAG_CONDITIONAL,
     ChainState,

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
 from tests.integration.doubles.raw_ws import raw_socket, subaccount_data
 from tests.integration.doubles.test_double_dydx_indexer import place_ioc
 

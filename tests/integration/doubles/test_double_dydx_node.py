@@ -34,12 +34,12 @@ from v4_proto.dydxprotocol.accountplus import query_pb2_grpc as accountplus_grpc
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgPlaceOrder, OrderBatch
 
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
-from tests.doubles.dydx.node import NodeServer, start_node
-from tests.doubles.dydx.orders import cancelling, placing
-from tests.doubles.dydx.state import ChainState
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key, web_app_trading_key_config
+from doubles.dydx.node import NodeServer, start_node
+from doubles.dydx.orders import cancelling, placing
+from doubles.dydx.state import ChainState
 
 T = TypeVar("T")
 

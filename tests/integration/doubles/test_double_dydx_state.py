@@ -12,10 +12,10 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
-from tests.doubles.dydx.authconfig import AuthenticatorError, decode_sub_authenticators
-from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import (
+from doubles.dydx.authconfig import AuthenticatorError, decode_sub_authenticators
+from doubles.dydx.keys import new_key, web_app_trading_key_config
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import (
     CONDITION_STOP_LOSS,
     CONDITION_TAKE_PROFIT,
     ORDER_FLAG_CONDITIONAL,

@@ -12,11 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.fixtures import FundedTrader
-from tests.doubles.dydx.keys import new_key
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import (
+from doubles.dydx.accounts import FundedTrader
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import (
     CONDITION_STOP_LOSS,
     ORDER_FLAG_CONDITIONAL,
     ORDER_FLAG_LONG_TERM,

@@ -52,8 +52,8 @@ from aiogram.utils.backoff import BackoffConfig
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from tests.doubles.telegram import PNG_SIGNATURE, BotIdentity, TelegramDouble
-from tests.doubles.telegram.formatting import format_text
+from doubles.telegram import PNG_SIGNATURE, BotIdentity, TelegramDouble
+from doubles.telegram.formatting import format_text
 
 FAST_BACKOFF = BackoffConfig(min_delay=0.05, max_delay=0.3, factor=1.5, jitter=0.01)
 WEBHOOK_SECRET = "s3cret-token_for-tests"

@@ -1,47 +1,21 @@
-"""Pytest fixtures for the dYdX v4 double.
+"""Funded dYdX accounts on the double, as a trader would hand them over.
 
-* ``dydx_double`` — a fresh, started :class:`DydxDouble` per test (starts in well under 1 s).
-* ``dydx_env`` — the env overrides a product settings object is built from.
-* ``funded_trader`` — an owner with USDC in subaccount 0 and a web-app style API trading key.
-
-Example:
-    >>> def test_something(dydx_double, funded_trader, monkeypatch):  # doctest: +SKIP
-    ...     for key, value in dydx_env_overrides(dydx_double).items():
-    ...         monkeypatch.setenv(key, value)
-    ...     dydx_double.set_oracle_price("ETH-USD", "3100")
+A fresh owner with USDC in a subaccount and an API trading key authorized by exactly the
+authenticator the dYdX web app's "API Trading Keys" adds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-import pytest
-
-from tests.doubles.dydx.double import DydxDouble
-from tests.doubles.dydx.keys import new_key, web_app_trading_key_config
-
-
-@pytest.fixture
-def dydx_double() -> Iterator[DydxDouble]:
-    """A started dYdX double with fresh state; stopped after the test."""
-    double = DydxDouble().start()
-    try:
-        yield double
-    finally:
-        double.stop()
+from doubles.dydx.double import DydxDouble
+from doubles.dydx.keys import new_key, web_app_trading_key_config
 
 
 def dydx_env_overrides(double: DydxDouble) -> dict[str, str]:
     """``DYDX_*`` environment overrides pointing a product at ``double``."""
     return double.env()
-
-
-@pytest.fixture
-def dydx_env(dydx_double: DydxDouble) -> dict[str, str]:
-    """Env overrides for the per-test double."""
-    return dydx_env_overrides(dydx_double)
 
 
 @dataclass(frozen=True)
@@ -99,9 +73,3 @@ def make_funded_trader(
         authenticator_id=authenticator_id,
         subaccount_number=subaccount_number,
     )
-
-
-@pytest.fixture
-def funded_trader(dydx_double: DydxDouble) -> FundedTrader:
-    """A trader with 10,000 USDC in subaccount 0 and a web-app style API trading key."""
-    return make_funded_trader(dydx_double)

@@ -1,7 +1,7 @@
 """Things that happen to a subaccount without our API key: the owner trading or cancelling in
 the dYdX web app, and the protocol liquidating a position.
 
-They go through the same :class:`~tests.doubles.dydx.state.ChainState` paths as our own
+They go through the same :class:`~doubles.dydx.state.ChainState` paths as our own
 orders, so the chain state, the Indexer REST answers and the ``v4_subaccounts`` updates follow:
 
 * a web-app trade is a short-term IOC order (the web app's market order) from the owner; it
@@ -25,8 +25,8 @@ from decimal import Decimal
 
 from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 
-from tests.doubles.dydx.orders import build_order
-from tests.doubles.dydx.state import (
+from doubles.dydx.orders import build_order
+from doubles.dydx.state import (
     INDEXER_UUID_NAMESPACE,
     ORDER_FLAG_SHORT_TERM,
     STATEFUL_ORDER_TIME_WINDOW,

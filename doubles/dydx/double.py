@@ -34,9 +34,9 @@ from typing import Any, Protocol, TypeVar, cast
 from aiohttp import web
 from v4_proto.dydxprotocol.clob.order_pb2 import Order
 
-from tests.doubles.dydx import external
-from tests.doubles.dydx.indexer import IndexerDouble
-from tests.doubles.dydx.state import Account, ChainState, FillRecord, TxResult
+from doubles.dydx import external
+from doubles.dydx.indexer import IndexerDouble
+from doubles.dydx.state import Account, ChainState, FillRecord, TxResult
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ NodeFactory = Callable[..., Awaitable[Any]]
 
 
 def _default_node_factory() -> NodeFactory:
-    from tests.doubles.dydx.node import start_node  # the node engineer's module
+    from doubles.dydx.node import start_node  # the node engineer's module
 
     return start_node
 
@@ -72,7 +72,7 @@ class DydxDouble:
             False and call :meth:`advance_blocks`.
         host: Loopback interface to bind.
         node_factory: ``async (state, host=, port=) -> node`` with ``.port`` and ``stop()``;
-            defaults to ``tests.doubles.dydx.node.start_node``.
+            defaults to ``doubles.dydx.node.start_node``.
     """
 
     def __init__(

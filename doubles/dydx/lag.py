@@ -5,7 +5,7 @@ The real Indexer trails the chain: ender processes a block after it is committed
 ``IndexerLag.seconds > 0`` the Indexer double
 
 * answers REST (including ``/v4/height``) and the initial contents of a subscription from a
-  snapshot of the :class:`~tests.doubles.dydx.state.ChainState` taken at least ``seconds`` ago;
+  snapshot of the :class:`~doubles.dydx.state.ChainState` taken at least ``seconds`` ago;
 * delivers every WebSocket update ``seconds`` after the change, in order; an update is routed
   to the connections subscribed when it is delivered, so a subscription made during the lag
   gets the old snapshot and then every later change exactly once.
@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.doubles.dydx.state import ChainState
+from doubles.dydx.state import ChainState
 
 
 def snapshot_state(state: ChainState) -> ChainState:

@@ -51,7 +51,7 @@ from v4_proto.dydxprotocol.sending.transfer_pb2 import (
 )
 from v4_proto.dydxprotocol.sending.tx_pb2 import MsgCreateTransfer
 
-from tests.doubles.dydx.keys import address_from_pubkey, is_valid_address
+from doubles.dydx.keys import address_from_pubkey, is_valid_address
 
 # --- constants of the chain -------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ order messages among broadcasts.
 
 Product code builds orders with dydx-v4-client; tests that drive :class:`ChainState` directly
 use :func:`build_order`. :func:`placing` and :func:`cancelling` are ``when=`` matches for
-:meth:`~tests.doubles.dydx.node.NodeServer.hang` (hold a chosen broadcast, not the next one).
+:meth:`~doubles.dydx.node.NodeServer.hang` (hold a chosen broadcast, not the next one).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder, MsgPlaceOrder
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
-from tests.doubles.dydx.state import ORDER_FLAG_SHORT_TERM, TIF_IOC, Market
+from doubles.dydx.state import ORDER_FLAG_SHORT_TERM, TIF_IOC, Market
 
 
 def build_order(

@@ -40,8 +40,8 @@ from v4_proto.dydxprotocol.clob.order_pb2 import Order, OrderId
 from v4_proto.dydxprotocol.clob.tx_pb2 import OrderBatch
 from v4_proto.dydxprotocol.subaccounts.subaccount_pb2 import SubaccountId
 
-from tests.doubles.dydx.authconfig import AuthenticatorError, validate_authenticator
-from tests.doubles.dydx.keys import is_valid_address
+from doubles.dydx.authconfig import AuthenticatorError, validate_authenticator
+from doubles.dydx.keys import is_valid_address
 
 log = logging.getLogger(__name__)
 

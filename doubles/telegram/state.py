@@ -560,7 +560,7 @@ class ApiCall:
         seq: Order of arrival, from 1.
         method: Canonical method name (``sendMessage``), or the path's last part if unknown.
         params: Parameters, JSON fields decoded and numeric ids as ``int``; uploads as
-            :class:`~tests.doubles.telegram.media.Upload`.
+            :class:`~doubles.telegram.media.Upload`.
         bot_id: The bot's id when the token is registered, else ``None``.
         status: HTTP status answered (``0`` when the connection was dropped on purpose).
         response: The JSON body answered, or ``None`` for a non-JSON fault.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from tests.doubles.dydx.state import (
+from doubles.dydx.state import (
     CONDITION_STOP_LOSS,
     CONDITION_TAKE_PROFIT,
     TIF_FOK,

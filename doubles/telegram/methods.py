@@ -234,7 +234,7 @@ class Host(Protocol):
         """Wait until something changes or ``timeout`` seconds pass."""
 
     def check_outage(self) -> None:
-        """Raise :class:`~tests.doubles.telegram.errors.OutageError` while the API is down."""
+        """Raise :class:`~doubles.telegram.errors.OutageError` while the API is down."""
 
     async def fetch(self, url: str) -> bytes:
         """Download ``url`` for a method given a file by URL."""

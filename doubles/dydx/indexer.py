@@ -3,7 +3,7 @@
 Shapes follow ``indexer/services/comlink`` (controllers, ``request-transformer.ts``, ``types.ts``)
 and ``indexer/services/socks`` (``helpers/message.ts``, ``lib/subscription.ts``,
 ``websocket/index.ts``); numbers are strings where the real API uses strings. The app reads the
-:class:`~tests.doubles.dydx.state.ChainState` directly, so it must run on the state's loop.
+:class:`~doubles.dydx.state.ChainState` directly, so it must run on the state's loop.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.doubles.dydx.indexer_json import (
+from doubles.dydx.indexer_json import (
     api_order_type,
     asset_positions_json,
     fill_json,
@@ -34,8 +34,8 @@ from tests.doubles.dydx.indexer_json import (
     transfer_json,
     ws_subaccount_contents,
 )
-from tests.doubles.dydx.lag import IndexerLag
-from tests.doubles.dydx.state import (
+from doubles.dydx.lag import IndexerLag
+from doubles.dydx.state import (
     MAX_SUBACCOUNT_NUMBER,
     BlockUpdate,
     ChainEvent,
@@ -310,7 +310,7 @@ class IndexerDouble:
         """Seconds the Indexer trails the chain (REST, ``/v4/height`` and WebSocket updates).
 
         Settable from any thread, e.g. ``double.indexer.lag = 20.0``; 0 is live. See
-        :mod:`tests.doubles.dydx.lag`.
+        :mod:`doubles.dydx.lag`.
         """
         return self._lag.seconds
 

@@ -1,14 +1,14 @@
 """gRPC node of the dYdX v4 double: what ``dydx_v4_client.node.client.NodeClient`` talks to.
 
 A ``grpc.aio`` server built from the v4_proto ``*Servicer`` classes, serving one
-:class:`~tests.doubles.dydx.state.ChainState` (shared with the Indexer double). It runs on the
+:class:`~doubles.dydx.state.ChainState` (shared with the Indexer double). It runs on the
 double's own event loop; every handler runs to completion between awaits, so the state is only
 touched from that loop.
 
 Services:
 
 * ``cosmos.tx.v1beta1.Service``: ``BroadcastTx`` (decode, authenticate as the chain's ante
-  handler does — see :mod:`tests.doubles.dydx.auth` — then apply the messages), ``Simulate``
+  handler does — see :mod:`doubles.dydx.auth` — then apply the messages), ``Simulate``
   and ``GetTx``;
 * ``cosmos.auth.v1beta1.Query/Account``, ``cosmos.bank.v1beta1.Query`` balances (always empty:
   the double keeps USDC in subaccounts only);
@@ -90,8 +90,8 @@ from v4_proto.tendermint.types.block_pb2 import Block as TmBlock
 from v4_proto.tendermint.types.types_pb2 import BlockID
 from v4_proto.tendermint.types.types_pb2 import Header as TmHeader
 
-from tests.doubles.dydx import auth
-from tests.doubles.dydx.auth import SDK, AccountInfo, ChainError, DecodedTx, TimestampNonceState
+from doubles.dydx import auth
+from doubles.dydx.auth import SDK, AccountInfo, ChainError, DecodedTx, TimestampNonceState
 
 # USDC is asset 0 with atomic resolution -6 on dYdX.
 USDC_ASSET_ID = 0
@@ -199,7 +199,7 @@ class _Rejection:
 
 
 #: Which broadcasts a fault applies to, from the transaction's decoded messages (empty when
-#: the bytes do not decode); see :mod:`tests.doubles.dydx.orders` for ready-made ones.
+#: the bytes do not decode); see :mod:`doubles.dydx.orders` for ready-made ones.
 BroadcastMatch = Callable[[tuple[Message, ...]], bool]
 
 

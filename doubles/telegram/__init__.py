@@ -2,7 +2,7 @@
 
 Products reach it only through configuration: ``TELEGRAM_API_BASE`` is the double's
 ``base_url`` and ``BOT_TOKEN`` a token registered with it (fixtures ``telegram_double``,
-``telegram_bot`` and ``telegram_env`` in ``tests/doubles/telegram_fixtures.py``).
+``telegram_bot`` and ``telegram_env`` in ``tests/fixtures/telegram.py``).
 
 A user story::
 
