@@ -22,6 +22,7 @@ from core.services.monitor.monitor import PositionMonitor
 from core.services.monitor.recording import AfterSync, LedgerRecorder
 from core.services.monitor.watchlist import LedgerWatchList
 from core.services.notifications import NotificationService
+from core.services.priority import PlacementGate
 from core.services.protection.trailing_service import TrailingService
 
 _log = get_logger(__name__)
@@ -37,6 +38,7 @@ def build_monitor(
     after_sync: AfterSync | None = None,
     lease_prefix: str | None = None,
     oracle_listener: OracleListener | None = None,
+    gate: PlacementGate | None = None,
 ) -> PositionMonitor:
     """A monitor of the configured venue, tuned by the ``MONITOR_*`` settings.
 
@@ -49,6 +51,7 @@ def build_monitor(
         after_sync: Runs after each sync of a subaccount (the protection service's step).
         lease_prefix: Lease key prefix (tests keep monitors apart with it).
         oracle_listener: Told about oracle prices (the trailing service); subscribes markets.
+        gate: The process's placing-first gate (the ledger syncs yield to placing alerts).
     """
 
     async def settle(order_id: int) -> Outcome:
@@ -73,6 +76,7 @@ def build_monitor(
             after_sync=after_sync,
             followed=settler.followed.is_followed,
             wake=settler.followed.wake,
+            gate=gate,
         ),
         oracle_listener=oracle_listener,
         # Renewed at a third of the lease's life; polls need the tick at least as often.
@@ -130,6 +134,7 @@ async def start_monitor(ctx: dict[str, Any]) -> None:
         nudge=nudge,
         after_sync=advance_brackets,
         oracle_listener=trailing,
+        gate=execution.gate,
     )
     await monitor.start()
     ctx["monitor"] = monitor

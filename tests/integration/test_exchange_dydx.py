@@ -252,6 +252,56 @@ async def test_account_of_a_funded_and_of_a_never_funded_subaccount(
     assert await empty.positions() == []
 
 
+async def test_traders_asking_for_one_subaccount_at_once_share_one_indexer_request(
+    dydx_double: DydxDouble, funded_trader: FundedTrader, nonces: MemoryNonces
+) -> None:
+    # A slow proxy in front of the Indexer double counts the requests that reach it.
+    hits: list[str] = []
+
+    async def forward(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        await asyncio.sleep(0.05)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{dydx_double.indexer_url}{request.path_qs}") as answer,
+        ):
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type="application/json"
+            )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    proxied = endpoints(dydx_double)
+    proxied = DydxEndpoints(
+        network="custom",
+        indexer_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
+        indexer_ws_url=proxied.indexer_ws_url,
+        node_url=proxied.node_url,
+        node_tls=False,
+        chain_id=proxied.chain_id,
+    )
+    net = DydxNetwork.from_endpoints(proxied, node_timeout=2.0, indexer_timeout=2.0)
+    try:
+        # Ten jobs of one trader on one bar close: each builds its exchange and sizes.
+        jobs = [make_exchange(net, funded_trader, nonces) for _ in range(10)]
+        answers = await asyncio.gather(
+            *(asyncio.gather(job.account(), job.positions()) for job in jobs)
+        )
+        subaccount_path = f"/v4/addresses/{funded_trader.owner_address}/subaccountNumber/0"
+        assert hits == [subaccount_path]
+        assert {account.equity for account, _ in answers} == {Decimal("10000")}
+        # A later question is asked again: nothing is served from a cache.
+        await jobs[0].account()
+        assert hits == [subaccount_path, subaccount_path]
+    finally:
+        await net.close()
+        await runner.cleanup()
+
+
 # --- a market order end to end ----------------------------------------------------------------
 
 

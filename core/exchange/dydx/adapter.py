@@ -14,7 +14,6 @@ never collide with the owner's own trading, which shares the account sequence.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 from typing import Any
@@ -108,7 +107,6 @@ class DydxExchange:
         self._subaccount_number = subaccount_number
         self._authenticator_id = authenticator_id
         self._nonces = nonces
-        self._subaccount_flight: asyncio.Future[tuple[Account, list[Position]]] | None = None
         self._builder = Builder(network.chain_id, "", MEMO)
         self._log = get_logger(
             __name__, owner=owner_address, subaccount=subaccount_number, exchange="dydx"
@@ -217,15 +215,10 @@ class DydxExchange:
         return positions
 
     async def _subaccount(self) -> tuple[Account, list[Position]]:
-        # account() and positions() asked together (sizing needs both) share one request;
-        # a later call asks again, so nothing is ever served stale.
-        flight = self._subaccount_flight
-        if flight is None or flight.done():
-            flight = asyncio.ensure_future(
-                self._network.indexer.subaccount(self._owner, self._subaccount_number)
-            )
-            self._subaccount_flight = flight
-        return await asyncio.shield(flight)
+        # account() and positions() asked together (sizing needs both), and every trader of
+        # this process asking for the same subaccount meanwhile, share one request; a later
+        # call asks again, so nothing is ever served stale.
+        return await self._network.subaccount(self._owner, self._subaccount_number)
 
     async def open_orders(self, market: str | None = None) -> list[OpenOrder]:
         """Live orders (``OPEN``, ``BEST_EFFORT_OPENED``, ``UNTRIGGERED``), optionally of one

@@ -20,7 +20,7 @@ from core.exchange.dydx.indexer import IndexerClient
 from core.exchange.dydx.market import DydxMarket
 from core.exchange.dydx.node import DEFAULT_BROADCAST_TIMEOUT, NodeReader
 from core.exchange.dydx.node import DEFAULT_TIMEOUT as NODE_TIMEOUT
-from core.exchange.port import MarketInfo
+from core.exchange.port import Account, MarketInfo, Position
 from core.runtime.config import DydxEndpoints
 from core.runtime.logs import get_logger
 
@@ -200,6 +200,18 @@ class DydxNetwork:
         return {ticker: market.info for ticker, market in markets.items()}
 
     # ---------------------------------------------------------------- chain
+
+    async def subaccount(self, owner: str, number: int) -> tuple[Account, list[Position]]:
+        """Collateral and open positions of a subaccount, never cached: callers asking while a
+        request is on its way share it (ten alerts of one trader on one bar close make one
+        request, not ten), and a call after it answered asks again.
+
+        Raises:
+            ExchangeUnavailableError: The Indexer did not answer.
+        """
+        return await self._once(
+            ("subaccount", owner, number), lambda: self.indexer.subaccount(owner, number)
+        )
 
     async def block_height(self) -> int:
         """The latest block height, at most ``height_max_age`` old (one node round trip when

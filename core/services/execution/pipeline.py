@@ -164,7 +164,9 @@ class ExecutionService:
             return Outcome.SKIPPED
         key = StoredKey.of(loaded)
         try:
-            return await self._place(alert_id, trader, request, key, picked_up, placing)
+            return await self._place(
+                alert_id, trader, request, key, picked_up, placing, loaded.reserved_client_id
+            )
         except GridError as exc:
             # Nothing was committed: the alert fails with the reason instead of hanging.
             await self._alerts.fail(alert_id, trader, request.market, exc.reason)
@@ -178,6 +180,7 @@ class ExecutionService:
         key: StoredKey | None,
         picked_up: datetime,
         placing: Placement,
+        reserved_client_id: tuple[str, int, int] | None,
     ) -> Outcome:
         started = time.perf_counter()
         exchange = await self._exchange_or_fail(alert_id, trader, request, credential=key)
@@ -198,6 +201,7 @@ class ExecutionService:
             height=height,
             picked_up=picked_up,
             bracket=bracket,
+            reserved_client_id=reserved_client_id,
         )
         timings["signed_committed"] = time.perf_counter()
         # This job follows the order to its end: the monitor leaves its events to it.

@@ -80,6 +80,7 @@ class OrderPlacer:
         picked_up: datetime | None = None,
         bracket: NewBracket | None = None,
         leg_of: tuple[int, int] | None = None,
+        reserved_client_id: tuple[str, int, int] | None = None,
     ) -> Committed:
         """Allocate a client id, sign, and commit the order as SUBMITTING (step 1).
 
@@ -88,6 +89,8 @@ class OrderPlacer:
 
         Args:
             leg_of: ``(bracket id, generation)`` of a take-profit / stop-loss leg.
+            reserved_client_id: ``(owner, subaccount, client id)`` allocated with the alert's
+                load; used when it is this exchange's subaccount (never for paper trading).
 
         Returns:
             The order's id, its signed transaction and its client id.
@@ -97,9 +100,11 @@ class OrderPlacer:
             OrderKind.MARKET,
             OrderKind.LIMIT,
         )
-        client_id = await self._store.allocate_client_id(
-            exchange.owner_address, exchange.subaccount_number
-        )
+        owner, number = exchange.owner_address, exchange.subaccount_number
+        if reserved_client_id is not None and reserved_client_id[:2] == (owner, number):
+            client_id = reserved_client_id[2]
+        else:
+            client_id = await self._store.allocate_client_id(owner, number)
         request = OrderRequest(
             market=plan.market,
             side=plan.side,

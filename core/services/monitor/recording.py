@@ -33,6 +33,7 @@ from core.exchange.stream import (
 )
 from core.runtime.logs import get_logger
 from core.services.execution.settle import DEFAULT_SETTLE_TIMEOUT
+from core.services.priority import PlacementGate
 
 #: Settles one of our orders by id (``OrderSettler.settle``).
 Settle = Callable[[int], Awaitable[object]]
@@ -93,6 +94,8 @@ class LedgerRecorder:
             its protection step): no ledger reads or writes of the monitor's own. Without
             it, every event is synced.
         wake: Tells a job following an order that the stream has news of it.
+        gate: This process's placing-first gate: a sync (after waking the jobs its events
+            concern) waits while alerts are being placed, like every bookkeeping step.
     """
 
     def __init__(
@@ -105,8 +108,10 @@ class LedgerRecorder:
         job_follows: timedelta = JOB_FOLLOWS,
         followed: Followed | None = None,
         wake: Wake | None = None,
+        gate: PlacementGate | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._gate = gate
         self._followed = followed
         self._wake = wake
         self._settle = settle
@@ -138,6 +143,9 @@ class LedgerRecorder:
                 )
                 if client_id is not None:
                     self._wake(ref.owner_address, ref.subaccount_number, client_id)
+        # Placing first: the jobs are woken at once, the monitor's own writes wait.
+        if self._gate is not None:
+            await self._gate.yield_to_placing()
         if not catch_up and self._left_to_jobs(ref, events):
             # Only a position that changed concerns the subaccount's other brackets.
             moved = any(isinstance(e, FillEvent | PositionEvent) for e in events)
