@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(func=cmd_keys_rotate)
 
     sub.add_parser(
-        "doctor", help="check configuration, PostgreSQL, Redis, migrations, Telegram and dYdX"
+        "doctor",
+        help="check configuration, PostgreSQL, Redis, migrations, Telegram, dYdX and "
+        "PUBLIC_BASE_URL over HTTPS",
     ).set_defaults(func=cmd_doctor)
     return parser
 

@@ -13,6 +13,7 @@ from v4_proto.cosmos.base.tendermint.v1beta1 import query_pb2, query_pb2_grpc
 from core.db.engine import create_engine
 from core.runtime.config import PROCESS_SECRETS, ConfigError, Settings, load_settings
 from core.runtime.health import CheckResult, check_migrations, check_postgres, check_redis
+from core.runtime.public_url import check_public_url
 
 TIMEOUT = 5.0
 
@@ -99,12 +100,13 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     engine = create_engine(settings.database_url.get_secret_value(), pool_size=1)
     redis: Redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        postgres, redis_result, telegram, indexer, node = await asyncio.gather(
+        postgres, redis_result, telegram, indexer, node, public = await asyncio.gather(
             check_postgres(engine),
             check_redis(redis),
             check_telegram(settings),
             check_indexer(settings),
             check_node(settings),
+            check_public_url(settings),
         )
         migrations = (
             await check_migrations(engine)
@@ -114,7 +116,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
     finally:
         await engine.dispose()
         await redis.aclose()
-    return [postgres, migrations, redis_result, telegram, indexer, node]
+    return [postgres, migrations, redis_result, telegram, indexer, node, *public]
 
 
 def doctor(echo: Callable[[str], None] = print) -> int:

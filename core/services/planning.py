@@ -1,6 +1,6 @@
 """From an alert to an order: sizing, position semantics and risk limits (pure functions).
 
-Position semantics (documented in the README):
+Position semantics (documented in docs/architecture.md, "How alerts are executed"):
 
 * ``action: close`` or ``position: flat`` closes the whole position, reduce-only; nothing to
   do when already flat.

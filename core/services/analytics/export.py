@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from core.db.repositories.analytics import FillRecord, FundingRecord
 
-#: The columns, in order (documented in the README).
+#: The columns, in order (documented in docs/analytics.md).
 CSV_COLUMNS = (
     "time_utc",
     "kind",
