@@ -28,6 +28,7 @@ from .state import (
     UserProfile,
     now,
 )
+from .webapp import init_data_for, launch_url
 
 if TYPE_CHECKING:
     from .media import StoredFile
@@ -313,6 +314,37 @@ class SimulatedUser:
             )
 
         return await self._double._run(run())
+
+    def open_web_app(
+        self, message: ChatMessage, text: str | None = None, *, auth_date: int | None = None
+    ) -> str:
+        """Tap a ``web_app`` button: the URL the client opens, launch parameters included.
+
+        The fragment carries ``tgWebAppData``: ``initData`` for this user, signed with the
+        bot's token exactly as Telegram signs it (see :mod:`doubles.telegram.webapp`).
+
+        Args:
+            message: The bot message carrying the keyboard.
+            text: The button's label; omitted: the message's only Web App button.
+            auth_date: Unix time Telegram signed at (default: now; older to test staleness).
+
+        Raises:
+            LookupError: No such button, or the message was deleted.
+            ValueError: The button is not a Web App button.
+        """
+        if message.deleted:
+            raise LookupError(f"{message!r} was deleted; its buttons cannot be pressed")
+        if text is not None:
+            button = message.button(text)
+        else:
+            apps = [b for b in message.buttons if b.kind == "web_app"]
+            if len(apps) != 1:
+                raise LookupError(f"{len(apps)} Web App buttons on {message!r}; give text=")
+            button = apps[0]
+        if button.web_app_url is None:
+            raise ValueError(f"button {button.text!r} is a {button.kind} button, not a Web App")
+        init_data = init_data_for(self.profile, self.bot, auth_date=auth_date)
+        return launch_url(button.web_app_url, init_data)
 
     async def next_message(self, timeout: float = 5.0) -> ChatMessage:
         """Return the bot's next message in this chat that the test has not read yet.

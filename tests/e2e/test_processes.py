@@ -202,7 +202,9 @@ async def test_only_the_worker_process_holds_the_keyring_and_close_still_works(
     without = {k: v for k, v in common.items() if k != "ENCRYPTION_KEYS"}
     port = free_port()
     envs = {
-        "web": bare_env(without, WEB_HOST="127.0.0.1", WEB_PORT=str(port)),
+        "web": bare_env(
+            without, KEY_SEALING_PUBLIC_KEY=public, WEB_HOST="127.0.0.1", WEB_PORT=str(port)
+        ),
         "bot": bare_env(without, KEY_SEALING_PUBLIC_KEY=public),
         "worker": bare_env(common),
     }
