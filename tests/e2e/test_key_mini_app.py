@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.models import Credential, Notification
+from core.db.uow import UnitOfWork
 from core.runtime.config import Settings
 from doubles.dydx.accounts import FundedTrader
 from doubles.dydx.double import DydxDouble
@@ -333,3 +334,25 @@ async def test_pasting_in_the_chat_still_works_after_a_warning(
     assert pasted.deleted_by == "bot"
     [row] = await credentials(live_sessionmaker)
     assert row.key_address == funded_trader.api_address
+
+
+async def test_the_checklists_key_step_carries_the_form_button(
+    stack: Settings, browser: Browser, telegram_double: TelegramDouble, live_sessionmaker: Maker
+) -> None:
+    user = await onboarded(telegram_double, "Quin")
+    async with UnitOfWork(live_sessionmaker) as uow:
+        row = await uow.users.get_by_telegram_id(user.id)
+        assert row is not None
+        await uow.wallets.add(
+            user_id=row.id, address="0x" + "ab" * 20, chain_id=1, linked_at=datetime.now(UTC)
+        )
+        await uow.commit()
+    await user.send("/start")
+    checklist = await user.wait_for(lambda m: "Set-up" in (m.text or ""))
+    assert "Next step: /key" in (checklist.text or "")
+    assert [b.kind for b in checklist.buttons] == ["web_app", "callback_data"]
+    form = await Form.open(browser, user.open_web_app(checklist))
+    try:
+        assert await form.page.is_visible("#form")
+    finally:
+        await form.close()
