@@ -193,7 +193,7 @@ async def test_only_the_worker_process_holds_the_keyring_and_close_still_works(
     funded_trader: FundedTrader,
     live_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Issue #13: ``tv2dydx web`` and ``tv2dydx bot`` run without ``ENCRYPTION_KEYS`` (the bot
+    """Issue #13: ``tv2dydx web`` and ``tv2dydx bot`` run without ``ENCRYPTION_KEYS`` (both
     with the public sealing key only); a key added in the chat is sealed for the worker, and
     /close is signed by the worker process and reported through the outbox."""
     keys = base_env["ENCRYPTION_KEYS"]
