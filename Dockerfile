@@ -12,6 +12,8 @@ COPY bot ./bot
 COPY webhook_server ./webhook_server
 COPY workers ./workers
 COPY migrations ./migrations
+# The protocol doubles ship for `tv2dydx demo` (simulated Telegram and dYdX; never used otherwise).
+COPY doubles ./doubles
 # The same install command CI runs in a fresh virtualenv (.ci/run, "docker install").
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 

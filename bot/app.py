@@ -30,6 +30,7 @@ from core.services.analytics.service import AnalyticsService
 from core.services.control.service import ControlService
 from core.services.credentials import CredentialService
 from core.services.execution.pipeline import ExecutionService
+from core.services.key_entry import KeyEntryService
 from core.services.manual import ManualRequestService
 from core.services.protection.renewal import LegLifetime
 from core.services.trading import TradingService
@@ -50,6 +51,7 @@ class Services(TypedDict):
     setup: SetupService
     account: AccountService
     credentials: CredentialService
+    key_entry: KeyEntryService
     wallet_link: WalletLinkService
     webhooks: WebhookService
     control: ControlService
@@ -82,6 +84,13 @@ def create_services(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
         setup=SetupService(sessionmaker),
         account=AccountService(sessionmaker),
         credentials=credentials,
+        # The bot only issues forms; the web server accepts them.
+        key_entry=KeyEntryService(
+            sessionmaker,
+            settings.public_base_url,
+            settings.bot_token.get_secret_value(),
+            credentials,
+        ),
         wallet_link=WalletLinkService(sessionmaker, LinkSite.from_settings(settings)),
         webhooks=WebhookService(sessionmaker, settings.public_base_url),
         control=ControlService(sessionmaker),

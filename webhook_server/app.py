@@ -11,9 +11,13 @@ from redis.exceptions import RedisError
 from core.adapters.arq_queue import ArqJobQueue
 from core.adapters.telegram_webhook import webhook_path
 from core.db.engine import create_engine, create_sessionmaker
+from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
 from core.runtime.logs import get_logger
+from core.security.crypto import PublicSealer
 from core.security.ratelimit import RateLimiter
+from core.services.credentials import CredentialService
+from core.services.key_entry import KeyEntryService
 from core.services.wallet_link.service import WalletLinkService
 from core.services.wallet_link.site import LinkSite
 from webhook_server.edge import edge_headers
@@ -21,6 +25,8 @@ from webhook_server.intake import intake_context
 from webhook_server.keys import (
     ENGINE,
     JOB_QUEUE,
+    KEY_ENTRY,
+    KEY_LIMITER,
     LINK_LIMITER,
     REDIS,
     SESSIONMAKER,
@@ -28,7 +34,7 @@ from webhook_server.keys import (
     WALLET_LINK,
 )
 from webhook_server.middlewares import request_context
-from webhook_server.routes import alerts, health, link, telegram
+from webhook_server.routes import alerts, health, key, link, telegram
 
 # Webhook bodies are tiny; refuse anything large before reading it.
 CLIENT_MAX_SIZE = 64 * 1024
@@ -58,12 +64,23 @@ async def _wallet_link(app: web.Application) -> AsyncIterator[None]:
         app[JOB_QUEUE] = queue
     except (OSError, RedisError, TimeoutError) as exc:
         get_logger(__name__).warning("job_queue_unavailable", error=str(exc))
+    bot_token = settings.bot_token.get_secret_value()
     app[WALLET_LINK] = WalletLinkService(
-        app[SESSIONMAKER], LinkSite.from_settings(settings), queue=queue
+        app[SESSIONMAKER], LinkSite.from_settings(settings), queue=queue, bot_token=bot_token
     )
     # Per link and per address, like the alert routes' buckets (#13 part 4).
     app[LINK_LIMITER] = RateLimiter(app[REDIS], prefix="tv2dydx:rl:link")
+    # The key form: the web never holds the keyring, it seals each accepted key to the
+    # worker's public key, exactly as the bot's chat flow does (the same service).
+    credentials = CredentialService(
+        app[SESSIONMAKER], PublicSealer(settings.sealing_key), create_key_verifier(settings.dydx)
+    )
+    app[KEY_ENTRY] = KeyEntryService(
+        app[SESSIONMAKER], settings.public_base_url, bot_token, credentials, queue=queue
+    )
+    app[KEY_LIMITER] = RateLimiter(app[REDIS], prefix="tv2dydx:rl:key")
     yield
+    await credentials.close()
     if queue is not None:
         await queue.close()
 
@@ -78,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(intake_context)
     app.add_routes(health.routes)
     app.add_routes(link.routes)
+    app.add_routes(key.routes)
     app.add_routes(alerts.routes)
     if settings.telegram_mode == "webhook" and settings.telegram_webhook_secret is not None:
         path = webhook_path(settings.telegram_webhook_secret.get_secret_value())

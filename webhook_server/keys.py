@@ -11,6 +11,7 @@ from core.runtime.config import Settings
 from core.security.client_ip import SenderPolicy
 from core.security.ratelimit import RateLimiter
 from core.services.intake import IntakeService
+from core.services.key_entry import KeyEntryService
 from core.services.wallet_link.service import WalletLinkService
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -23,4 +24,6 @@ WALLET_LINK = web.AppKey("wallet_link", WalletLinkService)
 INTAKE = web.AppKey("intake", IntakeService)
 SENDER_POLICY = web.AppKey("sender_policy", SenderPolicy)
 LINK_LIMITER = web.AppKey("link_limiter", RateLimiter)
+KEY_ENTRY = web.AppKey("key_entry", KeyEntryService)
+KEY_LIMITER = web.AppKey("key_limiter", RateLimiter)
 REQUEST_ID = web.RequestKey("request_id", str)

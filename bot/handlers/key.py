@@ -1,9 +1,11 @@
 """/key: connect, show, replace and remove the dYdX API trading key.
 
-The conversation asks for the owner address, then the private key. Every message that
-carries a secret is deleted as soon as it is read, and the user is told. The FSM data holds
-the owner address only; the key exists solely in the handler's local variable on its way to
-the service.
+A key is added through the Mini App form (a ``web_app`` button; the key goes to the web
+server, never through the chat) when the site is https. The chat conversation is the
+fallback, behind a warning: it asks for the owner address, then the private key. Every
+message that carries a secret is deleted as soon as it is read, and the user is told. The
+FSM data holds the owner address only; the key exists solely in the handler's local variable
+on its way to the service.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from bot.keyboards.key import KeyAction, KeyCD
 from core.exchange.errors import ExchangeUnavailableError
 from core.security.secrets import looks_secret
 from core.services.credentials import CredentialRefusedError, CredentialService, Refusal
+from core.services.key_entry import FORM_TTL, KeyEntryService
 from core.services.users import UserView
 from core.texts import key as texts
+from core.texts import key_entry as entry_texts
 
 router: Final[Router] = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
@@ -54,20 +58,60 @@ async def _delete_and_say(message: Message) -> None:
     await message.answer(texts.secret_deleted() if deleted else texts.secret_not_deleted())
 
 
+async def _offer(
+    message: Message,
+    state: FSMContext,
+    user_id: int,
+    key_entry: KeyEntryService,
+    *,
+    replacing: bool = False,
+) -> None:
+    """Offer the Mini App form (with the chat as fallback), or, when Telegram cannot open
+    it (a plain-http site), start the chat conversation behind its warning."""
+    if not key_entry.form_available:
+        await _start_conversation(message, state, replacing=replacing, form_available=False)
+        return
+    form = await key_entry.issue(user_id)
+    await message.answer(
+        entry_texts.offer_form(FORM_TTL, replacing=replacing),
+        reply_markup=keyboards.add_key(form.url, replacing=replacing),
+    )
+
+
+async def _start_conversation(
+    message: Message, state: FSMContext, *, replacing: bool, form_available: bool
+) -> None:
+    await state.set_state(KeyForm.owner_address)
+    warning = entry_texts.paste_warning(form_available=form_available)
+    await message.answer(f"{warning}\n\n{texts.ask_owner_address(replacing=replacing)}")
+
+
 @router.message(Command("key"))
 async def key_command(
-    message: Message, state: FSMContext, user: UserView, credentials: CredentialService
+    message: Message,
+    state: FSMContext,
+    user: UserView,
+    credentials: CredentialService,
+    key_entry: KeyEntryService,
 ) -> None:
-    """Show the active key, or start the conversation when there is none."""
+    """Show the active key, or offer to add one when there is none."""
     await state.clear()
     if message.text and looks_secret(message.text):  # "/key <private key>"
         await _delete_and_say(message)
     view = await credentials.status(user.id)
     if view is None:
-        await state.set_state(KeyForm.owner_address)
-        await message.answer(texts.ask_owner_address())
+        await _offer(message, state, user.id, key_entry)
         return
     await message.answer(texts.status(view), reply_markup=keyboards.status_actions())
+
+
+@router.callback_query(KeyCD.filter(F.action.in_({KeyAction.PASTE, KeyAction.PASTE_REPLACING})))
+async def paste_instead(query: CallbackQuery, callback_data: KeyCD, state: FSMContext) -> None:
+    """The fallback: the chat conversation, after saying what pasting costs."""
+    await query.answer()
+    if isinstance(query.message, Message):
+        replacing = callback_data.action is KeyAction.PASTE_REPLACING
+        await _start_conversation(query.message, state, replacing=replacing, form_available=True)
 
 
 @router.message(Command("cancel"), StateFilter(KeyForm))
@@ -145,12 +189,14 @@ async def stray_secret(message: Message) -> None:
 
 
 @router.callback_query(KeyCD.filter(F.action == KeyAction.REPLACE))
-async def replace(query: CallbackQuery, state: FSMContext) -> None:
-    """Start the conversation again; the current key stays until the new one is accepted."""
+async def replace(
+    query: CallbackQuery, state: FSMContext, user: UserView, key_entry: KeyEntryService
+) -> None:
+    """Offer the form again; the current key stays until the new one is accepted."""
     await query.answer()
-    await state.set_state(KeyForm.owner_address)
+    await state.clear()
     if isinstance(query.message, Message):
-        await query.message.answer(texts.ask_owner_address(replacing=True))
+        await _offer(query.message, state, user.id, key_entry, replacing=True)
 
 
 @router.callback_query(KeyCD.filter(F.action == KeyAction.REMOVE))

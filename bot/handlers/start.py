@@ -8,8 +8,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
+from bot.keyboards.key import add_key
 from bot.keyboards.start import DeclarationCD, accept_declaration
 from core.domain.compliance import DECLARATION
+from core.services.key_entry import KeyEntryService
 from core.services.users import SetupService, UserService, UserView
 from core.texts import common
 from core.texts import start as texts
@@ -19,13 +21,24 @@ router.message.filter(F.chat.type == "private")
 
 
 @router.message(CommandStart())
-async def start(message: Message, user: UserView, user_created: bool, setup: SetupService) -> None:
+async def start(
+    message: Message,
+    user: UserView,
+    user_created: bool,
+    setup: SetupService,
+    key_entry: KeyEntryService,
+) -> None:
     """Greet; ask for the declaration until the current version is accepted, then show the
-    set-up checklist with the next step."""
+    set-up checklist with the next step (the key's: with the Mini App form's button)."""
     first_name = message.from_user.first_name if message.from_user else None
     await message.answer(texts.welcome(first_name, returning=not user_created))
     if user.declaration_current:
-        await message.answer(texts.setup_status(await setup.status(user.id)))
+        status = await setup.status(user.id)
+        key_next = status.wallet_address is not None and status.owner_address is None
+        markup = None
+        if key_next and key_entry.form_available:
+            markup = add_key((await key_entry.issue(user.id)).url)
+        await message.answer(texts.setup_status(status), reply_markup=markup)
         return
     await message.answer(
         texts.declaration(DECLARATION, renewed=user.declaration_version is not None),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, WebAppInfo
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from core.texts import link as texts
@@ -26,9 +26,13 @@ class UnlinkCD(CallbackData, prefix="unlink"):
 
 
 def open_link(url: str) -> InlineKeyboardMarkup:
-    """One URL button opening the wallet-link page."""
+    """One button opening the wallet-link page: as a Mini App (which proves to the page who
+    opened it) when the site is https, which Telegram requires; else a plain URL button."""
     builder = InlineKeyboardBuilder()
-    builder.button(text=texts.OPEN_BUTTON, url=url)
+    if url.startswith("https://"):
+        builder.button(text=texts.OPEN_BUTTON, web_app=WebAppInfo(url=url))
+    else:
+        builder.button(text=texts.OPEN_BUTTON, url=url)
     return builder.as_markup()
 
 

@@ -86,6 +86,19 @@ class WalletLinkRequest(Base):
     used_at: Mapped[datetime | None]
 
 
+class KeyEntryRequest(Base):
+    """A single-use token for the Mini App key form (only its hash), bound to its user."""
+
+    __tablename__ = "key_entry_requests"
+
+    id: Mapped[int] = _id()
+    user_id: Mapped[int] = _user_fk()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
 class Credential(TimestampMixin, Base):
     """A permissioned dYdX API trading key, encrypted at rest (AES-256-GCM)."""
 

@@ -15,6 +15,7 @@ from core.db.repositories.analytics import AnalyticsRepository
 from core.db.repositories.audit import AuditRepository
 from core.db.repositories.brackets import BracketRepository
 from core.db.repositories.credentials import CredentialRepository
+from core.db.repositories.key_entries import KeyEntryRepository
 from core.db.repositories.notifications import NotificationRepository
 from core.db.repositories.orders import (
     FillRepository,
@@ -85,6 +86,7 @@ class UnitOfWork:
     notifications: NotificationRepository
     audit: AuditRepository
     credentials: CredentialRepository
+    key_entries: KeyEntryRepository
     wallets: WalletRepository
     webhooks: WebhookRepository
     alerts: AlertRepository
@@ -122,6 +124,7 @@ class UnitOfWork:
         self.notifications = NotificationRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.credentials = CredentialRepository(self.session)
+        self.key_entries = KeyEntryRepository(self.session)
         self.wallets = WalletRepository(self.session)
         self.webhooks = WebhookRepository(self.session)
         self.alerts = AlertRepository(self.session)

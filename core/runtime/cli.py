@@ -125,7 +125,8 @@ def cmd_keys_generate(_args: argparse.Namespace) -> int:
 
 
 def cmd_keys_public(_args: argparse.Namespace) -> int:
-    """Print the worker's public sealing key (``KEY_SEALING_PUBLIC_KEY`` for the bot)."""
+    """Print the worker's public sealing key (``KEY_SEALING_PUBLIC_KEY`` for the bot and the
+    web)."""
     from core.runtime.startup import settings_or_exit
 
     settings = settings_or_exit()
@@ -134,8 +135,8 @@ def cmd_keys_public(_args: argparse.Namespace) -> int:
         return 2
     print(settings.keyring.sealing_key().encode())
     print(
-        "Give it to the bot as KEY_SEALING_PUBLIC_KEY (it seals trading keys, never opens "
-        "them); keep ENCRYPTION_KEYS for the worker alone.",
+        "Give it to the bot and the web as KEY_SEALING_PUBLIC_KEY (it seals trading keys, "
+        "never opens them); keep ENCRYPTION_KEYS for the worker alone.",
         file=sys.stderr,
     )
     return 0
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_keys_generate
     )
     keys_sub.add_parser(
-        "public", help="print the public sealing key the bot needs (KEY_SEALING_PUBLIC_KEY)"
+        "public",
+        help="print the public sealing key the bot and the web need (KEY_SEALING_PUBLIC_KEY)",
     ).set_defaults(func=cmd_keys_public)
     rotate = keys_sub.add_parser(
         "rotate",

@@ -98,7 +98,7 @@ EXPECTED: dict[str, str] = {
     ),
     "KEY_SEALING_PUBLIC_KEY": (
         "the worker's public sealing key 'id:base64key' (print it with: tv2dydx keys public); "
-        "the bot seals API trading keys to it"
+        "the bot and the web seal API trading keys to it"
     ),
     "DYDX_NETWORK": "'mainnet' (default), 'testnet' or 'custom'",
     "DYDX_INDEXER_URL": "the Indexer REST URL, like https://indexer.dydx.trade",
@@ -132,7 +132,7 @@ REQUIRED = ("BOT_TOKEN", "PUBLIC_BASE_URL", "DATABASE_URL", "REDIS_URL")
 PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
     "worker": ("ENCRYPTION_KEYS",),
     "bot": ("KEY_SEALING_PUBLIC_KEY",),  # or ENCRYPTION_KEYS, from which it is derived
-    "web": (),
+    "web": ("KEY_SEALING_PUBLIC_KEY",),  # the Mini App key form seals keys like the bot
 }
 
 
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     worker_processes: int = Field(default_factory=lambda: min(available_cores(), 8), ge=1, le=64)
     database_url: SecretStr
     redis_url: SecretStr
-    # Only the worker holds the keyring; the bot holds the public sealing key only.
+    # Only the worker holds the keyring; the bot and the web hold the public sealing key only.
     encryption_keys: SecretStr | None = None
     key_sealing_public_key: str | None = None
     dydx_network: Literal["mainnet", "testnet", "custom"] = "mainnet"

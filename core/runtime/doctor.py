@@ -138,7 +138,7 @@ def doctor(echo: Callable[[str], None] = print) -> int:
     # the bot's host should lack ENCRYPTION_KEYS, so "cannot run here" is not a failure.
     for process, secrets in PROCESS_SECRETS.items():
         needs = ", ".join(secrets) or "no key secret"
-        if process == "bot":
+        if process in ("bot", "web"):
             needs += " (derived from ENCRYPTION_KEYS when only that is set)"
         if settings.problems_for(process):
             echo(f"- {process}: needs {needs}, not set here (this environment cannot run it)")

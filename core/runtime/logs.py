@@ -29,8 +29,8 @@ _HASH_KEY_RE = re.compile(r"(^|_)(tx_?hash|body_hash|hash)$", re.IGNORECASE)
 
 _HEX64_RE = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{64}(?![0-9A-Za-z])")
 _BOT_TOKEN_RE = re.compile(r"(?<![0-9])\d{5,20}:[A-Za-z0-9_-]{30,64}")
-# Secret path segments: webhook tokens, wallet-link tokens, the Telegram webhook secret.
-_PATH_TOKEN_RE = re.compile(r"(/(?:hook|link|tg)/)[A-Za-z0-9_.~%-]{6,}")
+# Secret path segments: webhook, wallet-link and key-form tokens, the Telegram webhook secret.
+_PATH_TOKEN_RE = re.compile(r"(/(?:hook|link|key|tg)/)[A-Za-z0-9_.~%-]{6,}")
 _WORD_RE = re.compile(r"[a-z]+")
 _MNEMONIC_MIN_WORDS = 12
 
@@ -249,6 +249,8 @@ def init_sentry(dsn: str | None, *, environment: str, release: str) -> bool:
         release=release,
         before_send=before_send,
         before_breadcrumb=lambda crumb, _hint: redact_value(crumb),
+        # Request bodies (the key form's carries a trading key) never go to Sentry.
+        max_request_body_size="never",
     )
     return True
 

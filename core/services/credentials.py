@@ -12,6 +12,7 @@ message, an audit entry or a :class:`CredentialView`.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -159,7 +160,12 @@ class CredentialService:
             raise CredentialRefusedError(Refusal(exc.problem.value)) from None
 
     async def add_key(
-        self, user_id: int, owner_address: str, private_key_text: str
+        self,
+        user_id: int,
+        owner_address: str,
+        private_key_text: str,
+        *,
+        finish: Callable[[UnitOfWork, CredentialView], Awaitable[None]] | None = None,
     ) -> CredentialView:
         """Validate a trading key against the chain and store it encrypted.
 
@@ -169,6 +175,9 @@ class CredentialService:
             user_id: The user.
             owner_address: The dYdX account the key trades for.
             private_key_text: The key as the user typed it (64 hex, optional ``0x``).
+            finish: Run inside the storing transaction just before it commits (the Mini App
+                form consumes its single-use token and queues the chat confirmation there);
+                whatever it raises rolls everything back.
 
         Returns:
             The stored key's view, with the screening result.
@@ -226,6 +235,9 @@ class CredentialService:
             }
             action = "credential_replaced" if replaced else "credential_added"
             uow.audit.record(action, user_id=user_id, **details)
+            view = CredentialView.of(credential, user)
+            if finish is not None:
+                await finish(uow, view)
             try:
                 await uow.commit()
             except IntegrityError:
@@ -233,7 +245,7 @@ class CredentialService:
                 log.info("credential_refused", reason=Refusal.ACCOUNT_TAKEN.value)
                 raise CredentialRefusedError(Refusal.ACCOUNT_TAKEN) from None
             log.info(action, **details)
-            return CredentialView.of(credential, user)
+            return view
 
     async def status(self, user_id: int) -> CredentialView | None:
         """The user's trading key, or None."""

@@ -138,6 +138,13 @@ NOT_AN_ADDRESS = "That is not an Ethereum address (0x and 40 hex digits)."
 BAD_CHECKSUM = "This address has a wrong checksum (EIP-55); copy it again."
 NOT_A_SIWE_MESSAGE = "This is not a valid sign-in message (EIP-4361)."
 NOT_A_SIGNATURE = "That is not a signature (0x and hex digits)."
+INIT_DATA_INVALID = (
+    "Telegram's signature on this page is not valid or too old. Close it and open it again "
+    "from the bot's button."
+)
+OTHER_TELEGRAM_USER = (
+    "This link belongs to another Telegram account. Send /link in your own chat with the bot."
+)
 
 
 def wallet_on_wrong_chain(chain_id: int, chain_name: str, expected_id: int) -> str:

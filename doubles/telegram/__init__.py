@@ -24,7 +24,8 @@ Faults: ``telegram_double.set_down(2.0)`` (502 from nginx; ``mode="reset"`` or
 
 from __future__ import annotations
 
-from .actors import SimulatedChannel, SimulatedUser
+from .actors import SimulatedUser
+from .channel_actor import SimulatedChannel
 from .media import PNG_SIGNATURE, StoredFile, Upload
 from .server import OUTAGE_MODES, TelegramDouble
 from .state import (

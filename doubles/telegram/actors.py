@@ -1,4 +1,4 @@
-"""Simulated users and channels: the test-facing side of the Telegram double."""
+"""Simulated users: the test-facing side of the Telegram double (channels: channel_actor)."""
 
 # The waits take timeout= on purpose: they run on the double's own loop, in another
 # thread, and their deadline is what lets a TimeoutError say what the bot did meanwhile.
@@ -10,41 +10,29 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .channel_actor import Predicate, bot_messages_after, run_now
 from .errors import ApiError
 from .formatting import format_text
 from .methods import member_object, store_document, store_photo
 from .state import (
-    CHANNEL_ADMIN_RIGHTS,
     BotIdentity,
     BotState,
     CallbackAnswer,
-    Channel,
     ChannelMembership,
     ChatMessage,
-    ChatState,
     MessageVersion,
     PendingCallback,
     PrivateChat,
     UserProfile,
     now,
 )
+from .webapp import init_data_for, launch_url
 
 if TYPE_CHECKING:
     from .media import StoredFile
     from .server import TelegramDouble
 
-Predicate = Callable[[ChatMessage], bool]
 T = TypeVar("T")
-
-
-def _bot_messages_after(chat: ChatState | None, cursor: int) -> list[ChatMessage]:
-    if chat is None:
-        return []
-    return [
-        message
-        for message_id, message in list(chat.messages.items())
-        if message_id > cursor and message.from_bot
-    ]
 
 
 class SimulatedUser:
@@ -193,7 +181,7 @@ class SimulatedUser:
             version = MessageVersion(text=plain, entities=tuple(parsed), raw=text)
             return self._post(version, reply_to=reply_to)
 
-        return await self._double._run(_call(post))
+        return await self._double._run(run_now(post))
 
     async def send_photo(self, data: bytes, *, caption: str | None = None) -> ChatMessage:
         """Send a photo (PNG, JPEG, GIF or WebP bytes) with an optional caption."""
@@ -204,7 +192,7 @@ class SimulatedUser:
             version = MessageVersion(caption=plain or None, caption_entities=tuple(parsed))
             return self._post(version, photo_files=sizes)
 
-        return await self._double._run(_call(post))
+        return await self._double._run(run_now(post))
 
     async def send_document(
         self, data: bytes, filename: str, *, caption: str | None = None
@@ -219,7 +207,7 @@ class SimulatedUser:
             version = MessageVersion(caption=plain or None, caption_entities=tuple(parsed))
             return self._post(version, document_file=stored)
 
-        return await self._double._run(_call(post))
+        return await self._double._run(run_now(post))
 
     async def edit(self, message: ChatMessage, text: str) -> ChatMessage:
         """Edit one of the user's own text messages (an ``edited_message`` update)."""
@@ -234,7 +222,7 @@ class SimulatedUser:
             self._double._world.push_update(self._state(), "edited_message", message.to_api())
             return message
 
-        return await self._double._run(_call(apply))
+        return await self._double._run(run_now(apply))
 
     async def press(
         self,
@@ -314,6 +302,37 @@ class SimulatedUser:
 
         return await self._double._run(run())
 
+    def open_web_app(
+        self, message: ChatMessage, text: str | None = None, *, auth_date: int | None = None
+    ) -> str:
+        """Tap a ``web_app`` button: the URL the client opens, launch parameters included.
+
+        The fragment carries ``tgWebAppData``: ``initData`` for this user, signed with the
+        bot's token exactly as Telegram signs it (see :mod:`doubles.telegram.webapp`).
+
+        Args:
+            message: The bot message carrying the keyboard.
+            text: The button's label; omitted: the message's only Web App button.
+            auth_date: Unix time Telegram signed at (default: now; older to test staleness).
+
+        Raises:
+            LookupError: No such button, or the message was deleted.
+            ValueError: The button is not a Web App button.
+        """
+        if message.deleted:
+            raise LookupError(f"{message!r} was deleted; its buttons cannot be pressed")
+        if text is not None:
+            button = message.button(text)
+        else:
+            apps = [b for b in message.buttons if b.kind == "web_app"]
+            if len(apps) != 1:
+                raise LookupError(f"{len(apps)} Web App buttons on {message!r}; give text=")
+            button = apps[0]
+        if button.web_app_url is None:
+            raise ValueError(f"button {button.text!r} is a {button.kind} button, not a Web App")
+        init_data = init_data_for(self.profile, self.bot, auth_date=auth_date)
+        return launch_url(button.web_app_url, init_data)
+
     async def next_message(self, timeout: float = 5.0) -> ChatMessage:
         """Return the bot's next message in this chat that the test has not read yet.
 
@@ -337,7 +356,7 @@ class SimulatedUser:
 
     async def _take(self, predicate: Predicate, timeout: float, kind: str) -> ChatMessage:
         def take() -> ChatMessage | None:
-            for message in _bot_messages_after(self._chat(), self._cursor):
+            for message in bot_messages_after(self._chat(), self._cursor):
                 if predicate(message):
                     self._cursor = message.message_id
                     return message
@@ -385,147 +404,11 @@ class SimulatedUser:
 
     async def block(self) -> None:
         """Block the bot: its sends fail with 403 and it gets a ``my_chat_member`` update."""
-        await self._double._run(_call(lambda: self._set_blocked(True)))
+        await self._double._run(run_now(lambda: self._set_blocked(True)))
 
     async def unblock(self) -> None:
         """Unblock the bot (a ``my_chat_member`` update back to ``member``)."""
-        await self._double._run(_call(lambda: self._set_blocked(False)))
-
-
-class SimulatedChannel:
-    """A channel created by a test, and one bot's standing in it.
-
-    Attributes:
-        bot: The bot whose membership the channel was created with.
-        owner: The channel's creator.
-    """
-
-    def __init__(
-        self, double: TelegramDouble, channel: Channel, bot: BotIdentity, owner: UserProfile
-    ) -> None:
-        self._double = double
-        self._channel = channel
-        self.bot = bot
-        self.owner = owner
-        self._cursor = 0
-
-    def __repr__(self) -> str:
-        return f"<SimulatedChannel {self.id} {self.title!r}>"
-
-    @property
-    def id(self) -> int:
-        """Return the chat id (``-100...``)."""
-        return self._channel.id
-
-    @property
-    def chat_id(self) -> int:
-        """Return the chat id (``-100...``)."""
-        return self._channel.id
-
-    @property
-    def title(self) -> str:
-        """Return the title."""
-        return self._channel.title
-
-    @property
-    def username(self) -> str | None:
-        """Return the public username, ``None`` for a private channel."""
-        return self._channel.username
-
-    @property
-    def posts(self) -> list[ChatMessage]:
-        """Return every post, deleted ones included."""
-        return list(self._channel.messages.values())
-
-    def bot_status(self, bot: BotIdentity | None = None) -> str:
-        """Return ``administrator``, ``left`` or ``kicked``."""
-        return self._channel.membership((bot or self.bot).id).status
-
-    def bot_rights(self, bot: BotIdentity | None = None) -> dict[str, bool]:
-        """Return the bot's administrator rights (empty unless an administrator)."""
-        return dict(self._channel.membership((bot or self.bot).id).rights)
-
-    async def set_bot_status(
-        self, status: str, *, bot: BotIdentity | None = None, **rights: bool
-    ) -> None:
-        """Promote, restrict, remove or ban the bot; it gets a ``my_chat_member`` update.
-
-        Args:
-            status: ``administrator``, ``left`` or ``kicked``.
-            bot: The bot (the channel's bot if omitted).
-            **rights: Administrator rights overriding the defaults.
-        """
-        if status not in {"administrator", "left", "kicked"}:
-            raise ValueError("status must be 'administrator', 'left' or 'kicked'")
-        identity = bot or self.bot
-
-        def apply() -> None:
-            world = self._double._world
-            state = self._double._bot_state(identity)
-            old = self._channel.membership(identity.id)
-            new = ChannelMembership(
-                status, {**CHANNEL_ADMIN_RIGHTS, **rights} if status == "administrator" else {}
-            )
-            self._channel.bots[identity.id] = new
-            bot_user = identity.to_api()
-            world.push_update(
-                state,
-                "my_chat_member",
-                {
-                    "chat": self._channel.to_api(),
-                    "from": self.owner.to_api(),
-                    "date": now(),
-                    "old_chat_member": member_object(bot_user, old),
-                    "new_chat_member": member_object(bot_user, new),
-                },
-            )
-
-        await self._double._run(_call(apply))
-
-    async def post(self, text: str) -> ChatMessage:
-        """Publish a post as the channel (``channel_post`` updates to administrator bots)."""
-
-        def publish() -> ChatMessage:
-            world = self._double._world
-            plain, parsed = format_text(text, None)
-            message = ChatMessage(
-                chat=self._channel,
-                message_id=self._channel.next_message_id(),
-                sender_kind="channel",
-                sender=None,
-                version=MessageVersion(text=plain, entities=tuple(parsed), raw=text),
-            )
-            self._channel.messages[message.message_id] = message
-            for bot_id, membership in self._channel.bots.items():
-                state = world.bots_by_id.get(bot_id)
-                if state is not None and membership.status == "administrator":
-                    world.push_update(state, "channel_post", message.to_api())
-            world.notify()
-            return message
-
-        return await self._double._run(_call(publish))
-
-    async def next_post(self, timeout: float = 5.0) -> ChatMessage:
-        """Return the next post a bot made that the test has not read yet."""
-        return await self.wait_for(lambda _message: True, timeout)
-
-    async def wait_for(self, predicate: Predicate, timeout: float = 5.0) -> ChatMessage:
-        """Return the first unread bot post matching ``predicate`` (earlier ones are skipped)."""
-
-        def take() -> ChatMessage | None:
-            for message in _bot_messages_after(self._channel, self._cursor):
-                if predicate(message):
-                    self._cursor = message.message_id
-                    return message
-            return None
-
-        return await self._double._run(
-            self._double._wait(take, timeout, lambda: f"no matching bot post in {self!r}")
-        )
-
-
-async def _call(fn: Callable[[], T]) -> T:
-    return fn()
+        await self._double._run(run_now(lambda: self._set_blocked(False)))
 
 
 def _as_value_error(fn: Callable[[], T]) -> T:

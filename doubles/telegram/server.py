@@ -29,7 +29,8 @@ from aiohttp import web
 
 from . import errors
 from . import media_edits as media_edits  # registers editMessageMedia
-from .actors import SimulatedChannel, SimulatedUser
+from .actors import SimulatedUser
+from .channel_actor import SimulatedChannel
 from .errors import ApiError, OutageError, bad_request
 from .media import Upload
 from .methods import (

@@ -193,7 +193,7 @@ async def test_only_the_worker_process_holds_the_keyring_and_close_still_works(
     funded_trader: FundedTrader,
     live_sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Issue #13: ``tv2dydx web`` and ``tv2dydx bot`` run without ``ENCRYPTION_KEYS`` (the bot
+    """Issue #13: ``tv2dydx web`` and ``tv2dydx bot`` run without ``ENCRYPTION_KEYS`` (both
     with the public sealing key only); a key added in the chat is sealed for the worker, and
     /close is signed by the worker process and reported through the outbox."""
     keys = base_env["ENCRYPTION_KEYS"]
@@ -202,7 +202,9 @@ async def test_only_the_worker_process_holds_the_keyring_and_close_still_works(
     without = {k: v for k, v in common.items() if k != "ENCRYPTION_KEYS"}
     port = free_port()
     envs = {
-        "web": bare_env(without, WEB_HOST="127.0.0.1", WEB_PORT=str(port)),
+        "web": bare_env(
+            without, KEY_SEALING_PUBLIC_KEY=public, WEB_HOST="127.0.0.1", WEB_PORT=str(port)
+        ),
         "bot": bare_env(without, KEY_SEALING_PUBLIC_KEY=public),
         "worker": bare_env(common),
     }

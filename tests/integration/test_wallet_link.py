@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from aiogram import Bot, Dispatcher
@@ -36,12 +37,14 @@ from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
     ContractWalletUnsupportedError,
+    InitDataInvalidError,
     InvalidInputError,
     InvalidSignatureError,
     LinkUnavailableError,
     MessageExpiredError,
     MessageMismatchError,
     NonceMismatchError,
+    OtherTelegramUserError,
     RpcUnavailableError,
     WrongChainError,
     WrongDomainError,
@@ -49,8 +52,10 @@ from core.services.wallet_link.errors import (
 )
 from core.services.wallet_link.service import LINK_TTL, WalletLinkService
 from core.services.wallet_link.site import LinkSite
-from doubles.telegram import TelegramDouble
+from doubles.telegram import BotIdentity, TelegramDouble
 from doubles.telegram.actors import SimulatedUser
+from doubles.telegram.state import UserProfile
+from doubles.telegram.webapp import init_data_for
 from tests.conftest import polling_bot
 
 BASE_URL = "https://tv2dydx.example.com"
@@ -81,6 +86,11 @@ class Linker:
     service: WalletLinkService
     clock: Clock
     sessionmaker: async_sessionmaker[AsyncSession]
+
+
+def launch_data(url: str) -> str:
+    """The ``initData`` a Mini App page reads from its launch URL's fragment."""
+    return dict(parse_qsl(url.split("#", 1)[1]))["tgWebAppData"]
 
 
 def sign(account: LocalAccount, message: str) -> str:
@@ -357,6 +367,49 @@ async def test_another_users_link_token_is_refused(linker: Linker, alice: User, 
     await assert_nothing_stored(linker.sessionmaker, alice_link.token, bob_link.token)
     # Alice's own link is untouched by the attempt.
     await linker.service.verify(alice_link.token, alice_message, sign(ALICE, alice_message))
+
+
+async def test_opened_from_telegram_the_init_data_must_be_valid_fresh_and_the_users(
+    sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, alice: User, bob: User
+) -> None:
+    """The page as a Mini App (#13): its ``initData`` is checked when sent; without it (a
+    wallet's own browser) the link token alone counts, as before."""
+    bot = BotIdentity(token="5555:MiniApp-test-token-000000000000000", id=5555, username="b",
+                      first_name="B")  # fmt: skip
+    linker = WalletLinkService(sessionmaker, SITE, clock=clock, bot_token=bot.token)
+    issued = await linker.issue_link(alice.id)
+    signed_at = int(clock.now.timestamp())
+
+    def opened_by(telegram_id: int, *, at: int = signed_at, by: BotIdentity = bot) -> str:
+        return init_data_for(UserProfile(id=telegram_id, first_name="X"), by, auth_date=at)
+
+    other_bot = BotIdentity(token="6666:Another-bots-token-00000000000000", id=6666,
+                            username="o", first_name="O")  # fmt: skip
+    refusals: list[tuple[str, type[Exception]]] = [
+        (opened_by(bob.telegram_id), OtherTelegramUserError),
+        (opened_by(alice.telegram_id, by=other_bot), InitDataInvalidError),
+        (opened_by(alice.telegram_id, at=signed_at - 11 * 60), InitDataInvalidError),
+        (opened_by(alice.telegram_id).replace("hash=", "hash=0"), InitDataInvalidError),
+    ]
+    for init_data, error in refusals:
+        with pytest.raises(error):
+            await linker.prepare(issued.token, ALICE.address, 1, init_data=init_data)
+    message = await linker.prepare(
+        issued.token, ALICE.address, 1, init_data=opened_by(alice.telegram_id)
+    )
+    for init_data, error in refusals:
+        with pytest.raises(error):
+            await linker.verify(issued.token, message, sign(ALICE, message), init_data=init_data)
+    await assert_nothing_stored(sessionmaker, issued.token)
+    # The bot's own service has no token to check initData with: it refuses, never trusts.
+    with pytest.raises(InitDataInvalidError):
+        await WalletLinkService(sessionmaker, SITE, clock=clock).prepare(
+            issued.token, ALICE.address, 1, init_data=opened_by(alice.telegram_id)
+        )
+    wallet = await linker.verify(
+        issued.token, message, sign(ALICE, message), init_data=opened_by(alice.telegram_id)
+    )
+    assert wallet.address == ALICE.address
 
 
 async def test_a_message_naming_another_account_is_refused(linker: Linker, alice: User) -> None:
@@ -682,16 +735,23 @@ async def test_bot_link_then_status_then_unlink(
     assert "valid for 10 minutes and works once" in text
     assert "Next step: tap the button below" in text
     [button] = offer.buttons
-    assert button.kind == "url"
-    assert button.url is not None
-    assert button.url.startswith(f"{BASE_URL}/link/")
-    token = button.url.rsplit("/", 1)[1]
+    assert button.kind == "web_app"  # a Mini App: the page learns who opened it
+    assert button.web_app_url is not None
+    assert button.web_app_url.startswith(f"{BASE_URL}/link/")
+    token = button.web_app_url.rsplit("/", 1)[1]
+    init_data = launch_data(member.open_web_app(offer))
 
-    # The page's side, with the service the web server runs.
-    page = WalletLinkService(sessionmaker, SITE)
-    message = await page.prepare(token, ALICE.address, 1)
+    # The page's side, with the service the web server runs (it knows the bot token).
+    page = WalletLinkService(sessionmaker, SITE, bot_token=telegram_double.bot.token)
+    stranger = telegram_double.user(first_name="Mallory")
+    foreign = launch_data(stranger.open_web_app(offer))  # Alice's link opened by Mallory
+    with pytest.raises(OtherTelegramUserError):
+        await page.prepare(token, ALICE.address, 1, init_data=foreign)
+    message = await page.prepare(token, ALICE.address, 1, init_data=init_data)
     assert f"Telegram user @alice (id {member.id})" in message
-    await page.verify(token, message, sign(ALICE, message))
+    with pytest.raises(OtherTelegramUserError):
+        await page.verify(token, message, sign(ALICE, message), init_data=foreign)
+    await page.verify(token, message, sign(ALICE, message), init_data=init_data)
     report = await NotificationService(sessionmaker).deliver_due(TelegramSender(running_bot))
     assert report.sent == 1
     confirmation = await member.next_message()

@@ -52,22 +52,25 @@ def test_the_readme_lists_exactly_the_required_settings() -> None:
     documented: dict[str, set[str]] = {}
     for row in table_rows(section(README, "### Required settings")):
         (name,) = names(row[0])
-        documented.setdefault(row[1], set()).add(name)
+        for process in row[1].split(", "):
+            documented.setdefault(process, set()).add(name)
     assert documented == code_required()
 
 
 def test_env_example_marks_exactly_the_required_settings() -> None:
     # A "# REQUIRED by ..." comment marks the assignments right after its comment block.
     marked: dict[str, set[str]] = {}
-    who: str | None = None
+    who: list[str | None] | None = None
     seen_assignment = False
     for line in ENV_EXAMPLE.splitlines():
-        marker = re.match(r"# REQUIRED by (every process|the (\w+))", line)
+        marker = re.match(r"# REQUIRED by (every process|the (\w+)(?: and the (\w+))?)", line)
         assignment = re.match(r"([A-Z][A-Z0-9_]*)=", line)
         if marker:
-            who, seen_assignment = marker.group(2) or marker.group(1), False
+            who = [marker.group(2), marker.group(3)] if marker.group(2) else [marker.group(1)]
+            seen_assignment = False
         elif who and assignment:
-            marked.setdefault(who, set()).add(assignment.group(1))
+            for process in filter(None, who):
+                marked.setdefault(process, set()).add(assignment.group(1))
             seen_assignment = True
         elif not line.startswith("#") or seen_assignment:
             who = None  # a blank line, or the next comment, ends the marked block

@@ -120,3 +120,17 @@ class RpcUnavailableError(WalletLinkError):
 
     code = "rpc_unavailable"
     default_message = texts.RPC_UNAVAILABLE
+
+
+class InitDataInvalidError(WalletLinkError):
+    """Opened as a Mini App, but Telegram's ``initData`` is forged, malformed or too old."""
+
+    code = "init_data_invalid"
+    default_message = texts.INIT_DATA_INVALID
+
+
+class OtherTelegramUserError(WalletLinkError):
+    """Opened as a Mini App by another Telegram account than the link's."""
+
+    code = "other_telegram_user"
+    default_message = texts.OTHER_TELEGRAM_USER

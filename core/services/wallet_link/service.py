@@ -17,14 +17,17 @@ from core.db.models import WalletLinkRequest
 from core.db.uow import UnitOfWork
 from core.runtime.logs import get_logger
 from core.security.crypto import constant_time_equals, new_token, token_hash
+from core.security.webapp import InitDataError, verify_init_data
 from core.services.jobs import JobQueue
 from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
+    InitDataInvalidError,
     InvalidInputError,
     LinkUnavailableError,
     MessageMismatchError,
     NonceMismatchError,
+    OtherTelegramUserError,
     WalletLinkError,
     WrongChainError,
 )
@@ -69,6 +72,8 @@ class WalletLinkService:
         site: The public site and the chain links are made on.
         queue: Optional job queue, nudged after a link so a worker confirms in the chat at
             once (the worker's schedule delivers anyway).
+        bot_token: The bot's token, to check the Mini App ``initData`` of a page opened from
+            Telegram (the web server's instance; without it such calls are refused).
         clock: The current UTC time (tests move it).
     """
 
@@ -78,11 +83,13 @@ class WalletLinkService:
         site: LinkSite,
         *,
         queue: JobQueue | None = None,
+        bot_token: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._site = site
         self._queue = queue
+        self._bot_token = bot_token
         self._clock = clock
         self._log = get_logger(__name__)
 
@@ -161,7 +168,9 @@ class WalletLinkService:
         async with UnitOfWork(self._sessionmaker) as uow:
             await self._usable_request(uow, token, self._clock())
 
-    async def prepare(self, token: str, address: str, chain_id: int) -> str:
+    async def prepare(
+        self, token: str, address: str, chain_id: int, *, init_data: str | None = None
+    ) -> str:
         """Write the EIP-4361 message for the wallet to sign, with a fresh nonce.
 
         A new call replaces the previous nonce, so only the latest message can be used.
@@ -170,6 +179,9 @@ class WalletLinkService:
             token: The link token from the page URL.
             address: The wallet's address (lower-case or EIP-55).
             chain_id: The chain the wallet is on (``eth_chainId``).
+            init_data: The Mini App ``initData`` when the page was opened from Telegram: it
+                must be valid, fresh and the link's user. ``None`` from a plain browser
+                (a wallet app's), where the link token alone counts, as before.
 
         Returns:
             The message text, byte for byte what must be signed.
@@ -179,14 +191,16 @@ class WalletLinkService:
             WrongChainError: The wallet is on another chain than links are made on.
             LinkUnavailableError: Unknown, used or expired token.
             AlreadyLinkedError: The user already has a wallet.
+            InitDataInvalidError: ``init_data`` is forged, malformed or stale.
+            OtherTelegramUserError: ``init_data`` is another Telegram user's.
         """
         try:
-            return await self._prepare(token, address, chain_id)
+            return await self._prepare(token, address, chain_id, init_data)
         except WalletLinkError as exc:
             self._log.info("wallet_link_refused", step="prepare", reason=exc.code)
             raise
 
-    async def _prepare(self, token: str, address: str, chain_id: int) -> str:
+    async def _prepare(self, token: str, address: str, chain_id: int, init_data: str | None) -> str:
         site = self.site
         checksummed = checked_address(address)
         if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
@@ -198,11 +212,12 @@ class WalletLinkService:
         now = self._clock()
         async with UnitOfWork(self._sessionmaker) as uow:
             request = await self._usable_request(uow, token, now)
+            user = await uow.users.get(request.user_id)
+            assert user is not None  # the foreign key cascades deletions
+            self._check_opener(init_data, user.telegram_id, now)
             existing = await uow.wallets.get_for_user(request.user_id)
             if existing is not None:
                 raise AlreadyLinkedError(WalletView.of(existing))
-            user = await uow.users.get(request.user_id)
-            assert user is not None  # the foreign key cascades deletions
             nonce = secrets.token_hex(16)  # 128 bits, alphanumeric as EIP-4361 requires
             text = write_message(
                 site,
@@ -217,25 +232,30 @@ class WalletLinkService:
         self._log.info("wallet_link_message_issued", link_request_id=request.id)
         return text
 
-    async def verify(self, token: str, message: str, signature: str) -> WalletView:
+    async def verify(
+        self, token: str, message: str, signature: str, *, init_data: str | None = None
+    ) -> WalletView:
         """Verify a signed message and link the wallet.
 
         Checked in this order: sizes and shapes; strict parse; exact domain, URI and chain
-        id; the link is usable and the nonce is its current one; the statement names its
-        user; times; the signer (EIP-191, else ERC-1271 through the RPC). Then, in one
-        transaction: the request is consumed by a conditional UPDATE, the wallet inserted,
-        the audit entry and the bot's confirmation written. A refusal stores nothing.
+        id; the link is usable and the nonce is its current one; the Mini App ``init_data``
+        (when given, as for :meth:`prepare`) is its user's; the statement names its user;
+        times; the signer (EIP-191, else ERC-1271 through the RPC). Then, in one transaction:
+        the request is consumed by a conditional UPDATE, the wallet inserted, the audit entry
+        and the bot's confirmation written. A refusal stores nothing.
 
         Raises:
             WalletLinkError: A subclass saying why, with a message for the user.
         """
         try:
-            return await self._verify(token, message, signature)
+            return await self._verify(token, message, signature, init_data)
         except WalletLinkError as exc:
             self._log.info("wallet_link_refused", step="verify", reason=exc.code)
             raise
 
-    async def _verify(self, token: str, message: str, signature: str) -> WalletView:
+    async def _verify(
+        self, token: str, message: str, signature: str, init_data: str | None
+    ) -> WalletView:
         site = self.site
         if not isinstance(message, str) or not isinstance(signature, str):
             raise InvalidInputError(texts.NOT_TEXT)
@@ -247,7 +267,7 @@ class WalletLinkService:
         check_site(parsed, site)
 
         now = self._clock()
-        session = await self._session_for(token, parsed, now)
+        session = await self._session_for(token, parsed, now, init_data)
         check_times(parsed, now)
         await asyncio.to_thread(verify_signature, parsed, signature, site, now)
 
@@ -312,13 +332,29 @@ class WalletLinkService:
             return LinkUnavailableError()
         return NonceMismatchError()
 
-    async def _session_for(self, token: str, parsed: Any, now: datetime) -> _Session:
+    def _check_opener(self, init_data: str | None, telegram_id: int, now: datetime) -> None:
+        """A page opened from Telegram must have been opened by the link's own user."""
+        if init_data is None:
+            return
+        if self._bot_token is None:
+            raise InitDataInvalidError()
+        try:
+            opener = verify_init_data(init_data, self._bot_token, now=now)
+        except InitDataError:
+            raise InitDataInvalidError() from None
+        if opener.telegram_id != telegram_id:
+            raise OtherTelegramUserError()
+
+    async def _session_for(
+        self, token: str, parsed: Any, now: datetime, init_data: str | None
+    ) -> _Session:
         async with UnitOfWork(self._sessionmaker) as uow:
             request = await self._usable_request(uow, token, now)
             if request.nonce is None or not constant_time_equals(str(parsed.nonce), request.nonce):
                 raise NonceMismatchError()
             user = await uow.users.get(request.user_id)
             assert user is not None  # the foreign key cascades deletions
+            self._check_opener(init_data, user.telegram_id, now)
             if parsed.statement != statement_for(user):
                 raise MessageMismatchError()
             if message_time(parsed.issued_at) < request.issued_at - CLOCK_SKEW:
