@@ -261,6 +261,10 @@ class ExecutionRepository:
                 pools = self._pools
         return pools[1] if relaxed else pools[0]
 
+    async def pool(self) -> asyncpg.Pool:
+        """The pool whose commits wait for the disk (for other repositories of the hot path)."""
+        return await self._open()
+
     async def _create(self, **server_settings: str) -> asyncpg.Pool:
         return await asyncpg.create_pool(
             self._dsn,

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.alerts.schema import AlertOrder
 from core.db.base import utcnow
 from core.db.repositories.execution import ExecutionRepository, NewBracket
+from core.db.repositories.settlement import SettlementRepository
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.domain.states import OPEN_ALERT_STATES, OrderPurpose, OrderSide, PositionSide
@@ -34,6 +35,7 @@ from core.services.execution.place import OrderPlacer, close_plan
 from core.services.execution.protect import Protector
 from core.services.execution.reconcile import Reconciler
 from core.services.execution.record import OrderRecorder
+from core.services.execution.record_final import FinalRecorder
 from core.services.execution.settle import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_SETTLE_TIMEOUT,
@@ -97,7 +99,7 @@ class ExecutionService:
         self._exchanges = exchanges
         self._store = store
         self._max_lag = max_lag
-        recorder = OrderRecorder(sessionmaker)
+        recorder = OrderRecorder(sessionmaker, FinalRecorder(SettlementRepository(store)))
         self._placer = OrderPlacer(store, recorder)
         protector = Protector(sessionmaker)
         self._settler = OrderSettler(

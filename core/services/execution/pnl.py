@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Protocol
 
-from core.db.models import Order
 from core.domain.states import OrderSide
 from core.exchange.port import Fill
 
 
-def reduced(order: Order) -> bool:
+class _Reducing(Protocol):
+    @property
+    def position_before(self) -> Decimal | None: ...
+    @property
+    def side(self) -> OrderSide: ...
+
+
+def reduced(order: _Reducing) -> bool:
     """Whether the order reduced (or closed) a position, i.e. realized PnL beyond its fee."""
     held = order.position_before or Decimal(0)
     return held != 0 and (held > 0) == (order.side is OrderSide.SELL)
@@ -43,3 +51,36 @@ def realize(
         base = entry if entry is not None else fill.price
         return pnl, after, (base * abs(held) + fill.price * abs(delta)) / abs(after)
     return pnl, after, entry
+
+
+@dataclass(slots=True)
+class Realized:
+    """An order's fills in the order they happened, each with the P&L it realized after its
+    fee, and the order's totals."""
+
+    fills: list[tuple[Fill, Decimal]] = field(default_factory=list)
+    size: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    pnl: Decimal = Decimal(0)
+
+    @property
+    def average_price(self) -> Decimal | None:
+        """Size-weighted fill price (None when nothing filled)."""
+        return self.cost / self.size if self.size else None
+
+
+def realize_all(held: Decimal | None, entry: Decimal | None, fills: list[Fill]) -> Realized:
+    """What ``fills`` of one order realized against the position it met (``held`` signed,
+    positive long, at ``entry``), fees included, oldest fill first."""
+    position = held or Decimal(0)
+    done = Realized()
+    for fill in sorted(fills, key=lambda f: (f.created_at, f.fill_id)):
+        pnl, position, entry = realize(position, entry, fill)
+        pnl -= fill.fee
+        done.fills.append((fill, pnl))
+        done.size += fill.size
+        done.cost += fill.size * fill.price
+        done.fee += fill.fee
+        done.pnl += pnl
+    return done

@@ -3,6 +3,7 @@ the transaction that makes it final, its alert's end and the trader's message.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
@@ -13,18 +14,18 @@ from core.db.base import utcnow
 from core.db.models import Order
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
-from core.domain.states import AlertState, OrderPurpose, OrderState
+from core.domain.states import OrderState
 from core.exchange.errors import PermanentExchangeError
 from core.exchange.orders import SignedTx
 from core.exchange.port import Fill, Position
 from core.runtime.logs import get_logger
-from core.services.execution.alerts import NOTIFY_FAILED, finish_alert
-from core.services.execution.pnl import realize, reduced
+from core.services.execution.alerts import finish_alert
+from core.services.execution.notice import Notice, final_notice, finishes_alert
+from core.services.execution.pnl import realize_all
+from core.services.execution.record_final import FinalRecorder, UnsuitedError
 from core.services.execution.trader import chat_of, day_start
 from core.texts import trade as texts
 
-NOTIFY_FILLED = "trade_filled"
-NOTIFY_REJECTED = "trade_rejected"
 NOTIFY_PAUSED = "trading_paused"
 
 
@@ -33,10 +34,15 @@ class OrderRecorder:
 
     Args:
         sessionmaker: Database sessions.
+        final: Records an order's final outcome in two round trips (the common case);
+            without it, every outcome goes through the unit of work.
     """
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], final: FinalRecorder | None = None
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._final = final
         self._log = get_logger(__name__)
 
     async def transition(
@@ -142,19 +148,15 @@ class OrderRecorder:
             The order's state and filled size as recorded, None if it was already final
             (recorded by someone else) or is unknown.
         """
+        if final and self._final is not None:
+            with contextlib.suppress(UnsuitedError):
+                return await self._final.record(order_id, fills, positions)
         async with UnitOfWork(self._sessionmaker) as uow:
             order = await uow.orders.get(order_id, lock=True)
             if order is None or order.state.is_final:
                 return None
-            held = order.position_before or Decimal(0)
-            entry = order.entry_before
-            total_size = Decimal(0)
-            total_cost = Decimal(0)
-            total_fee = Decimal(0)
-            total_pnl = Decimal(0)
-            for fill in sorted(fills, key=lambda f: (f.created_at, f.fill_id)):
-                pnl, held, entry = realize(held, entry, fill)
-                pnl -= fill.fee
+            realized = realize_all(order.position_before, order.entry_before, fills)
+            for fill, pnl in realized.fills:
                 await uow.fills.add(
                     user_id=order.user_id,
                     order_id=order.id,
@@ -169,14 +171,11 @@ class OrderRecorder:
                     realized_pnl=pnl,
                     filled_at=fill.created_at,
                 )
-                total_size += fill.size
-                total_cost += fill.size * fill.price
-                total_fee += fill.fee
-                total_pnl += pnl
+            total_size = realized.size
             order.filled_size = total_size
-            order.fee = total_fee
-            order.realized_pnl = total_pnl
-            order.average_price = total_cost / total_size if total_size else None
+            order.fee = realized.fee
+            order.realized_pnl = realized.pnl
+            order.average_price = realized.average_price
             if total_size:
                 order.filled_at = order.filled_at or max(f.created_at for f in fills)
             if final:
@@ -217,61 +216,23 @@ class OrderRecorder:
         if user is None:
             return
         chat = chat_of(user)
-        alert_id = alert.id if alert is not None else None
-        strategy = alert.strategy if alert is not None else None
-        if order.state is OrderState.REJECTED:
-            kind, text = (
-                NOTIFY_REJECTED,
-                texts.rejected_text(
-                    alert_id, strategy, order.market, order.error or "refused", paper=order.paper
-                ),
-            )
-            alert_state = AlertState.FAILED
-        elif order.filled_size > 0:
-            current = next((p for p in positions or [] if p.market == order.market), None)
-            kind, text = (
-                NOTIFY_FILLED,
-                texts.filled_text(
-                    texts.FillSummary(
-                        alert_id=alert_id,
-                        strategy=strategy,
-                        market=order.market,
-                        side=order.side,
-                        size=order.size,
-                        filled_size=order.filled_size,
-                        average_price=order.average_price or Decimal(0),
-                        fee=order.fee,
-                        reference_price=order.reference_price,
-                        realized_pnl=order.realized_pnl if reduced(order) else None,
-                        position_side=current.side if current else None,
-                        position_size=current.size if current else Decimal(0),
-                        paper=order.paper,
-                        purpose=order.purpose.value,
-                    )
-                ),
-            )
-            alert_state = AlertState.EXECUTED
-        else:
-            reason = order.error or texts.NOTHING_FILLED
-            kind, text = (
-                NOTIFY_FAILED,
-                texts.unfilled_text(alert_id, strategy, order.market, reason, paper=order.paper),
-            )
-            alert_state = AlertState.FAILED
-        # A leg that ends unfilled (cancelled, refused, expired) is the protection service's
-        # to explain: it says what became of the position's protection.
-        speaks = order.bracket_id is None or order.filled_size > 0
-        if speaks and (order.purpose is not OrderPurpose.MANUAL or user.notify_chat_id is not None):
-            # A manual order is answered in the chat that asked; a channel still hears of it.
+        notice = final_notice(
+            order,
+            alert_id=alert.id if alert is not None else None,
+            strategy=alert.strategy if alert is not None else None,
+            positions=positions,
+            has_notify_chat=user.notify_chat_id is not None,
+        )
+        if notice.speaks:
             await uow.notifications.enqueue(
                 chat_id=chat,
                 user_id=user.id,
-                kind=kind,
-                text=text,
-                dedupe_key=f"order:{order.id}:final",
+                kind=notice.kind,
+                text=notice.text,
+                dedupe_key=Notice.dedupe_key(order.id),
             )
-        if alert is not None and order.purpose in (OrderPurpose.ENTRY, OrderPurpose.CLOSE):
-            finish_alert(uow, alert, alert_state, order.error)
+        if alert is not None and finishes_alert(order):
+            finish_alert(uow, alert, notice.alert_state, order.error)
         prefs = Preferences.from_json(user.settings)
         if order.realized_pnl < 0 and prefs.daily_loss_limit_usd is not None and not user.paused:
             realized = await uow.fills.realized_since(
