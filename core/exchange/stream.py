@@ -54,6 +54,8 @@ class FillEvent:
         fee: Fee in USD (negative for a rebate).
         liquidation: Whether the subaccount was liquidated by this fill.
         at: When it happened.
+        liquidity: ``MAKER`` or ``TAKER`` when the venue said, else empty.
+        height: The fill's block when the venue said.
     """
 
     fill_id: str
@@ -66,6 +68,8 @@ class FillEvent:
     fee: Decimal
     liquidation: bool
     at: datetime
+    liquidity: str = ""
+    height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

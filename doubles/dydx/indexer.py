@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -299,6 +300,8 @@ class IndexerDouble:
             self._loop = None
         self._compliance: dict[str, dict[str, str]] = {}
         self._down_status: int | None = None
+        #: REST requests served, by route (``/v4/fills``, ...): what a client asked for.
+        self.requests: Counter[str] = Counter()
         self._connections: dict[str, _Connection] = {}
         self._unsubscribe = state.subscribe(self._on_event)
         self.app = self._build_app()
@@ -395,6 +398,10 @@ class IndexerDouble:
         """Open WebSocket connections."""
         return len(self._connections)
 
+    def subscribed(self, channel: str, channel_id: str) -> bool:
+        """Whether a WebSocket client subscribes ``channel`` for ``channel_id`` now."""
+        return any((channel, channel_id) in c.subscriptions for c in self._connections.values())
+
     async def close(self) -> None:
         """Stop listening to the state and close every WebSocket."""
         self._unsubscribe()
@@ -434,6 +441,8 @@ class IndexerDouble:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._down_status is not None:
             return _errors(self._down_status, "Service Unavailable")
+        resource = request.match_info.route.resource
+        self.requests[resource.canonical if resource is not None else request.path] += 1
         try:
             return await handler(request)
         except _BadRequestError as exc:

@@ -106,6 +106,51 @@ async def test_an_alert_becomes_one_order_a_fill_and_a_message(
     assert "Position: LONG 0.1 ETH-USD" in message.text
 
 
+async def test_an_order_the_stream_tells_in_full_is_recorded_without_asking_the_indexer(
+    settings: Settings,
+    live_sessionmaker: Maker,
+    telegram_double: TelegramDouble,
+    dydx_double: DydxDouble,
+    web: TestClient,
+    worker: None,
+) -> None:
+    me = await trader(live_sessionmaker, settings, telegram_double, dydx_double)
+    assert me.dydx is not None
+    first = await post_alert(web, me, size="0.1")
+    assert (await wait_alert(live_sessionmaker, first["id"])).state is AlertState.EXECUTED
+    assert "Bought 0.1 ETH-USD" in (await me.chat.next_message(timeout=10)).text
+    # The first order made the monitor stream the subaccount.
+    channel_id = f"{me.dydx.owner_address}/0"
+    indexer = dydx_double.indexer
+    for _ in range(100):
+        if dydx_double.call(lambda: indexer.subscribed("v4_subaccounts", channel_id)):
+            break
+        await asyncio.sleep(0.05)
+    looks = "/v4/orders/{order_id}"
+    before = dydx_double.call(lambda: indexer.requests[looks])
+
+    second = await post_alert(web, me, size="0.2", price="3000", strategy="streamed")
+    row = await wait_alert(live_sessionmaker, second["id"])
+    assert row.state is AlertState.EXECUTED, row.reason
+    message = await me.chat.next_message(timeout=10)
+    # Recorded from the stream's batch: no look at the order on the Indexer.
+    assert dydx_double.call(lambda: indexer.requests[looks]) == before
+    assert "Bought 0.2 ETH-USD at $3,000.00" in message.text
+    assert "streamed" in message.text
+    assert "Position: LONG 0.3 ETH-USD" in message.text
+    ledger = await orders_of(live_sessionmaker, me.user_id)
+    assert [(o.state, o.filled_size, o.fee) for o in ledger] == [
+        (OrderState.FILLED, Decimal("0.1"), Decimal("0.15")),
+        (OrderState.FILLED, Decimal("0.2"), Decimal("0.30")),
+    ]
+    async with live_sessionmaker() as session:
+        fills = (await session.scalars(select(Fill).order_by(Fill.id))).all()
+    assert [(f.size, f.liquidity, f.realized_pnl) for f in fills] == [
+        (Decimal("0.1"), "TAKER", Decimal("-0.15")),
+        (Decimal("0.2"), "TAKER", Decimal("-0.30")),
+    ]
+
+
 async def test_size_pct_is_a_share_of_the_equity_the_exchange_reports(
     settings: Settings,
     live_sessionmaker: Maker,

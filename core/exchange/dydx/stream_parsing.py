@@ -224,7 +224,16 @@ def parse_fill_event(data: Any, client_ids: Mapping[str, int]) -> FillEvent:
         fee=_decimal(item, "fee"),
         liquidation=kind in LIQUIDATION_FILL_TYPES,
         at=_time(item, "createdAt"),
+        liquidity=liquidity if isinstance(liquidity := item.get("liquidity"), str) else "",
+        height=_height(item.get("createdAtHeight")),
     )
+
+
+def _height(value: Any) -> int | None:
+    """A block height the venue sends as a decimal string (None when absent or not one)."""
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def parse_position_event(data: Any) -> PositionEvent:
@@ -361,6 +370,8 @@ def fill_event_of(fill: Fill, client_ids: Mapping[str, int]) -> FillEvent:
         fee=fill.fee,
         liquidation=fill.order_id is None,
         at=fill.created_at,
+        liquidity=fill.liquidity,
+        height=fill.created_at_height,
     )
 
 

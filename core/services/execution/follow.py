@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+
+from core.exchange.stream import SubaccountEvent
 
 #: While this process streams a followed order's subaccount, the longest wait between
 #: looks at the Indexer: the stream says when to look, this covers a lost event.
@@ -20,6 +22,9 @@ STREAMED_LOOK_AFTER = 1.0
 
 #: (owner address, subaccount number, client id) of one order.
 OrderKey = tuple[str, int, int]
+#: Most events kept per followed order (a resting order filling in many pieces keeps only
+#: the latest; its follower then asks the Indexer).
+MAX_NEWS = 256
 
 
 def _never(_owner_address: str, _subaccount_number: int) -> bool:
@@ -32,6 +37,7 @@ class FollowedOrders:
     def __init__(self) -> None:
         self._count: Counter[OrderKey] = Counter()
         self._wakeups: dict[OrderKey, asyncio.Event] = {}
+        self._news: dict[OrderKey, list[SubaccountEvent]] = {}
         self._streamed: Callable[[str, int], bool] = _never
 
     @contextlib.contextmanager
@@ -49,18 +55,42 @@ class FollowedOrders:
             if not self._count[key]:
                 del self._count[key]
                 self._wakeups.pop(key, None)
+                self._news.pop(key, None)
 
     def is_followed(self, owner_address: str, subaccount_number: int, client_id: int) -> bool:
         """Whether a caller in this process is waiting on this order's outcome (a job that
         placed it): it records the order's fills, position and protection step itself."""
         return (owner_address, subaccount_number, client_id) in self._count
 
-    def wake(self, owner_address: str, subaccount_number: int, client_id: int) -> None:
+    def wake(
+        self,
+        owner_address: str,
+        subaccount_number: int,
+        client_id: int,
+        events: Sequence[SubaccountEvent] = (),
+    ) -> None:
         """The venue's stream told news of a followed order: its follower looks now (the
-        Indexer, which sends the stream, has the block) instead of at its next poll."""
-        event = self._wakeups.get((owner_address, subaccount_number, client_id))
+        Indexer, which sends the stream, has the block) instead of at its next poll.
+
+        Args:
+            events: The stream's batch that named the order (its fills, the order's update
+                and the positions after them): the follower may record the order's end from
+                them without asking the Indexer (see :meth:`news`).
+        """
+        key = (owner_address, subaccount_number, client_id)
+        event = self._wakeups.get(key)
         if event is not None:
+            if events:
+                news = self._news.setdefault(key, [])
+                news.extend(events)
+                del news[:-MAX_NEWS]
             event.set()
+
+    def news(
+        self, owner_address: str, subaccount_number: int, client_id: int
+    ) -> list[SubaccountEvent]:
+        """What the stream told while the order was followed, oldest first."""
+        return list(self._news.get((owner_address, subaccount_number, client_id), ()))
 
     def use_stream(self, streamed: Callable[[str, int], bool]) -> None:
         """Tell which subaccounts this process's stream watches: their followers

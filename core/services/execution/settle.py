@@ -47,6 +47,7 @@ from core.services.execution.follow import FollowedOrders
 from core.services.execution.outcome import Outcome, outcome_of
 from core.services.execution.protect import Protector
 from core.services.execution.record import OrderRecorder
+from core.services.execution.streamed import StreamedEnd, streamed_end
 from core.services.execution.trader import flags_of
 from core.services.priority import PlacementGate
 from core.texts import trade as texts
@@ -202,6 +203,8 @@ class OrderSettler:
                         exchange = await self._exchanges.for_user(
                             order.user_id, prefs.updated(paper=order.paper)
                         )
+                if followed and (end := self._streamed(order)) is not None:
+                    return await self._record_streamed(order, end)
                 try:
                     found = await exchange.find_order(
                         order.market, order.client_id, flags_of(order)
@@ -260,6 +263,26 @@ class OrderSettler:
         async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             row = await uow.orders.get(order.id)
             return row is not None and row.filled_size > order.filled_size
+
+    def _streamed(self, order: Order) -> StreamedEnd | None:
+        """The order's end as the stream told this follower, when it tells all of it."""
+        news = self.followed.news(order.owner_address, order.subaccount_number, order.client_id)
+        if not news:
+            return None
+        short_term = order.good_til_block is not None
+        return streamed_end(order.client_id, order.market, news, short_term=short_term)
+
+    async def _record_streamed(self, order: Order, end: StreamedEnd) -> Outcome:
+        """Record an end the stream told in full: no Indexer request (see
+        :mod:`.streamed`); the job that waits steps an entry's protection itself."""
+        recorded = await self._recorder.record_fills(
+            order.id, end.fills, final=True, positions=end.positions
+        )
+        if recorded is not None:
+            self._recorded[order.id] = recorded
+        if order.purpose is not OrderPurpose.ENTRY and end.filled_size > 0:
+            await self._protector.step_position(order.id)
+        return await self._final_outcome(order.id)
 
     async def _final_outcome(self, order_id: int) -> Outcome:
         recorded = self._recorded.pop(order_id, None)

@@ -41,8 +41,9 @@ Settle = Callable[[int], Awaitable[object]]
 AfterSync = Callable[[SubaccountRef], Awaitable[None]]
 #: Whether a job in this process follows an order (owner, subaccount, client id) to its end.
 Followed = Callable[[str, int, int], bool]
-#: Tells the job following an order (owner, subaccount, client id) to look at it now.
-Wake = Callable[[str, int, int], None]
+#: Tells the job following an order (owner, subaccount, client id) to look at it now, with
+#: the stream's batch that named it.
+Wake = Callable[[str, int, int, Sequence[SubaccountEvent]], None]
 
 #: A SUBMITTING order younger than this is its job's: it may not be broadcast yet.
 FRESH_ORDER_AGE = timedelta(seconds=5)
@@ -133,16 +134,14 @@ class LedgerRecorder:
         self, ref: SubaccountRef, events: Sequence[SubaccountEvent], *, catch_up: bool
     ) -> None:
         if self._wake is not None:
+            named: set[int] = set()
             for event in events:
-                client_id = (
-                    event.client_id
-                    if isinstance(event, OrderEvent)
-                    else event.order_client_id
-                    if isinstance(event, FillEvent)
-                    else None
-                )
-                if client_id is not None:
-                    self._wake(ref.owner_address, ref.subaccount_number, client_id)
+                if isinstance(event, OrderEvent):
+                    named.add(event.client_id)
+                elif isinstance(event, FillEvent) and event.order_client_id is not None:
+                    named.add(event.order_client_id)
+            for client_id in sorted(named):
+                self._wake(ref.owner_address, ref.subaccount_number, client_id, events)
         # Placing first: the jobs are woken at once, the monitor's own writes wait.
         if self._gate is not None:
             await self._gate.yield_to_placing()
