@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from functools import cache
 from zoneinfo import ZoneInfo
 
 import matplotlib
@@ -22,6 +23,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, num2date
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 from numpy.lib.stride_tricks import as_strided
 
@@ -160,25 +163,50 @@ def _grid(axes: Axes, at: list[float], *, vertical: bool) -> None:
     axes.add_collection(lines, autolim=False)
 
 
-def _value_axis(axes: Axes, bins: int) -> None:
-    """Money ticks on the panel's left, at most ``bins`` + 1 round values."""
+def _value_axis(axes: Axes, bins: int) -> list[str]:
+    """Money ticks on the panel's left, at most ``bins`` + 1 round values; their labels."""
     low, high = axes.get_ylim()
     locator = MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10])
     # None at the panel's very edge, where its label would touch the next panel's.
     inset = (high - low) * 0.03
     ticks = [float(y) for y in locator.tick_values(low, high) if low + inset <= y <= high - inset]
     _grid(axes, ticks, vertical=False)
-    for y in ticks:
+    labels = [_money(y, abs(high - low)) for y in ticks]
+    for y, label in zip(ticks, labels, strict=True):
         axes.text(
             -0.012,
             y,
-            _money(y, abs(high - low)),
+            label,
             transform=axes.get_yaxis_transform(),
             color=MUTED,
-            fontsize=12,
+            fontsize=VALUE_SIZE,
             ha="right",
             va="center",
         )
+    return labels
+
+
+#: Points of the value labels; pixels kept left of them (the title's margin) and right.
+VALUE_SIZE, LEFT_PX, GAP_PX = 12, 38, 14
+
+
+@cache
+def _measure() -> TextToPath:
+    return TextToPath()
+
+
+def left_margin(labels: list[str]) -> float:
+    """The panels' left edge (figure fraction): room for the widest value label, as the
+    font lays it out (``$17,500`` needs half again the room of ``$200``)."""
+    font = FontProperties(size=VALUE_SIZE)
+    points = max(
+        (
+            _measure().get_text_width_height_descent(label, font, ismath=False)[0]
+            for label in labels
+        ),
+        default=0.0,
+    )
+    return max(0.08, (LEFT_PX + points * DPI / 72 + GAP_PX) / WIDTH_PX)
 
 
 def _time_span(data: ChartData) -> tuple[float, float]:
@@ -400,7 +428,9 @@ def render_png(data: ChartData) -> bytes:
     _draw_curve(curve, data)
     _draw_days(bars, data)
     _time_axis(curve, bars, _time_span(data), zone)
-    _value_axis(curve, bins=6)
-    _value_axis(bars, bins=4)
+    labels = _value_axis(curve, bins=6) + _value_axis(bars, bins=4)
+    grid.update(left=left_margin(labels))
+    for axes in (curve, bars):  # (``update`` moves only pyplot's axes by itself)
+        axes.set_position(grid[axes is bars].get_position(figure))
     _draw_header(figure, data)
     return _png(figure)

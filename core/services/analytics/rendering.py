@@ -15,12 +15,14 @@ not the alert.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import multiprocessing
 import os
 from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 
 from core.runtime.logs import get_logger
 from core.services.analytics.chart import ChartData, render_png, tune_matplotlib
@@ -49,15 +51,24 @@ def default_workers() -> int:
 
 
 def lower_priority() -> None:
-    """In a renderer process: run only when no other process wants the CPU
-    (``SCHED_IDLE``), or at the lowest ``nice`` where that policy is not available."""
+    """In a renderer process: run only when no other process wants the CPU.
+
+    With autogroups (Linux's default on a desktop or VM), the scheduler shares the CPU
+    between sessions first and between a session's processes second: a renderer in the bot's
+    session would spend that session's share, however low its own priority, and the alert
+    path started from the same session would then wait behind other sessions. So the
+    renderer takes a session of its own, gives that session the lowest weight (``nice 19``),
+    and within it runs at ``SCHED_IDLE``; where any of this is not permitted, ``nice 19``.
+    """
     os.nice(RENDER_NICENESS)
+    with contextlib.suppress(OSError):  # already a session leader: stays where it is
+        os.setsid()
+    with contextlib.suppress(OSError):  # no autogroups (cgroups decide): nothing to lower
+        Path("/proc/self/autogroup").write_text(f"{RENDER_NICENESS}\n")
     idle = getattr(os, "SCHED_IDLE", None)
     if idle is not None:
-        try:
+        with contextlib.suppress(OSError):  # not permitted here (some containers)
             os.sched_setscheduler(0, idle, os.sched_param(0))
-        except OSError:  # not permitted here (some containers): nice 19 stays
-            return
 
 
 def start_renderer() -> None:
