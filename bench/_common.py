@@ -23,9 +23,11 @@ from typing import IO, Any
 import aiohttp
 import asyncpg
 
+from core.db.engine import create_engine, create_sessionmaker
 from core.db.uow import UnitOfWork
 from core.exchange.factory import create_key_verifier
 from core.runtime.config import Settings
+from core.security.crypto import generate_key_entry
 from core.services.credentials import CredentialService
 from core.services.webhooks import WebhookService
 from doubles.dydx.accounts import FundedTrader, make_funded_trader
@@ -48,6 +50,40 @@ async def admin(statement: str) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def stack_env(
+    telegram_env: dict[str, str], dydx_env: dict[str, str], database_url: str, **extra: str
+) -> dict[str, str]:
+    """The environment of ``tv2dydx web`` and ``worker`` on the doubles: a fresh keyring,
+    every webhook source allowed, the alert rate limits out of the way, JSON logs; ``extra``
+    adds to it or overrides it (``LOG_LEVEL``, ``WORKER_PROCESSES``)."""
+    return {
+        **telegram_env,
+        **dydx_env,
+        "PUBLIC_BASE_URL": "http://localhost",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "ENCRYPTION_KEYS": generate_key_entry(),
+        "WEBHOOK_IP_ALLOWLIST": "*",
+        "ALERT_RATE_PER_TOKEN": "1000000",
+        "ALERT_RATE_PER_IP": "10000000",
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+async def register_all(
+    env: dict[str, str], database_url: str, people: list[tuple[int, FundedTrader]]
+) -> list[Trader]:
+    """Each of the doubles' funded people as a registered trader (see :func:`register`)."""
+    settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
+    engine = create_engine(database_url, pool_size=2)
+    try:
+        maker = create_sessionmaker(engine)
+        return [await register(maker, settings, chat, funded) for chat, funded in people]
+    finally:
+        await engine.dispose()
 
 
 async def register(maker: Any, settings: Settings, chat_id: int, funded: FundedTrader) -> Trader:

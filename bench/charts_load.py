@@ -26,15 +26,13 @@ from bench._common import (
     Doubles,
     Poster,
     admin,
-    register,
+    register_all,
+    stack_env,
     start_component,
     stop_component,
     wait_ready,
 )
-from core.db.engine import create_engine, create_sessionmaker
-from core.runtime.config import Settings
 from core.runtime.migrate import upgrade
-from core.security.crypto import generate_key_entry
 from core.services.analytics.chart import ChartData
 from core.services.analytics.rendering import ChartRenderer
 
@@ -121,27 +119,10 @@ async def alerts_while_rendering(data: ChartData, alerts: int, burst: int) -> Lo
     try:
         telegram_env, dydx_env, people = doubles.start()
         await asyncio.to_thread(upgrade, database_url)
-        env = {
-            **telegram_env,
-            **dydx_env,
-            "PUBLIC_BASE_URL": "http://localhost",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "ENCRYPTION_KEYS": generate_key_entry(),
-            "WEBHOOK_IP_ALLOWLIST": "*",
-            "ALERT_RATE_PER_TOKEN": "1000000",
-            "ALERT_RATE_PER_IP": "10000000",
-            "LOG_LEVEL": "WARNING",
-            "LOG_FORMAT": "json",
-            "WORKER_PROCESSES": "1",
-        }
-        settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
-        engine = create_engine(database_url, pool_size=2)
-        traders = [
-            await register(create_sessionmaker(engine), settings, chat, funded)
-            for chat, funded in people
-        ]
-        await engine.dispose()
+        env = stack_env(
+            telegram_env, dydx_env, database_url, LOG_LEVEL="WARNING", WORKER_PROCESSES="1"
+        )
+        traders = await register_all(env, database_url, people)
         port = unused_port()
         web = {"WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
         processes.append(start_component("web", {**env, **web}, subprocess.DEVNULL))

@@ -62,17 +62,15 @@ from bench._common import (
     admin,
     percentile,
     process_tree_times,
-    register,
+    register_all,
+    stack_env,
     start_component,
     stop_component,
     wait_ready,
     worst_stalls,
 )
-from core.db.engine import create_engine, create_sessionmaker
-from core.runtime.config import Settings
 from core.runtime.logs import configure_logging
 from core.runtime.migrate import upgrade
-from core.security.crypto import generate_key_entry
 
 FIRST_ROUND_TIMEOUT = 90.0  # the worker's start-up (imports, pools, monitor) comes first
 ROUND_TIMEOUT = 10.0
@@ -140,25 +138,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         telegram_env, dydx_env, people = doubles.start()
         await asyncio.to_thread(upgrade, database_url)
-        env = {
-            **telegram_env,
-            **dydx_env,
-            "PUBLIC_BASE_URL": "http://localhost",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "ENCRYPTION_KEYS": generate_key_entry(),
-            "WEBHOOK_IP_ALLOWLIST": "*",
-            "ALERT_RATE_PER_TOKEN": "1000000",
-            "ALERT_RATE_PER_IP": "10000000",
-            "LOG_LEVEL": args.log_level,
-            "LOG_FORMAT": "json",
-            "WORKER_PROCESSES": str(args.worker_processes),
-        }
-        settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
-        engine = create_engine(database_url, pool_size=2)
-        maker = create_sessionmaker(engine)
-        traders = [await register(maker, settings, chat, funded) for chat, funded in people]
-        await engine.dispose()
+        env = stack_env(
+            telegram_env,
+            dydx_env,
+            database_url,
+            LOG_LEVEL=args.log_level,
+            WORKER_PROCESSES=str(args.worker_processes),
+        )
+        traders = await register_all(env, database_url, people)
         port = unused_port()
         web_env = {"WEB_PORT": str(port), "WEB_HOST": "127.0.0.1"}
 

@@ -45,11 +45,16 @@ from aiohttp.test_utils import unused_port
 from redis.asyncio import Redis
 from v4_proto.dydxprotocol.clob.tx_pb2 import MsgCancelOrder
 
-from bench._common import ADMIN_URL, REDIS_URL, admin, percentile, register, wait_ready
-from core.db.engine import create_engine, create_sessionmaker
-from core.runtime.config import Settings
+from bench._common import (
+    ADMIN_URL,
+    REDIS_URL,
+    admin,
+    percentile,
+    register_all,
+    stack_env,
+    wait_ready,
+)
 from core.runtime.migrate import upgrade
-from core.security.crypto import generate_key_entry
 from doubles.dydx.accounts import make_funded_trader
 from doubles.dydx.double import DydxDouble
 from doubles.dydx.state import SubaccountUpdate
@@ -250,23 +255,8 @@ async def run(*, traders: int, rounds: int) -> None:
     cancelled_by: dict[int, str] = {}
     try:
         await asyncio.to_thread(upgrade, database_url)
-        env = {
-            **telegram_env,
-            **dydx_env,
-            "PUBLIC_BASE_URL": "http://localhost",
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
-            "ENCRYPTION_KEYS": generate_key_entry(),
-            "WEBHOOK_IP_ALLOWLIST": "*",
-            "ALERT_RATE_PER_TOKEN": "1000000",
-            "ALERT_RATE_PER_IP": "10000000",
-            "LOG_FORMAT": "json",
-        }
-        settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
-        engine = create_engine(database_url, pool_size=2)
-        maker = create_sessionmaker(engine)
-        people_traders = [await register(maker, settings, chat, funded) for chat, funded in people]
-        await engine.dispose()
+        env = stack_env(telegram_env, dydx_env, database_url)
+        people_traders = await register_all(env, database_url, people)
         port = unused_port()
         processes.append(
             start_component(

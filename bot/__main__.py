@@ -68,6 +68,7 @@ async def _serve(settings: Settings) -> None:
     engine = create_engine(settings.database_url.get_secret_value())
     bot = create_bot(settings)
     services = create_services(create_sessionmaker(engine), settings)
+    services["chart_renderer"].start()  # warm before the first /pnl, in the background
     try:
         dispatcher = create_dispatcher()
         log.info(

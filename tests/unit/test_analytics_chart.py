@@ -4,6 +4,7 @@ keeps every extreme, and the series ``/pnl`` draws from the hand-checked ledger.
 from __future__ import annotations
 
 import asyncio
+import io
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,18 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from PIL import Image, ImageColor
 
 from core.exchange.dydx.history import parse_funding
-from core.services.analytics.chart import HEIGHT_PX, WIDTH_PX, ChartData, decimate, render_png
+from core.services.analytics.chart import (
+    BACKGROUND,
+    HEIGHT_PX,
+    WIDTH_PX,
+    ChartData,
+    decimate,
+    left_margin,
+    render_png,
+)
 from core.services.analytics.periods import Period
 from core.services.analytics.pnl import chart_data
 from core.services.analytics.pnl_data import series, summarize
@@ -55,6 +65,19 @@ def test_a_flat_or_empty_period_still_renders() -> None:
     assert _size(render_png(empty)) == (WIDTH_PX, HEIGHT_PX)
     flat = ChartData("t", "s", "LIVE", "UTC", "equity", [0.0, 86_400.0], [100.0, 100.0])
     assert _size(render_png(flat)) == (WIDTH_PX, HEIGHT_PX)
+
+
+def test_the_png_decodes_to_the_drawn_chart() -> None:
+    data = ChartData("t", "s", "PAPER", "UTC", "equity", [0.0, 86_400.0], [100.0, 25_000.0])
+    with Image.open(io.BytesIO(render_png(data))) as image:
+        image.load()  # every chunk read and its CRC checked
+        assert (image.mode, image.size) == ("RGB", (WIDTH_PX, HEIGHT_PX))
+        assert image.getpixel((2, 2)) == ImageColor.getrgb(BACKGROUND)
+
+
+def test_the_panels_make_room_for_wide_value_labels() -> None:
+    assert left_margin([]) == 0.08
+    assert left_margin(["$0", "$200"]) < left_margin(["$17,500"]) < left_margin(["−$102,500"])
 
 
 def test_decimation_keeps_every_extreme_in_order() -> None:

@@ -1,37 +1,103 @@
 """Chart rendering off the event loop: a bounded pool of renderer processes and a cache.
 
-matplotlib holds the GIL for most of a render (~150 ms for a year of fills), so a thread
-would stall the process's event loop for that long; a separate process does not. The pool
-is small (one process by default) and bounded: at most ``max_waiting`` renders wait for it,
-so a burst of ``/pnl`` queues behind one core instead of taking every core from alert
-execution, and beyond that the caller is told to try again. Workers start from a
-``forkserver`` that has already imported matplotlib, so a new worker starts warm and never
-inherits the bot's threads or sockets. Renderer processes run at the lowest CPU priority
-(``nice 19``): when the alert path needs a core, the chart waits, not the alert.
+matplotlib holds the GIL for a whole render (~100 ms of CPU for a year of fills), so a
+thread would stall the process's event loop for that long; a separate process does not. The
+pool is small (one process on a 2-core host: a core stays free for the alert path) and
+bounded: at most ``max_waiting`` renders wait for it, so a burst of ``/pnl`` queues instead of
+taking every core from alert execution, and beyond that the caller is told to try again.
+Workers start from a ``forkserver`` that has already imported matplotlib, so a new worker
+never inherits the bot's threads or sockets; each draws a small chart when it starts (fonts,
+glyph and date caches), freezes what it holds for the garbage collector and then runs at the
+kernel's idle priority (``SCHED_IDLE``): when the alert path needs a core, the chart waits,
+not the alert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import multiprocessing
 import os
 from collections import OrderedDict
 from collections.abc import Hashable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 
 from core.runtime.logs import get_logger
-from core.services.analytics.chart import ChartData, render_png
+from core.services.analytics.chart import ChartData, render_png, tune_matplotlib
 
 _PRELOAD = ["core.services.analytics.chart"]
-#: Scheduling niceness of a renderer process: the kernel gives the alert path (the web
-#: server, the worker, PostgreSQL) the cores first, and charts the time left over.
+#: Scheduling niceness of a renderer process where ``SCHED_IDLE`` is not available.
 RENDER_NICENESS = 19
+_WARM_UP = ChartData(
+    "warm-up",
+    "net +$1.00",
+    "LIVE",
+    "UTC",
+    "equity",
+    times=[0.0, 43_200.0, 86_400.0],
+    values=[1.0, 0.5, 2.0],
+    entry_times=[0.0],
+    exit_times=[43_200.0],
+    day_starts=[0.0],
+    day_values=[1.0],
+)
+
+
+def default_workers() -> int:
+    """Renderer processes for this host: one per core but one, at least one, at most two."""
+    return max(1, min(2, (os.cpu_count() or 1) - 1))
 
 
 def lower_priority() -> None:
-    """In a new renderer process: yield the CPU to everything else (the lowest ``nice``; not
-    ``SCHED_IDLE``, which would starve charts outright while the machine is busy)."""
+    """In a renderer process: run only when no other process wants the CPU.
+
+    With autogroups (Linux's default on a desktop or VM), the scheduler shares the CPU
+    between sessions first and between a session's processes second: a renderer in the bot's
+    session would spend that session's share, however low its own priority, and the alert
+    path started from the same session would then wait behind other sessions. So the
+    renderer takes a session of its own, gives that session the lowest weight (``nice 19``),
+    and within it runs at ``SCHED_IDLE``; where any of this is not permitted, ``nice 19``.
+    """
     os.nice(RENDER_NICENESS)
+    with contextlib.suppress(OSError):  # already a session leader: stays where it is
+        os.setsid()
+    with contextlib.suppress(OSError):  # no autogroups (cgroups decide): nothing to lower
+        Path("/proc/self/autogroup").write_text(f"{RENDER_NICENESS}\n")
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        with contextlib.suppress(OSError):  # not permitted here (some containers)
+            os.sched_setscheduler(0, idle, os.sched_param(0))
+
+
+def start_renderer() -> None:
+    """Initializer of a renderer process: lowest priority, matplotlib tuned and warmed by a
+    first chart, and the garbage collector kept out of the renders (see :func:`render`)."""
+    lower_priority()
+    tune_matplotlib()
+    render_png(_WARM_UP)
+    # Everything alive now (modules, fonts, caches) lives as long as the process: frozen,
+    # the collector never walks it again. Collection happens after each render instead,
+    # when it only has that chart's figure to free (a few ms, never a 100-ms pause).
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+
+
+def render(data: ChartData) -> bytes:
+    """The pool's task: the chart, then its figure's garbage collected at once."""
+    png = render_png(data)
+    gc.collect()
+    return png
+
+
+def renderer_pool(workers: int) -> ProcessPoolExecutor:
+    """Renderer processes from a forkserver that has imported matplotlib, each started by
+    :func:`start_renderer`; submit :func:`render` to them."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start_renderer)
 
 
 class RendererBusyError(Exception):
@@ -42,7 +108,8 @@ class ChartRenderer:
     """Renders :class:`ChartData` to PNG in a process pool, caching by key.
 
     Args:
-        workers: Renderer processes (each renders one chart at a time).
+        workers: Renderer processes (each renders one chart at a time); by default one per
+            core but one, at most two.
         max_waiting: Renders allowed in flight or queued at once.
         cache_size: Rendered charts kept (least recently used dropped first).
         executor: A ready executor instead of the process pool (benchmarks, tests).
@@ -50,13 +117,13 @@ class ChartRenderer:
 
     def __init__(
         self,
-        workers: int = 1,
+        workers: int | None = None,
         *,
         max_waiting: int = 32,
         cache_size: int = 256,
         executor: Executor | None = None,
     ) -> None:
-        self._workers = workers
+        self._workers = workers or default_workers()
         self._executor = executor
         self._max_waiting = max_waiting
         self._waiting = 0
@@ -66,12 +133,15 @@ class ChartRenderer:
 
     def _pool(self) -> Executor:
         if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(_PRELOAD)
-            self._executor = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=context, initializer=lower_priority
-            )
+            self._executor = renderer_pool(self._workers)
         return self._executor
+
+    def start(self) -> None:
+        """Start the renderer processes now, in the background, so that the first chart a
+        trader asks for does not wait for them to warm up."""
+        pool = self._pool()
+        for _ in range(self._workers):
+            pool.submit(os.getpid)
 
     def cached(self, key: Hashable) -> bytes | None:
         """The chart rendered under ``key``, if still cached."""
@@ -94,7 +164,7 @@ class ChartRenderer:
         self._waiting += 1
         try:
             loop = asyncio.get_running_loop()
-            png = await loop.run_in_executor(self._pool(), render_png, data)
+            png = await loop.run_in_executor(self._pool(), render, data)
         finally:
             self._waiting -= 1
         self._cache[key] = png
