@@ -20,7 +20,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 IMAGES = Path(__file__).parent / "images"
 CHROMIUM = "/usr/bin/chromium"
-VIEWPORT = {"width": 1280, "height": 860}
+VIEWPORT = {"width": 1280, "height": 900}
 URL_RE = re.compile(r"open (http://\S+/)")
 
 
@@ -45,6 +45,12 @@ async def bot_says(page: Page, text: str, timeout: float = 60_000) -> None:
     await page.locator(".msg.bot .bubble", has_text=text).last.wait_for(timeout=timeout)
 
 
+async def top_of(page: Page, text: str) -> None:
+    """Scroll the chat so the bot's latest message with ``text`` starts at the top."""
+    bubble = page.locator(".msg.bot", has_text=text).last
+    await bubble.evaluate("node => node.scrollIntoView({block: 'start'})")
+
+
 async def tour(page: Page, url: str) -> None:
     await page.goto(url)
     await expect(page.locator("#owner")).to_have_value(re.compile("^dydx1"), timeout=30_000)
@@ -64,6 +70,7 @@ async def tour(page: Page, url: str) -> None:
     await page.click("#shortcuts button[data-command='/webhook']")
     await bot_says(page, "Your TradingView webhook")
     await expect(page.locator("#hook-url")).to_have_value(re.compile("/hook/"), timeout=30_000)
+    await top_of(page, "Your TradingView webhook")
     await page.screenshot(path=IMAGES / "demo-webhook.png")
     await page.click("#fire")
     await bot_says(page, "Bought")
@@ -75,6 +82,7 @@ async def tour(page: Page, url: str) -> None:
     await bot_says(page, "Take-profit hit")
     await page.click("#shortcuts button[data-command='/pnl']")
     await page.locator(".msg.bot .bubble img").last.wait_for()
+    await top_of(page, "P&L")
     await page.locator(".panel h2", has_text="Simulated market").scroll_into_view_if_needed()
     await page.wait_for_timeout(1000)
     await page.screenshot(path=IMAGES / "demo-pnl.png")
