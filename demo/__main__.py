@@ -156,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # the page's port in use, most often
-        print(f"demo: cannot serve the page on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"demo: cannot serve the page on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

@@ -66,9 +66,9 @@ async def secured(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-async def _on_double(doubles: Doubles, fn: Callable[[], T], timeout: float = 5.0) -> T:
+async def _on_double(doubles: Doubles, fn: Callable[[], T]) -> T:
     """Run ``fn`` on the Telegram double's thread (where its state may be read)."""
-    box: tuple[T] = await doubles.telegram.wait_until(lambda: (fn(),), timeout)
+    box: tuple[T] = await doubles.telegram.wait_until(lambda: (fn(),), 5.0)
     return box[0]
 
 
@@ -110,7 +110,10 @@ async def get_state(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "banner": BANNER,
-            "bot": {"name": doubles.telegram.bot.first_name, "username": doubles.telegram.bot.username},
+            "bot": {
+                "name": doubles.telegram.bot.first_name,
+                "username": doubles.telegram.bot.username,
+            },
             "trader": {
                 "owner_address": trader.owner_address,
                 "api_key": f"0x{trader.api_private_key_hex}",

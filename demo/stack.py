@@ -207,7 +207,7 @@ class Product:
         """Start it; its output goes to ``log_path``. In ``workdir``, so no ``.env`` of the
         caller's directory is read."""
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.process = subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "core.runtime.cli", "run"],
             env=self._env,
             cwd=self._workdir,

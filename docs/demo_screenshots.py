@@ -40,15 +40,21 @@ def start_demo() -> tuple[subprocess.Popen[str], str]:
     raise SystemExit(f"the demo exited with code {demo.wait()}")
 
 
-async def bot_says(page: Page, text: str, timeout: float = 60_000) -> None:
+async def bot_says(page: Page, text: str) -> None:
     """Wait for a bot bubble containing ``text``."""
-    await page.locator(".msg.bot .bubble", has_text=text).last.wait_for(timeout=timeout)
+    await page.locator(".msg.bot .bubble", has_text=text).last.wait_for(timeout=60_000)
 
 
 async def top_of(page: Page, text: str) -> None:
     """Scroll the chat so the bot's latest message with ``text`` starts at the top."""
     bubble = page.locator(".msg.bot", has_text=text).last
     await bubble.evaluate("node => node.scrollIntoView({block: 'start'})")
+
+
+async def panel_at(page: Page, title: str) -> None:
+    """Scroll the side panel so the card titled ``title`` starts at the top."""
+    card = page.locator(".panel .card", has=page.locator("h2", has_text=title))
+    await card.evaluate("node => node.scrollIntoView({block: 'start'})")
 
 
 async def tour(page: Page, url: str) -> None:
@@ -75,7 +81,7 @@ async def tour(page: Page, url: str) -> None:
     await page.click("#fire")
     await bot_says(page, "Bought")
     await bot_says(page, "Protected")
-    await page.locator(".panel h2", has_text="TradingView alert").scroll_into_view_if_needed()
+    await panel_at(page, "TradingView alert")
     await page.wait_for_timeout(500)
     await page.screenshot(path=IMAGES / "demo-fill.png")
     await page.click("[data-move='2']")
@@ -83,7 +89,7 @@ async def tour(page: Page, url: str) -> None:
     await page.click("#shortcuts button[data-command='/pnl']")
     await page.locator(".msg.bot .bubble img").last.wait_for()
     await top_of(page, "P&L")
-    await page.locator(".panel h2", has_text="Simulated market").scroll_into_view_if_needed()
+    await panel_at(page, "TradingView alert")
     await page.wait_for_timeout(1000)
     await page.screenshot(path=IMAGES / "demo-pnl.png")
 

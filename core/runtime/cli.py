@@ -235,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--host", default="127.0.0.1", help="address of the demo page")
     demo.add_argument("--port", type=int, default=8090, help="port of the demo page")
-    demo.add_argument(
-        "--web-port", type=int, default=8091, help="port of the product's web server"
-    )
+    demo.add_argument("--web-port", type=int, default=8091, help="port of the product's web server")
     demo.set_defaults(func=cmd_demo)
 
     keys = sub.add_parser("keys", help="manage the encryption keyring (ENCRYPTION_KEYS)")

@@ -79,6 +79,8 @@ function wrapper(entity, text) {
   }
 }
 
+const BLOCKS = new Set(["pre", "blockquote", "expandable_blockquote"]);
+
 // Telegram entities (offsets in UTF-16 code units, as JavaScript strings count) as a tree.
 function renderText(text, entities) {
   const sorted = [...entities].sort((a, b) => a.offset - b.offset || b.length - a.length);
@@ -104,6 +106,8 @@ function renderText(text, entities) {
         node.append(build(from, to, inner));
         fragment.append(node);
         position = to;
+        // A block ends its line already: the newline after it would add an empty one.
+        if (BLOCKS.has(entity.type) && text[position] === "\n" && position < end) position += 1;
       }
       index = next;
     }

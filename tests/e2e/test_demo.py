@@ -2,9 +2,6 @@
 /start, the declaration, the simulated key, /webhook, an alert from the side panel, the fill,
 the take-profit after moving the price, and the /pnl chart."""
 
-# Spawning and reading the demo process from async tests is the point of this module.
-# ruff: noqa: ASYNC220, ASYNC109
-
 from __future__ import annotations
 
 import os
@@ -136,9 +133,7 @@ def test_help_says_what_the_demo_is() -> None:
         ("TELEGRAM_API_BASE", "https://api.telegram.org"),
     ],
 )
-def test_the_demo_refuses_an_environment_that_names_a_real_service(
-    name: str, value: str
-) -> None:
+def test_the_demo_refuses_an_environment_that_names_a_real_service(name: str, value: str) -> None:
     refused = subprocess.run(
         [TV2DYDX, "demo", "--port", "0", "--web-port", "0"],
         # An unreachable database: had the demo gone on, it would have failed on it instead.
@@ -214,7 +209,8 @@ async def test_a_newcomer_trades_through_the_demo_page_in_chromium(
         await expect(chart).to_have_attribute("src", re.compile("^/files/"))
         source = await chart.get_attribute("src")
         assert source is not None
-        png = httpx.get(demo.url.rstrip("/") + source, timeout=10)
+        async with httpx.AsyncClient() as http:
+            png = await http.get(demo.url.rstrip("/") + source, timeout=10)
         assert png.content.startswith(PNG_SIGNATURE)
         assert await chart.evaluate("image => image.complete && image.naturalWidth > 0")
         await bot_says(page, "P&L")
