@@ -74,6 +74,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise DemoError(
+                f"port {port} (the product's web server) is in use: choose another with --web-port"
+            ) from None
+
+
 async def _serve(args: argparse.Namespace, started: float) -> int:
     endpoints = Endpoints(
         database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -84,6 +94,7 @@ async def _serve(args: argparse.Namespace, started: float) -> int:
     )
     database_name(endpoints.database_url)
     redis_database(endpoints.redis_url)
+    _check_port_free(endpoints.web_host, endpoints.web_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -135,9 +146,10 @@ async def _serve(args: argparse.Namespace, started: float) -> int:
         if product is not None:
             await asyncio.to_thread(product.stop)
         await asyncio.to_thread(doubles.stop)
-        if not failed:
+        if not failed or product is None:  # a failed product's log stays for reading
             shutil.rmtree(workdir, ignore_errors=True)
-        _say("stopped")
+        if product is not None:
+            _say("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

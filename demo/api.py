@@ -4,6 +4,7 @@ simulated market; the product itself is reached only as a real client would reac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -214,7 +215,9 @@ async def post_alert(request: web.Request) -> web.Response:
     base_url = request.app[BASE_URL_KEY]
     body = await _json(request)
     url, message = body.get("url"), body.get("message")
-    if not isinstance(url, str) or not url.startswith(base_url + "/hook/"):
+    if not isinstance(url, str) or not re.fullmatch(
+        re.escape(base_url) + r"/hook/[\w-]{1,128}", url
+    ):
         raise BadRequest(f"the webhook URL must start with {base_url}/hook/ (send /webhook)")
     if not isinstance(message, str) or not message.strip():
         raise BadRequest("the alert message is empty")

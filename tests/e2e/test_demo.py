@@ -9,6 +9,7 @@ import queue
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -148,6 +149,28 @@ def test_the_demo_refuses_an_environment_that_names_a_real_service(name: str, va
     lines = refused.stderr.splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"demo: refusing to start: {name}")
+
+
+@pytest.mark.parametrize("taken", ["--port", "--web-port"])
+def test_a_port_in_use_is_one_line_and_nothing_starts(taken: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        ports = {"--port": "0", "--web-port": "0", taken: str(port)}
+        failed = subprocess.run(
+            [TV2DYDX, "demo", *(item for pair in ports.items() for item in pair)],
+            env=bare_env(DATABASE_URL="postgresql://nobody@127.0.0.1:1/tv2dydx_demo"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert str(port) in lines[0]
+    assert "in use" in lines[0]
 
 
 def test_the_first_line_says_it_is_simulated(demo: Demo) -> None:

@@ -190,16 +190,25 @@ async def test_the_user_sends_text_presses_buttons_and_gets_files(
         ("/api/price", {"ticker": "ETH-USD", "price": "abc"}),
         ("/api/alert", {"url": "https://evil.example/hook/x", "message": "{}"}),
         ("/api/alert", {"url": "", "message": "{}"}),
+        ("/api/alert", {"url": "BASE/hook/../healthz", "message": "{}"}),
+        ("/api/alert", {"url": "BASE/hook/t", "message": " "}),
     ],
 )
 async def test_bad_input_gets_a_short_400_and_changes_nothing(
-    page: TestClient, doubles: Doubles, path: str, body: dict[str, Any]
+    page: TestClient,
+    doubles: Doubles,
+    hook_server: tuple[str, list[dict[str, Any]]],
+    path: str,
+    body: dict[str, Any],
 ) -> None:
+    if isinstance(body.get("url"), str):
+        body = {**body, "url": body["url"].replace("BASE", hook_server[0])}
     status, answer = await api(page, path, body)
     assert status == 400
     assert 0 < len(answer["error"]) < 200
     assert await chat(page) == []
     assert doubles.dydx.state.markets["ETH-USD"].oracle_price == Decimal(3000)
+    assert hook_server[1] == []
 
 
 async def test_the_price_moves_the_simulated_oracle(page: TestClient, doubles: Doubles) -> None:
