@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address of the demo page (default 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="address the page and the product's web server listen on (default 127.0.0.1; "
+        "0.0.0.0 in a container)",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"demo page port (default {DEFAULT_PORT})"

@@ -233,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
             "at a real Telegram or dYdX. Ctrl-C stops everything."
         ),
     )
-    demo.add_argument("--host", default="127.0.0.1", help="address of the demo page")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the page and the product's web server listen on (0.0.0.0 in a container)",
+    )
     demo.add_argument("--port", type=int, default=8090, help="port of the demo page")
     demo.add_argument("--web-port", type=int, default=8091, help="port of the product's web server")
     demo.set_defaults(func=cmd_demo)
