@@ -12,8 +12,9 @@ COPY bot ./bot
 COPY webhook_server ./webhook_server
 COPY workers ./workers
 COPY migrations ./migrations
-# The protocol doubles ship for `tv2dydx demo` (simulated Telegram and dYdX; never used otherwise).
+# The protocol doubles and the demo (tv2dydx demo): the product itself never imports them.
 COPY doubles ./doubles
+COPY demo ./demo
 # The same install command CI runs in a fresh virtualenv (.ci/run, "docker install").
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
 

@@ -37,8 +37,9 @@ pytest_plugins = [
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-# A db index per run (1-15), so two runs on one machine rarely share a queue; CI runs alone.
-REDIS_DB = int(os.environ.get("TEST_REDIS_DB", str(1 + os.getpid() % 15)))
+# A db index per run (1-14), so two runs on one machine rarely share a queue; CI runs alone.
+# Db 15 is the demo's default (`tv2dydx demo` empties its db at start).
+REDIS_DB = int(os.environ.get("TEST_REDIS_DB", str(1 + os.getpid() % 14)))
 BOT_TOKEN = "123456789:TEST-token-for-the-telegram-double-00000"
 
 

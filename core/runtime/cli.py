@@ -110,6 +110,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Replace this process with the demo (``python -m demo``: core never imports it)."""
+    extra = ["--host", args.host, "--port", str(args.port), "--web-port", str(args.web_port)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "demo", *extra])  # noqa: S606 - ours
+    return 0  # not reached
+
+
 def cmd_keys_generate(_args: argparse.Namespace) -> int:
     """Print a new keyring entry."""
     from core.security.crypto import generate_key_entry
@@ -209,6 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-migrate", action="store_true", help="skip applying migrations first")
     run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="try it with no account and no network: the whole product against a simulated "
+        "Telegram and dYdX, in a local chat page",
+        description=(
+            "SIMULATED — no real Telegram, no real exchange. Starts a simulated Telegram, a "
+            "simulated dYdX chain with a funded account, and the real web server, bot and "
+            "worker pointed at them (on a fresh demo database, emptied at each start: "
+            "DATABASE_URL naming a tv2dydx_demo… database, default "
+            "postgresql://postgres@127.0.0.1:5432/tv2dydx_demo; REDIS_URL default "
+            "redis://127.0.0.1:6379/11), then serves a page to chat with the bot, fire "
+            "TradingView alerts and move the market. Refuses to start if the environment points "
+            "at a real Telegram or dYdX. Ctrl-C stops everything."
+        ),
+    )
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the page and the product's web server listen on (0.0.0.0 in a container)",
+    )
+    demo.add_argument("--port", type=int, default=8090, help="port of the demo page")
+    demo.add_argument("--web-port", type=int, default=8091, help="port of the product's web server")
+    demo.set_defaults(func=cmd_demo)
 
     keys = sub.add_parser("keys", help="manage the encryption keyring (ENCRYPTION_KEYS)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
