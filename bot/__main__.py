@@ -24,8 +24,8 @@ MAX_STARTUP_BACKOFF = 60.0
 
 
 async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> None:
-    """Publish the menu and the update route, waiting out a Telegram outage rather than
-    crash-looping."""
+    """Learn who the bot is, publish the menu and the update route, waiting out a Telegram
+    outage rather than crash-looping."""
     from aiogram.exceptions import ClientDecodeError, TelegramNetworkError, TelegramServerError
 
     from bot.app import publish_commands
@@ -35,6 +35,9 @@ async def _announce(bot: Bot, dispatcher: Dispatcher, settings: Settings) -> Non
     failures = 0
     while True:
         try:
+            # Who the bot is, asked once here (aiogram keeps it): polling then starts with
+            # no request of its own that an outage at that moment could crash.
+            await bot.me()
             await publish_commands(bot)
             if settings.telegram_mode == "webhook":
                 await register_webhook(bot, dispatcher, settings)
