@@ -9,7 +9,7 @@ from demo.stack import DemoError, database_name, redis_database
 
 DOUBLES = {
     "TELEGRAM_API_BASE": "http://127.0.0.1:40001",
-    "BOT_TOKEN": "7000000001:AAsimulatedsimulatedsimulatedsimulated",
+    "BOT_TOKEN": "7000000001:FAKE-simulated-demo-bot-token-000000",
     "PUBLIC_BASE_URL": "http://127.0.0.1:8091",
     "DYDX_NETWORK": "custom",
     "DYDX_INDEXER_URL": "http://127.0.0.1:40002",
@@ -60,7 +60,7 @@ def test_the_product_environment_takes_nothing_from_the_callers_but_harmless_var
     caller = {
         "PATH": "/usr/bin",
         "HOME": "/home/me",
-        "BOT_TOKEN": "123456789:the-real-bots-token-0000000000000000",
+        "BOT_TOKEN": "123456789:FAKE-token-of-an-outside-bot-0000000",
         "ENCRYPTION_KEYS": "real:key",
         "SENTRY_DSN": "https://key@o1.ingest.sentry.io/1",
         "ETHEREUM_RPC_URL": "https://mainnet.infura.io/v3/secret",

@@ -26,13 +26,13 @@ from doubles.telegram.webapp import (
 )
 
 BOT = BotIdentity(
-    token="123456789:AAE-test-token-for-mini-apps-000000",
+    token="123456789:FAKE-test-token-for-mini-apps-00000",
     id=123456789,
     username="b",
     first_name="B",
 )
 OTHER_BOT = BotIdentity(
-    token="987654321:AAE-another-bots-token-0000000000000",
+    token="987654321:FAKE-another-bots-token-00000000000",
     id=987654321,
     username="o",
     first_name="O",
