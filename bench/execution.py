@@ -153,13 +153,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             path = reports / f"{component}.jsonl"
             return {} if args.no_stall else {"LOOP_STALL_REPORT": str(path)}
 
-        processes["web"] = start_component(
-            "web", {**env, **web_env, **stall_report("web")}, subprocess.DEVNULL
-        )
+        def start(component: str, component_env: dict[str, str]) -> subprocess.Popen[str]:
+            if not args.logs:
+                return start_component(component, component_env, subprocess.DEVNULL)
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            with open(Path(args.logs) / f"{component}.log", "w") as log:  # the child keeps it
+                return start_component(component, component_env, log)
+
+        processes["web"] = start("web", {**env, **web_env, **stall_report("web")})
         await wait_ready(port)
-        processes["worker"] = start_component(
-            "worker", {**env, **stall_report("worker")}, subprocess.DEVNULL
-        )
+        processes["worker"] = start("worker", {**env, **stall_report("worker")})
         pids = {name: process.pid for name, process in processes.items()}
         if doubles.pid is not None:
             pids["doubles"] = doubles.pid
@@ -224,7 +227,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         doubles.stop()
         await redis.flushdb()
         await redis.aclose()
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if args.keep:
+            print(f"database kept: {name}")
+        else:
+            await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     seconds = (measured_to_ns - measured_from_ns) / 1e9
     alerts = len(latencies)
@@ -358,6 +364,10 @@ def arguments() -> argparse.Namespace:
         "--log-level",
         default="INFO",
         help="the processes' LOG_LEVEL (INFO, as deployed; their output is discarded)",
+    )
+    parser.add_argument("--logs", metavar="DIR", help="write the web's and worker's logs there")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database, to look at the ledger after"
     )
     parser.add_argument("--json", metavar="FILE", help="append the figures as one JSON line")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the web and worker into DIR")
