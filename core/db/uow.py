@@ -25,7 +25,7 @@ from core.db.repositories.orders import (
 )
 from core.db.repositories.paper import PaperRepository
 from core.db.repositories.users import UserRepository
-from core.db.repositories.wallets import WalletRepository
+from core.db.repositories.wallets import WalletLinkRequestRepository, WalletRepository
 from core.db.repositories.webhooks import WebhookRepository
 
 # Per engine, the same pool in autocommit mode: a read needs no transaction of its own.
@@ -88,6 +88,7 @@ class UnitOfWork:
     credentials: CredentialRepository
     key_entries: KeyEntryRepository
     wallets: WalletRepository
+    wallet_links: WalletLinkRequestRepository
     webhooks: WebhookRepository
     alerts: AlertRepository
     orders: OrderRepository
@@ -126,6 +127,7 @@ class UnitOfWork:
         self.credentials = CredentialRepository(self.session)
         self.key_entries = KeyEntryRepository(self.session)
         self.wallets = WalletRepository(self.session)
+        self.wallet_links = WalletLinkRequestRepository(self.session)
         self.webhooks = WebhookRepository(self.session)
         self.alerts = AlertRepository(self.session)
         self.orders = OrderRepository(self.session)

@@ -13,10 +13,9 @@ stores the key, so a refusal changes nothing and a token works once.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,16 +25,14 @@ from core.db.models import KeyEntryRequest
 from core.db.uow import UnitOfWork
 from core.exchange.errors import ExchangeUnavailableError
 from core.runtime.logs import get_logger
-from core.security.crypto import new_token, token_hash
 from core.security.webapp import InitDataError, InitDataProblem, verify_init_data
 from core.services.credentials import CredentialRefusedError, CredentialService, CredentialView
 from core.services.jobs import JobQueue
+from core.services.single_use import TOKEN_TTL, TokenState, find_token, issue_token, token_state
 from core.texts import key as key_texts
 from core.texts import key_entry as texts
 
-FORM_TTL = timedelta(minutes=10)
-TOKEN_BYTES = 24  # 192 bits
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+FORM_TTL = TOKEN_TTL
 
 
 class EntryRefusal(StrEnum):
@@ -127,21 +124,15 @@ class KeyEntryService:
 
     async def issue(self, user_id: int) -> IssuedForm:
         """A fresh form for the user; their unused ones stop working."""
-        now = self._clock()
-        token = new_token(TOKEN_BYTES)
         async with UnitOfWork(self._sessionmaker) as uow:
-            dropped = await uow.key_entries.delete_unused(user_id)
-            request = uow.key_entries.add(
-                user_id=user_id,
-                token_hash=token_hash(token),
-                issued_at=now,
-                expires_at=now + FORM_TTL,
-            )
-            await uow.session.flush()
-            uow.audit.record("key_form_issued", user_id=user_id, key_form_id=request.id)
+            issued = await issue_token(uow.key_entries, user_id, self._clock())
+            form_id = issued.request.id
+            uow.audit.record("key_form_issued", user_id=user_id, key_form_id=form_id)
             await uow.commit()
-        self._log.info("key_form_issued", user_id=user_id, key_form_id=request.id, replaced=dropped)
-        return IssuedForm(url=f"{self._base_url}/key/{token}", expires_at=now + FORM_TTL)
+        self._log.info(
+            "key_form_issued", user_id=user_id, key_form_id=form_id, replaced=issued.replaced
+        )
+        return IssuedForm(url=f"{self._base_url}/key/{issued.token}", expires_at=issued.expires_at)
 
     async def check_form(self, token: str) -> None:
         """Whether the page may be shown for ``token``.
@@ -150,7 +141,7 @@ class KeyEntryService:
             KeyEntryError: ``FORM_UNAVAILABLE`` or ``FORM_USED``.
         """
         async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
-            self._usable(await self._lookup(uow, token), self._clock())
+            self._usable(await find_token(uow.key_entries, token), self._clock())
 
     async def submit(
         self, token: str, init_data: str, owner_address: str, private_key_text: str
@@ -184,7 +175,7 @@ class KeyEntryService:
         except InitDataError as exc:
             raise KeyEntryError(*_INIT_DATA_REFUSALS[exc.problem]) from None
         async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
-            request = self._usable(await self._lookup(uow, token), now)
+            request = self._usable(await find_token(uow.key_entries, token), now)
             user = await uow.users.get(request.user_id)
             if user is None:  # deleted meanwhile (/delete_me cascades to the form)
                 raise KeyEntryError(EntryRefusal.FORM_UNAVAILABLE, texts.FORM_UNAVAILABLE)
@@ -222,14 +213,10 @@ class KeyEntryService:
         return view
 
     @staticmethod
-    async def _lookup(uow: UnitOfWork, token: str) -> KeyEntryRequest | None:
-        if not isinstance(token, str) or not _TOKEN_RE.match(token):
-            return None
-        return await uow.key_entries.get(token_hash(token))
-
-    def _usable(self, request: KeyEntryRequest | None, now: datetime) -> KeyEntryRequest:
-        if request is not None and request.used_at is not None:
+    def _usable(request: KeyEntryRequest | None, now: datetime) -> KeyEntryRequest:
+        state = token_state(request, now)
+        if state is TokenState.USED:
             raise KeyEntryError(EntryRefusal.FORM_USED, texts.FORM_USED)
-        if request is None or request.expires_at <= now:
+        if request is None or state is not TokenState.USABLE:
             raise KeyEntryError(EntryRefusal.FORM_UNAVAILABLE, texts.FORM_UNAVAILABLE)
         return request

@@ -28,16 +28,8 @@ from .actors import SimulatedUser
 from .channel_actor import SimulatedChannel
 from .media import PNG_SIGNATURE, StoredFile, Upload
 from .server import OUTAGE_MODES, TelegramDouble
-from .state import (
-    ApiCall,
-    BotIdentity,
-    Button,
-    CallbackAnswer,
-    ChatMessage,
-    MessageVersion,
-    WebhookConfig,
-    WebhookDelivery,
-)
+from .state import BotIdentity, Button, ChatMessage, MessageVersion
+from .state_world import ApiCall, CallbackAnswer, WebhookConfig, WebhookDelivery
 
 __all__ = [
     "OUTAGE_MODES",

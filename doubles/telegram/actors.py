@@ -14,18 +14,9 @@ from .channel_actor import Predicate, bot_messages_after, run_now
 from .errors import ApiError
 from .formatting import format_text
 from .methods import member_object, store_document, store_photo
-from .state import (
-    BotIdentity,
-    BotState,
-    CallbackAnswer,
-    ChannelMembership,
-    ChatMessage,
-    MessageVersion,
-    PendingCallback,
-    PrivateChat,
-    UserProfile,
-    now,
-)
+from .state import BotIdentity, ChatMessage, MessageVersion, UserProfile, now
+from .state_chats import ChannelMembership, PrivateChat
+from .state_world import BotState, CallbackAnswer, PendingCallback
 from .webapp import init_data_for, launch_url
 
 if TYPE_CHECKING:

@@ -11,17 +11,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from .formatting import format_text
 from .methods import member_object
-from .state import (
-    CHANNEL_ADMIN_RIGHTS,
-    BotIdentity,
-    Channel,
-    ChannelMembership,
-    ChatMessage,
-    ChatState,
-    MessageVersion,
-    UserProfile,
-    now,
-)
+from .state import CHANNEL_ADMIN_RIGHTS, BotIdentity, ChatMessage, MessageVersion, UserProfile, now
+from .state_chats import Channel, ChannelMembership, ChatState
 
 if TYPE_CHECKING:
     from .server import TelegramDouble

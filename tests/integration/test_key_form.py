@@ -104,6 +104,7 @@ async def test_the_page_is_self_contained_and_framed_by_telegram_alone(
     assert html.count('autocomplete="off"') == 3  # the form and both fields
     assert 'data-state="ready"' in html
     assert "{{" not in html
+    assert 'main[data-state="gone"] #gone' in html  # the shared static/page.css, inlined
     for name, value in {
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",

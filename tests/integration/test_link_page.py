@@ -147,6 +147,7 @@ async def test_the_page_is_self_contained_with_a_nonce_csp(
     # The one URL: where Telegram's web client may receive the page's "ready" event.
     assert re.findall(r"https://[^\s\"']*", html) == ["https://web.telegram.org"]
     assert "{{" not in html
+    assert 'main[data-state="gone"] #gone' in html  # the shared static/page.css, inlined
     again = await client.get(f"/link/{issued.token}")
     assert again.headers["Content-Security-Policy"] != csp  # a fresh nonce per response
 

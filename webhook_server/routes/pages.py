@@ -84,7 +84,11 @@ def secured(response: web.Response, nonce: str | None = None) -> web.Response:
 
 def render_page(template: str, values: Mapping[str, str], *, status: int = 200) -> web.Response:
     """A page of ``static/<template>`` with ``{{NAME}}`` placeholders filled in, the shared
-    Mini App script (``static/miniapp.js``) inlined, and a fresh CSP nonce.
+    styles (``static/page.css``) and Mini App script (``static/miniapp.js``) inlined, and a
+    fresh CSP nonce.
+
+    Shared assets are inlined rather than served: the page's ``<style>`` and ``<script>``
+    carry its nonce, so the CSP allows nothing else (no ``'self'`` for styles or scripts).
 
     Args:
         template: The file name.
@@ -92,7 +96,11 @@ def render_page(template: str, values: Mapping[str, str], *, status: int = 200) 
         status: The HTTP status.
     """
     nonce = secrets.token_urlsafe(18)
-    html = static_text(template).replace("{{MINIAPP_JS}}", static_text("miniapp.js"))
+    html = (
+        static_text(template)
+        .replace("{{PAGE_CSS}}", static_text("page.css"))
+        .replace("{{MINIAPP_JS}}", static_text("miniapp.js"))
+    )
     for name, value in {**values, "CSP_NONCE": nonce}.items():
         html = html.replace("{{" + name + "}}", value)
     response = web.Response(text=html, content_type="text/html", charset="utf-8", status=status)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db.models import Wallet, WalletLinkRequest
+from core.db.repositories.single_use import SingleUseTokenRepository
 
 
 class WalletRepository:
-    """Access to ``wallets`` and ``wallet_link_requests``."""
+    """Access to ``wallets``."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-
-    # Wallets ---------------------------------------------------------------------------
 
     async def get_for_user(self, user_id: int) -> Wallet | None:
         """The user's linked wallet, if any."""
@@ -61,38 +60,15 @@ class WalletRepository:
         await self._session.flush()
         return wallet
 
-    # Link requests ---------------------------------------------------------------------
 
-    def add_request(
-        self, *, user_id: int, token_hash: str, issued_at: datetime, expires_at: datetime
-    ) -> WalletLinkRequest:
-        """Add a link request (only the token's hash) to the current transaction."""
-        request = WalletLinkRequest(
-            user_id=user_id, token_hash=token_hash, issued_at=issued_at, expires_at=expires_at
-        )
-        self._session.add(request)
-        return request
+class WalletLinkRequestRepository(SingleUseTokenRepository[WalletLinkRequest]):
+    """Access to ``wallet_link_requests``: one-time link tokens (only their hash) and the
+    EIP-4361 nonce of the latest message written for each."""
 
-    async def delete_unused_requests(self, user_id: int) -> int:
-        """Drop the user's requests not consumed yet, so only the newest link works.
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session, WalletLinkRequest)
 
-        Returns:
-            How many were dropped.
-        """
-        result = await self._session.execute(
-            delete(WalletLinkRequest)
-            .where(WalletLinkRequest.user_id == user_id, WalletLinkRequest.used_at.is_(None))
-            .returning(WalletLinkRequest.id)
-        )
-        return len(result.all())
-
-    async def get_request(self, token_hash: str) -> WalletLinkRequest | None:
-        """A link request by the hash of its token."""
-        return await self._session.scalar(
-            select(WalletLinkRequest).where(WalletLinkRequest.token_hash == token_hash)
-        )
-
-    async def consume_request(self, request_id: int, *, nonce: str, now: datetime) -> bool:
+    async def consume_with_nonce(self, request_id: int, *, nonce: str, now: datetime) -> bool:
         """Mark the request used if it still is unused, unexpired and holds ``nonce``.
 
         One conditional UPDATE, so of two concurrent verifications exactly one wins.
@@ -100,15 +76,4 @@ class WalletRepository:
         Returns:
             Whether this call consumed it.
         """
-        consumed = await self._session.scalar(
-            update(WalletLinkRequest)
-            .where(
-                WalletLinkRequest.id == request_id,
-                WalletLinkRequest.used_at.is_(None),
-                WalletLinkRequest.nonce == nonce,
-                WalletLinkRequest.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(WalletLinkRequest.id)
-        )
-        return consumed is not None
+        return await self.consume(request_id, now=now, condition=WalletLinkRequest.nonce == nonce)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,9 +15,17 @@ from core.db.base import utcnow
 from core.db.models import WalletLinkRequest
 from core.db.uow import UnitOfWork
 from core.runtime.logs import get_logger
-from core.security.crypto import constant_time_equals, new_token, token_hash
+from core.security.crypto import constant_time_equals
 from core.security.webapp import InitDataError, verify_init_data
 from core.services.jobs import JobQueue
+from core.services.single_use import (
+    TOKEN_TTL,
+    TokenState,
+    find_token,
+    issue_token,
+    token_state,
+    well_formed,
+)
 from core.services.wallet_link.errors import (
     AddressTakenError,
     AlreadyLinkedError,
@@ -48,10 +55,7 @@ from core.services.wallet_link.site import LinkSite
 from core.services.wallet_link.views import IssuedLink, WalletView
 from core.texts import link as texts
 
-LINK_TTL = timedelta(minutes=10)
-TOKEN_BYTES = 24  # 192 bits
-
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32}$")
+LINK_TTL = TOKEN_TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,26 +111,23 @@ class WalletLinkService:
             AlreadyLinkedError: The user has a wallet; they must /unlink first.
         """
         site = self.site
-        now = self._clock()
-        token = new_token(TOKEN_BYTES)
         async with UnitOfWork(self._sessionmaker) as uow:
             wallet = await uow.wallets.get_for_user(user_id)
             if wallet is not None:
                 raise AlreadyLinkedError(WalletView.of(wallet))
-            dropped = await uow.wallets.delete_unused_requests(user_id)
-            request = uow.wallets.add_request(
-                user_id=user_id,
-                token_hash=token_hash(token),
-                issued_at=now,
-                expires_at=now + LINK_TTL,
-            )
-            await uow.session.flush()
-            uow.audit.record("wallet_link_issued", user_id=user_id, link_request_id=request.id)
+            issued = await issue_token(uow.wallet_links, user_id, self._clock())
+            request_id = issued.request.id
+            uow.audit.record("wallet_link_issued", user_id=user_id, link_request_id=request_id)
             await uow.commit()
         self._log.info(
-            "wallet_link_issued", user_id=user_id, link_request_id=request.id, replaced=dropped
+            "wallet_link_issued",
+            user_id=user_id,
+            link_request_id=request_id,
+            replaced=issued.replaced,
         )
-        return IssuedLink(token=token, url=site.link_url(token), expires_at=now + LINK_TTL)
+        return IssuedLink(
+            token=issued.token, url=site.link_url(issued.token), expires_at=issued.expires_at
+        )
 
     async def status(self, user_id: int) -> WalletView | None:
         """The user's linked wallet, if any."""
@@ -273,11 +274,11 @@ class WalletLinkService:
 
         address = str(parsed.address).lower()
         async with UnitOfWork(self._sessionmaker) as uow:
-            if not await uow.wallets.consume_request(
+            if not await uow.wallet_links.consume_with_nonce(
                 session.request_id, nonce=session.nonce, now=now
             ):
                 # Lost a race with another verification or a newer message.
-                raise self._refusal(await uow.wallets.get_request(token_hash(token)), now)
+                raise self._refusal(await find_token(uow.wallet_links, token), now)
             wallet = await uow.wallets.add(
                 user_id=session.user_id, address=address, chain_id=site.chain_id, linked_at=now
             )
@@ -313,22 +314,23 @@ class WalletLinkService:
 
     @staticmethod
     def _check_token_shape(token: str) -> None:
-        if not isinstance(token, str) or not _TOKEN_RE.match(token):
+        if not well_formed(token):
             raise LinkUnavailableError()
 
     async def _usable_request(
         self, uow: UnitOfWork, token: str, now: datetime
     ) -> WalletLinkRequest:
         self._check_token_shape(token)
-        request = await uow.wallets.get_request(token_hash(token))
-        if request is None or request.used_at is not None or request.expires_at <= now:
-            reason = "unknown" if request is None else "used" if request.used_at else "expired"
-            self._log.info("wallet_link_unavailable", reason=reason)
+        request = await find_token(uow.wallet_links, token)
+        state = token_state(request, now)
+        if request is None or state is not TokenState.USABLE:
+            self._log.info("wallet_link_unavailable", reason=state.value)
             raise LinkUnavailableError()
         return request
 
-    def _refusal(self, request: WalletLinkRequest | None, now: datetime) -> WalletLinkError:
-        if request is None or request.used_at is not None or request.expires_at <= now:
+    @staticmethod
+    def _refusal(request: WalletLinkRequest | None, now: datetime) -> WalletLinkError:
+        if token_state(request, now) is not TokenState.USABLE:
             return LinkUnavailableError()
         return NonceMismatchError()
 

@@ -6,21 +6,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import errors
-from .errors import bad_request
-from .formatting import format_text
-from .media import StoredFile, Upload
-from .methods import (
-    MAX_CAPTION_LENGTH,
-    Context,
-    _media_bytes,
-    _message_to_edit,
-    method,
-    read_markup,
-    store_document,
-    store_photo,
-)
-from .state import now
+from .. import errors
+from ..errors import bad_request
+from ..formatting import format_text
+from ..media import StoredFile, Upload
+from ..state import now
+from .base import MAX_CAPTION_LENGTH, Context, method
+from .content import read_markup
+from .files import media_bytes, store_document, store_photo
+from .messages import message_to_edit
 
 _KINDS = frozenset({"photo", "document"})
 
@@ -53,11 +47,11 @@ async def edit_message_media(ctx: Context) -> Any:
     (none removes it) and a missing ``reply_markup`` removes the keyboard."""
     media = _input_media(ctx)
     inline, _ = read_markup(ctx)
-    message = _message_to_edit(ctx)
+    message = message_to_edit(ctx)
     if not message.photo_files and message.document_file is None:
         raise bad_request("there is no media in the message to edit")
     kind = str(media["type"])
-    content = await _media_bytes(ctx, _source(ctx, media), kind)
+    content = await media_bytes(ctx, _source(ctx, media), kind)
     caption_text = media.get("caption") if isinstance(media.get("caption"), str) else ""
     entities = media.get("caption_entities")
     parse_mode = media.get("parse_mode") if isinstance(media.get("parse_mode"), str) else None
