@@ -37,10 +37,10 @@ from doubles.dydx.state import (
     FillRecord,
     TxLogEntry,
     TxResult,
-    _round_usdc_up,
     fmt_decimal,
     order_uuid,
 )
+from doubles.dydx.state.ids import _round_usdc_up
 
 #: Client metadata of web-app orders in the double (ours use 2, as dydx-v4-client sets).
 WEB_APP_CLIENT_METADATA = 0
