@@ -281,6 +281,37 @@ def process_tree_times(pid: int) -> Cpu | None:
     return Cpu(sum(m[1] for m in members) / ticks, sum(m[2] for m in members) / ticks)
 
 
+async def postmaster_pid() -> int | None:
+    """The PostgreSQL server's main process (the parent of a backend), if it runs here."""
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:  # read while the backend lives: it exits with the connection
+        return _parent_of(await conn.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await conn.close()
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # another host (or no /proc)
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def server_times(pid: int) -> Cpu | None:
+    """CPU of a forking server: its live process tree plus the children it has reaped (a
+    PostgreSQL backend per connection, so connections opened and closed count too)."""
+    live = process_tree_times(pid)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    if live is None:
+        return None
+    return Cpu(live.user + int(fields[13]) / ticks, live.system + int(fields[14]) / ticks)
+
+
 def worst_stalls(report: Path, from_ns: int, to_ns: int) -> tuple[float, float] | None:
     """The worst event-loop stall and GC pause (ms) a ``LOOP_STALL_REPORT`` file shows in
     the windows that overlap ``[from_ns, to_ns]`` (perf_counter_ns); None without any."""

@@ -11,9 +11,11 @@ Prints, over the measured alerts: p50 / p95 / p99 / max of POST → BroadcastTx;
 time (user + system, from the kernel's /proc accounting, all threads) the web server, the
 worker and the doubles used per executed alert, and the part of it that is background (the
 same processes' CPU per second while no alert is sent, times the measured phase's length);
-the worst event-loop stall and longest GC pause inside the web and worker processes (their
-``LOOP_STALL_REPORT``, a 10 ms ticker on each loop, which itself costs each process
-~13 ms of CPU a second on a small VM: counted as background, left out with ``--no-stall``);
+PostgreSQL's CPU per alert (the whole server's: its backends, and those of connections
+closed meanwhile; so nothing else should use it during a run); the worst event-loop
+stall and longest GC pause inside the web and worker processes (their
+``LOOP_STALL_REPORT``, a 10 ms ticker on each loop, which itself costs each process ~13 ms
+of CPU a second on a small VM: counted as background, left out with ``--no-stall``);
 PostgreSQL transactions per alert (``pg_stat_database``); and the per-stage medians from
 the ledger's own timestamps.
 
@@ -61,8 +63,10 @@ from bench._common import (
     Profiler,
     admin,
     percentile,
+    postmaster_pid,
     process_tree_times,
     register_all,
+    server_times,
     stack_env,
     start_component,
     stop_component,
@@ -118,7 +122,10 @@ async def transactions(database: str) -> tuple[int, int]:
 
 
 def cpu_of(pids: dict[str, int]) -> dict[str, Cpu]:
-    found = {name: process_tree_times(pid) for name, pid in pids.items()}
+    found = {
+        name: server_times(pid) if name == "postgres" else process_tree_times(pid)
+        for name, pid in pids.items()
+    }
     return {name: times for name, times in found.items() if times is not None}
 
 
@@ -166,6 +173,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pids = {name: process.pid for name, process in processes.items()}
         if doubles.pid is not None:
             pids["doubles"] = doubles.pid
+        postmaster = await postmaster_pid()
+        if postmaster is not None:
+            pids["postgres"] = postmaster  # the whole server: run nothing else meanwhile
         poster = Poster(port)
         poster.start()
 

@@ -19,7 +19,13 @@ PING_AFTER_IDLE_SECONDS = 5.0
 _RETURNED_AT = "tv2dydx_returned_at"
 
 
-def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    echo: bool = False,
+) -> AsyncEngine:
     """An asyncpg engine that survives a restarted PostgreSQL.
 
     Connections idle for :data:`PING_AFTER_IDLE_SECONDS` are pinged when checked out, and a
@@ -28,13 +34,19 @@ def create_engine(database_url: str, *, pool_size: int = 10, echo: bool = False)
 
     Args:
         database_url: A ``postgresql+asyncpg://`` URL (``Settings`` normalises it).
-        pool_size: Connections kept open.
+        pool_size: Connections kept open. Size it for the process's usual peak: a
+            connection beyond it (overflow) is closed when handed back, so a pool that
+            overflows on every burst opens and closes connections on every burst (a
+            PostgreSQL backend started and ended each time: milliseconds of CPU per
+            connection on both sides).
+        max_overflow: Connections opened beyond ``pool_size`` at a rare peak (default: as
+            many as ``pool_size``).
         echo: Log SQL (debugging only).
     """
     engine = _create_async_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
         echo=echo,
         connect_args={"timeout": 5, "command_timeout": 30},
