@@ -312,16 +312,20 @@ def server_times(pid: int) -> Cpu | None:
     return Cpu(live.user + int(fields[13]) / ticks, live.system + int(fields[14]) / ticks)
 
 
-def worst_stalls(report: Path, from_ns: int, to_ns: int) -> tuple[float, float] | None:
-    """The worst event-loop stall and GC pause (ms) a ``LOOP_STALL_REPORT`` file shows in
-    the windows that overlap ``[from_ns, to_ns]`` (perf_counter_ns); None without any."""
+def worst_stalls(
+    report: Path, from_ns: int, to_ns: int
+) -> tuple[float, float | None, float] | None:
+    """The worst event-loop stall, the loop thread's CPU during it, and the longest GC pause
+    (ms) that a ``LOOP_STALL_REPORT`` file shows in the windows that overlap
+    ``[from_ns, to_ns]`` (perf_counter_ns); None without any."""
     if not report.exists():
         return None
     windows = [json.loads(line) for line in report.read_text().splitlines() if line]
     inside = [w for w in windows if w["to_ns"] > from_ns and w["from_ns"] < to_ns]
     if not inside:
         return None
-    return max(w["max_stall_ms"] for w in inside), max(w["max_gc_ms"] for w in inside)
+    worst = max(inside, key=lambda w: w["max_stall_ms"])
+    return worst["max_stall_ms"], worst.get("max_stall_cpu_ms"), max(w["max_gc_ms"] for w in inside)
 
 
 class Profiler:

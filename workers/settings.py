@@ -78,7 +78,7 @@ class WorkerSettings:
     on_shutdown = shutdown
     on_job_start = bind_job_context
     # No poll_delay: the worker (workers.worker.TradingWorker) waits for a wake token that
-    # the enqueue pushes, and polls every 50 ms when none comes.
+    # the enqueue pushes, and polls every IDLE_POLL_SECONDS (0.2 s) when none comes.
     # A job mostly waits (on the node, then for its fill): slots are cheap, and too few make
     # a burst of alerts queue behind the previous burst's jobs still waiting for fills.
     max_jobs = 100

@@ -5,7 +5,12 @@ the longest time the loop ran something else without yielding (a blocking call, 
 synchronous step, a garbage-collector pause, which are also timed on their own). Every
 second one JSON line is appended to the report file::
 
-    {"pid": 123, "from_ns": ..., "to_ns": ..., "max_stall_ms": 1.8, "max_gc_ms": 0.4}
+    {"pid": 123, "from_ns": ..., "to_ns": ..., "max_stall_ms": 1.8, "max_stall_cpu_ms": 1.7,
+     "max_gc_ms": 0.4}
+
+``max_stall_cpu_ms`` is the CPU the loop's thread used during that worst late tick: close to
+the stall when the loop itself ran that long, much less when the process was waiting for a
+core (on a host whose cores are all busy, the kernel's scheduler makes every process late).
 
 ``from_ns``/``to_ns`` are ``time.perf_counter_ns()`` (CLOCK_MONOTONIC on Linux), so another
 process on the same host, like ``bench/execution.py``, can keep the windows of its own
@@ -51,24 +56,27 @@ async def _tick(out: TextIO, pauses: _GcPauses) -> None:
     window_ns = int(WINDOW_SECONDS * 1e9)
     window_from = time.perf_counter_ns()
     expected = window_from + tick_ns
-    worst = 0
+    cpu_before = time.thread_time_ns()
+    worst = worst_cpu = 0
     while True:
         await asyncio.sleep(TICK_SECONDS)
-        now = time.perf_counter_ns()
-        worst = max(worst, now - expected)
-        expected = now + tick_ns
+        now, cpu = time.perf_counter_ns(), time.thread_time_ns()
+        if now - expected > worst:
+            worst, worst_cpu = now - expected, cpu - cpu_before
+        expected, cpu_before = now + tick_ns, cpu
         if now - window_from >= window_ns:
             line = {
                 "pid": pid,
                 "from_ns": window_from,
                 "to_ns": now,
                 "max_stall_ms": round(worst / 1e6, 3),
+                "max_stall_cpu_ms": round(worst_cpu / 1e6, 3),
                 "max_gc_ms": round(pauses.take() / 1e6, 3),
             }
             # One short line a second on a local file: too small to stall what it measures.
             out.write(json.dumps(line) + "\n")
             out.flush()
-            window_from, worst = now, 0
+            window_from, worst, worst_cpu = now, 0, 0
 
 
 @contextlib.asynccontextmanager
