@@ -107,6 +107,16 @@ def moved_by(process: WorkerProcess) -> int:
     return _output(process).count('"trailing_stop_moved"')
 
 
+async def logged(process: WorkerProcess, moves: int) -> None:
+    """Wait until the worker has logged ``moves`` stop moves: it logs a move once the old
+    stop's cancel is sent, so the chain can show the move a moment before the log does."""
+
+    async def enough() -> bool:
+        return moved_by(process) >= moves
+
+    await until(enough, within=10)
+
+
 def tracks(process: WorkerProcess) -> bool:
     """Whether this worker ever tracked a trailing bracket."""
     return '"trailing_tracking"' in _output(process)
@@ -172,9 +182,10 @@ async def test_one_worker_trails_each_bracket_and_the_other_takes_over_when_it_d
     await assert_invariant(exchange)
     assert_each_stop_placed_once_within_the_block_budget(dydx_double)
     moves = len(stop_places(dydx_double)) - first_legs
-    assert [moved_by(p) for p in two_workers].count(0) == 1, "one worker moved the stops"
     trackers = [p for p in two_workers if tracks(p)]
     assert len(trackers) == 1, "one worker tracks the owner's brackets"
+    await logged(trackers[0], moves)
+    assert [moved_by(p) for p in two_workers].count(0) == 1, "one worker moved the stops"
     (holder,) = trackers
     (other,) = [p for p in two_workers if p is not holder]
     assert moved_by(holder) == moves >= 2, "the lease holder moved every stop"
@@ -204,6 +215,7 @@ async def test_one_worker_trails_each_bracket_and_the_other_takes_over_when_it_d
     )
     print(f"\ntrailing taken over {time.monotonic() - killed_at:.1f} s after the kill")
     assert tracks(other), "the survivor tracks the brackets now"
+    await logged(other, 1)
     assert moved_by(other) == 1, "the survivor moved BTC's stop"
     assert len(stop_places(dydx_double)) == placed_before + 1  # ETH stayed at its stored stop
 
@@ -216,6 +228,7 @@ async def test_one_worker_trails_each_bracket_and_the_other_takes_over_when_it_d
     )
     await assert_invariant(exchange)
     assert_each_stop_placed_once_within_the_block_budget(dydx_double)
+    await logged(other, 2)
     assert moved_by(other) == 2
     brackets = await the_brackets(live_sessionmaker, me)
     assert (brackets["ETH-USD"].trail_anchor, brackets["BTC-USD"].trail_anchor) == (
