@@ -35,8 +35,6 @@ async def test_a_blocking_call_shows_as_a_stall_in_the_window_that_covers_it(
     assert len(covering) == 1, "the windows tile time, so exactly one covers the block"
     assert covering[0]["max_stall_ms"] >= 50, "the 60 ms block is reported (less one 10 ms tick)"
     assert covering[0]["max_gc_ms"] > 0, "the full collection's pause is reported"
-    # The block slept: the loop's thread used little CPU in it (a busy loop would have).
-    assert covering[0]["max_stall_cpu_ms"] < covering[0]["max_stall_ms"] - 30
 
 
 async def test_a_busy_loop_shows_its_cpu_in_the_stall(tmp_path: Path) -> None:
@@ -44,14 +42,23 @@ async def test_a_busy_loop_shows_its_cpu_in_the_stall(tmp_path: Path) -> None:
     async with loop_stall_report(str(report)):
         await asyncio.sleep(0.1)
         busy_from = time.perf_counter_ns()
-        spin_until = time.thread_time() + 0.06
-        while time.thread_time() < spin_until:  # 60 ms of this thread's own CPU
-            pass
+        _spin(0.2)
         await asyncio.sleep(WINDOW_SECONDS + 0.3)
     covering = [line for line in _lines(report) if line["from_ns"] <= busy_from <= line["to_ns"]]
     assert len(covering) == 1
-    assert covering[0]["max_stall_ms"] >= 50
-    assert covering[0]["max_stall_cpu_ms"] >= 50, "the loop itself ran those 60 ms"
+    # CPU time, not wall time: a loaded machine makes the stall longer, never the CPU less.
+    # (Its worst stall is this one unless the kernel kept the process off a core for longer
+    # than 200 ms.)
+    assert covering[0]["max_stall_cpu_ms"] >= 190, "the loop itself ran those 200 ms"
+
+
+def _spin(cpu_seconds: float) -> None:
+    """Use ``cpu_seconds`` of this thread's CPU without yielding to the event loop."""
+    spin_until = time.thread_time() + cpu_seconds
+    spins = 0
+    while time.thread_time() < spin_until:
+        spins += 1
+    assert spins > 0
 
 
 async def test_windows_follow_one_another_without_gaps(tmp_path: Path) -> None:
