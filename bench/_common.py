@@ -358,6 +358,7 @@ class Profiler:
             # --nonblocking: sample without pausing the process, so its latency stays as is.
             command += ["--format", "raw", "--nonblocking", "--output", str(output)]
             command += ["--gil"] if self._gil else []
+            command += ["--subprocesses"]  # WORKER_PROCESSES > 1: the workers are children
             self._running.append(
                 subprocess.Popen(  # noqa: ASYNC220 - starting it does not wait for it
                     command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -14,8 +14,9 @@ same processes' CPU per second while no alert is sent, times the measured phase'
 PostgreSQL's CPU per alert (the whole server's: its backends, and those of connections
 closed meanwhile; so nothing else should use it during a run); the worst event-loop
 stall and longest GC pause inside the web and worker processes (their
-``LOOP_STALL_REPORT``, a 10 ms ticker on each loop, which itself costs each process ~13 ms
-of CPU a second on a small VM: counted as background, left out with ``--no-stall``);
+``LOOP_STALL_REPORT``: each loop's longest turn, timed at its selector; up to 041726f a
+10 ms ticker that cost each process ~13 ms of CPU a second on a small VM, so compare CPU
+against older commits with ``--no-stall``, which leaves the report out);
 PostgreSQL transactions per alert (``pg_stat_database``); and the per-stage medians from
 the ledger's own timestamps.
 
@@ -370,7 +371,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--no-stall",
         action="store_true",
-        help="no LOOP_STALL_REPORT: CPU without the 10 ms tickers (~13 ms/s each here)",
+        help="no LOOP_STALL_REPORT (older commits' 10 ms tickers cost ~13 ms/s each here)",
     )
     parser.add_argument(
         "--log-level",
