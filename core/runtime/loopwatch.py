@@ -122,10 +122,18 @@ async def _tick(windows: _Windows) -> None:
         expected, cpu_before = now + tick_ns, cpu
 
 
-async def _each_window() -> None:
-    """Wakes an idle loop once a window, so each window's line is written on time."""
-    while True:
-        await asyncio.sleep(WINDOW_SECONDS / 4)
+class _Waker:
+    """Wakes an idle loop a few times a window, so each window's line is written on time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle = loop.call_later(WINDOW_SECONDS / 4, self._wake)
+
+    def _wake(self) -> None:
+        self._handle = self._loop.call_later(WINDOW_SECONDS / 4, self._wake)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -139,21 +147,26 @@ async def loop_stall_report(path: str | None) -> AsyncIterator[None]:
         yield
         return
     pauses = _GcPauses()
-    selector = getattr(asyncio.get_running_loop(), "_selector", None)
+    loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)
     with open(path, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - once, at start-up
         windows = _Windows(out, pauses)
         gc.callbacks.append(pauses)
-        timer = _TurnTimer(selector, windows) if selector is not None else None
-        if timer is not None:
+        if selector is not None:
+            timer = _TurnTimer(selector, windows)
             timer.install()
-            task = asyncio.create_task(_each_window(), name="loop-stall-report")
-        else:
-            task = asyncio.create_task(_tick(windows), name="loop-stall-report")
+            waker = _Waker(loop)
+            try:
+                yield
+            finally:
+                timer.remove()
+                waker.cancel()
+                gc.callbacks.remove(pauses)
+            return
+        task = asyncio.create_task(_tick(windows), name="loop-stall-report")
         try:
             yield
         finally:
-            if timer is not None:
-                timer.remove()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

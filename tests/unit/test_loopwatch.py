@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.runtime.loopwatch import WINDOW_SECONDS, loop_stall_report
+from core.runtime.loopwatch import WINDOW_SECONDS, _GcPauses, _tick, _Windows, loop_stall_report
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -85,3 +86,19 @@ async def test_unset_starts_no_ticker() -> None:
     async with loop_stall_report(None):
         names = {task.get_name() for task in asyncio.all_tasks()}
     assert "loop-stall-report" not in names, "with no report file nothing runs on the loop"
+
+
+async def test_a_loop_without_a_selector_is_measured_by_a_ticker(tmp_path: Path) -> None:
+    # uvloop and other loops have no asyncio selector to time: a 10 ms ticker's lateness.
+    report = tmp_path / "stalls.jsonl"
+    with report.open("a") as out:
+        task = asyncio.create_task(_tick(_Windows(out, _GcPauses())))
+        await asyncio.sleep(0.05)
+        time.sleep(0.06)  # noqa: ASYNC251 - the blocking call whose stall is to be seen
+        await asyncio.sleep(WINDOW_SECONDS)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    lines = _lines(report)
+    assert lines
+    assert max(line["max_stall_ms"] for line in lines) >= 50, "late by the block, less a tick"
