@@ -9,10 +9,11 @@ Two changes to how arq picks jobs up; how it runs, retries and records them is a
   later, and an idle worker polls every
   :data:`IDLE_POLL_SECONDS` instead of every few milliseconds. Jobs queued without a token
   (arq's own ``enqueue_job``, crons, retries) are found by that poll, as before.
-* **One claim per batch.** arq claims each job with WATCH, EXISTS, ZSCORE and MULTI/EXEC:
-  four sequential round trips, so the tenth alert of a burst waited for forty. The claim
-  script performs the same checks and writes the same in-progress key for every job of
-  the batch at once, atomically, so arq workers of either kind can share a queue.
+* **One round trip to find and claim a batch.** arq reads the due jobs (ZRANGEBYSCORE),
+  then claims each with WATCH, EXISTS, ZSCORE and MULTI/EXEC: four sequential round trips
+  a job, so the tenth alert of a burst waited for forty. The poll script reads the due jobs
+  and performs the same checks, and writes the same in-progress key, for every job of the
+  batch at once, atomically, so arq workers of either kind can share a queue.
 * **A burst shared between workers.** With ``WORKER_PROCESSES`` > 1, a batch of alert jobs
   wakes that many workers (one token each, :class:`~core.adapters.arq_queue.ArqJobQueue`),
   and each claims its share of the free jobs (``ceil(free / workers)``, oldest first) and
@@ -28,8 +29,9 @@ Two changes to how arq picks jobs up; how it runs, retries and records them is a
   stays claimed however long its own timeout, and a dead worker's job is free again
   within the lease. A job's own timeout (``asyncio.wait_for``) is arq's, unchanged.
 
-arq is pinned (``arq==0.28.0``): :meth:`TradingWorker.start_jobs` keeps the bookkeeping of
-arq's own (semaphore, ``job_counter``, ``tasks``) and is checked against it by the tests.
+arq is pinned (``arq==0.28.0``): :meth:`TradingWorker._poll_iteration` keeps the bookkeeping
+of arq's own (semaphore, ``job_counter``, ``tasks``, aborts, health check) and is checked
+against it by the tests.
 """
 
 from __future__ import annotations
@@ -81,28 +83,31 @@ end
 return 0
 """
 
-# KEYS: the queue, then per job its in-progress key. ARGV: now (ms), in-progress expiry
-# (ms), the workers sharing the queue, then per job its id. Of the jobs free to run (not
-# running elsewhere, still queued, due: arq's own three checks), claims this worker's share,
-# the oldest; per job, its score if claimed, else -1; then how many free jobs it left for
-# the other workers (who were woken too, and take them at once, as does this worker).
-_CLAIM_SCRIPT = """
+# KEYS: the queue. ARGV: now (ms), in-progress expiry (ms), the workers sharing the queue,
+# the most jobs to claim, the in-progress key prefix, how many due jobs to read and from
+# which offset. Reads the due jobs, oldest first, as arq's poll does; of those free to run
+# (not running elsewhere: arq's own check), claims this worker's share, at most the limit,
+# the oldest. Returns the claimed jobs as id, score pairs, then how many free jobs it left
+# for the other workers (who were woken too, and take them at once, as does this worker).
+# It touches in-progress keys it was not given in KEYS: one Redis server, never a cluster.
+_POLL_SCRIPT = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT',
+                       ARGV[7], ARGV[6])
 local free = {}
-local claimed = {}
-for i = 2, #KEYS do
-  claimed[i - 1] = -1
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 2])
-  if redis.call('EXISTS', KEYS[i]) == 0 and score and tonumber(score) <= tonumber(ARGV[1]) then
-    free[#free + 1] = {i, score}
+for i = 1, #due, 2 do
+  if redis.call('EXISTS', ARGV[5] .. due[i]) == 0 then
+    free[#free + 1] = i
   end
 end
-local share = math.ceil(#free / tonumber(ARGV[3]))
+local share = math.min(math.ceil(#free / tonumber(ARGV[3])), tonumber(ARGV[4]))
+local claimed = {}
 for n = 1, share do
-  local i, score = free[n][1], free[n][2]
-  redis.call('PSETEX', KEYS[i], ARGV[2], '1')
-  claimed[i - 1] = score
+  local i = free[n]
+  redis.call('PSETEX', ARGV[5] .. due[i], ARGV[2], '1')
+  claimed[#claimed + 1] = due[i]
+  claimed[#claimed + 1] = due[i + 1]
 end
-claimed[#KEYS] = #free - share
+claimed[#claimed + 1] = #free - share
 return claimed
 """
 
@@ -132,7 +137,7 @@ class TradingWorker(Worker):
         super().__init__(*args, **kwargs)
         self._idle_poll = idle_poll
         self._wake_key = wake_key(self.queue_name)
-        self._claim_script: AsyncScript | None = None
+        self._poll_script: AsyncScript | None = None
         self._renew_script: AsyncScript | None = None
         # arq's rule would be the longest timeout of any function + 10 s (see module doc).
         self.in_progress_timeout_s = lease
@@ -142,7 +147,22 @@ class TradingWorker(Worker):
         self._left_for_peers = False
 
     async def _poll_iteration(self) -> None:
-        await super()._poll_iteration()
+        # arq's own iteration (``Worker._poll_iteration``), with its read of the due jobs
+        # and their claims made in one script (:meth:`_claim_due`).
+        slots = min(self.queue_read_limit, self.max_jobs - self.job_counter)
+        if self.burst and self.max_burst_jobs >= 0:
+            slots = min(slots, self.max_burst_jobs - self._jobs_started())
+            if slots < 1:
+                return
+        if self.allow_pick_jobs and slots > 0:
+            await self._claim_due(slots)
+        if self.allow_abort_jobs:
+            await self._cancel_aborted_jobs()
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # as arq: an error of run_job itself is raised here
+        await self.heart_beat()
         if time.monotonic() - self._renewed_at >= self._renew_every:
             await self._renew_leases()
         if self._left_for_peers:
@@ -154,33 +174,34 @@ class TradingWorker(Worker):
         blpop: Any = self.pool.blpop
         await blpop([self._wake_key], timeout=self._idle_poll)
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim and start as many of ``job_ids`` as there are free job slots."""
-        # A job this worker still runs is never claimed again here, even if its lease lapsed
-        # (an event loop stalled past the lease): one process never runs one job twice.
-        job_ids = [job_id for job_id in job_ids if not self._running(job_id.decode())]
-        job_ids = job_ids[: max(0, self.max_jobs - self.job_counter)]
-        if not job_ids:
-            return
-        for _ in job_ids:
-            # Free slots were counted above, so no acquire waits.
+    async def _claim_due(self, slots: int) -> None:
+        """Claim up to ``slots`` due jobs (this worker's share of them) and start them."""
+        if self._poll_script is None:
+            self._poll_script = self.pool.register_script(_POLL_SCRIPT)
+        *pairs, left = await self._poll_script(
+            keys=[self.queue_name],
+            args=[
+                timestamp_ms(),
+                int(self.in_progress_timeout_s * 1000),
+                self._peers,
+                slots,
+                in_progress_key_prefix,
+                self.queue_read_limit,
+                self._queue_read_offset,
+            ],
+        )
+        # Jobs left to the other workers: poll again at once for what they do not take.
+        self._left_for_peers = int(left) > 0
+        gate: PlacementGate | None = self.ctx.get("priority")
+        for raw_id, score in zip(pairs[::2], pairs[1::2], strict=True):
+            job_id = raw_id.decode()
+            if self._running(job_id):
+                # Its lease lapsed while this worker still runs it (a loop stalled past the
+                # lease): the claim renewed the lease; one process never runs a job twice.
+                continue
+            # A free slot was counted (``slots``), so no acquire waits.
             await self.sem.acquire()
             self.job_counter += 1
-        ids = [job_id.decode() for job_id in job_ids]
-        try:
-            claimed = await self._claim(ids)
-        except BaseException:
-            for _ in ids:
-                self._release_sem_dec_counter_on_complete()
-            raise
-        gate: PlacementGate | None = self.ctx.get("priority")
-        *claimed, left = claimed
-        # Jobs left to the other workers: poll again at once for what they do not take.
-        self._left_for_peers = left > 0
-        for job_id, score in zip(ids, claimed, strict=True):
-            if score == -1:
-                self._release_sem_dec_counter_on_complete()
-                continue
             if gate is not None and job_id.startswith(_ALERT_JOB):
                 # Placing first: bookkeeping waits from the claim until the broadcast.
                 gate.claimed(job_id)
@@ -210,20 +231,6 @@ class TradingWorker(Worker):
             keys=[in_progress_key_prefix + job_id for job_id in running],
             args=[int(self.in_progress_timeout_s * 1000)],
         )
-
-    async def _claim(self, job_ids: list[str]) -> list[Any]:
-        if self._claim_script is None:
-            self._claim_script = self.pool.register_script(_CLAIM_SCRIPT)
-        result: list[Any] = await self._claim_script(
-            keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in job_ids)],
-            args=[
-                timestamp_ms(),
-                int(self.in_progress_timeout_s * 1000),
-                self._peers,
-                *job_ids,
-            ],
-        )
-        return result
 
 
 def build_worker(
