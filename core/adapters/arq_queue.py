@@ -126,8 +126,8 @@ class ArqJobQueue:
         )
         return bool(added)
 
-    async def enqueue_many(self, function: str, jobs: Sequence[tuple[str, Any]]) -> list[bool]:
-        """Enqueue ``function(argument)`` for each ``(job_id, argument)`` in one round trip.
+    async def enqueue_many(self, function: str, jobs: Sequence[tuple[Any, ...]]) -> list[bool]:
+        """Enqueue ``function(*arguments)`` for each ``(job_id, *arguments)`` in one round trip.
 
         Each job is exactly what :meth:`enqueue` would have queued.
 
@@ -140,10 +140,10 @@ class ArqJobQueue:
         queue = self._redis.default_queue_name
         keys = [queue, wake_key(queue)]
         args: list[Any] = [now_ms, self._redis.expires_extra_ms, MAX_WAKE_TOKENS, self._workers]
-        for job_id, argument in jobs:
+        for job_id, *arguments in jobs:
             keys += [job_key_prefix + job_id, result_key_prefix + job_id]
             job = serialize_job(
-                function, (argument,), {}, None, now_ms, serializer=self._redis.job_serializer
+                function, tuple(arguments), {}, None, now_ms, serializer=self._redis.job_serializer
             )
             args += [job_id, job]
         added = await self._enqueue_many_script(keys=keys, args=args)

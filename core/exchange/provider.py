@@ -9,8 +9,10 @@ job. :func:`core.exchange.factory.create_exchange_provider` builds the configure
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,10 +21,16 @@ from core.db.repositories.execution import LoadedAlert
 from core.db.uow import UnitOfWork
 from core.domain.preferences import Preferences
 from core.exchange.paper.venue import PaperExchange
-from core.exchange.port import Exchange
+from core.exchange.port import Account, Exchange, Position
 from core.exchange.venue import Venue
 from core.security.crypto import DecryptionError, Keyring, Sealed, open_credential
 from core.texts.trade import KEY_UNREADABLE, NO_KEY
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a finished future's error as seen (an early read nobody needed may fail)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class TradingNotReadyError(Exception):
@@ -118,6 +126,26 @@ class ExchangeProvider:
     async def close(self) -> None:
         """Close the shared connections."""
         await self.venue.close()
+
+    def read_subaccount(
+        self, owner_address: str, subaccount_number: int
+    ) -> asyncio.Future[tuple[Account, list[Position]]]:
+        """Start reading a live subaccount's collateral and positions now (one request,
+        shared with any caller asking meanwhile); await the future for them.
+
+        For a caller that knows the subaccount before it has the trader's key (an alert
+        job, from its hint); nothing is signed, and a future nobody awaits fails silently.
+        """
+        reader = self.venue.trader(
+            owner_address=owner_address,
+            subaccount_number=subaccount_number,
+            authenticator_id=0,  # read-only: without a private key nothing is signed
+            private_key=None,
+            nonces=self._nonces,
+        )
+        future = asyncio.gather(reader.account(), reader.positions())
+        future.add_done_callback(_retrieve)
+        return future
 
     async def for_user(self, user_id: int, prefs: Preferences) -> Exchange:
         """The exchange for a trader: paper when their preferences say so, else the live venue.

@@ -66,6 +66,14 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class _Job:
+    """An accepted alert's job: its id, and the live subaccount it will trade, if known."""
+
+    alert_id: int
+    subaccount: tuple[str, int] | None
+
+
+@dataclass(frozen=True, slots=True)
 class IntakeResult:
     """The outcome of one webhook call.
 
@@ -132,7 +140,7 @@ class IntakeService:
         self._clock = clock
         self._enqueue_timeout = enqueue_timeout
         # Jobs of alerts accepted together are queued in one round trip.
-        self._enqueues: MicroBatcher[int, bool] = MicroBatcher(self._enqueue_many)
+        self._enqueues: MicroBatcher[_Job, bool] = MicroBatcher(self._enqueue_many)
         self._accepted_log: list[tuple[int, int, str, str]] = []
         self._log = get_logger(__name__)
 
@@ -234,7 +242,7 @@ class IntakeService:
         if alert_id is None:
             log.info("alert_duplicate", market=alert.market, action=alert.action.value)
             return IntakeResult(Verdict.DUPLICATE)
-        await self._enqueue(log.bind(alert_id=alert_id), alert_id)
+        await self._enqueue(log.bind(alert_id=alert_id), _Job(alert_id, owner.subaccount))
         self._log_accepted((alert_id, owner.user_id, alert.market, alert.action.value))
         return IntakeResult(Verdict.ACCEPTED, alert_id=alert_id)
 
@@ -253,24 +261,27 @@ class IntakeService:
         entries, self._accepted_log = self._accepted_log, []
         self._log.info("alerts_accepted", count=len(entries), alerts=[list(e) for e in entries])
 
-    async def _enqueue(self, log: Any, alert_id: int) -> None:
+    async def _enqueue(self, log: Any, job: _Job) -> None:
         """Queue the alert's job; on any Redis trouble leave it to the sweeper."""
         if self._queue is None:
             log.warning("alert_enqueue_deferred", error="no job queue")
             return
         try:
             async with asyncio.timeout(self._enqueue_timeout):
-                await self._enqueues.submit(alert_id)
+                await self._enqueues.submit(job)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("alert_enqueue_deferred", error=type(exc).__name__)
             return
-        self._store.mark_enqueued(alert_id, self._clock())
+        self._store.mark_enqueued(job.alert_id, self._clock())
 
-    async def _enqueue_many(self, alert_ids: Sequence[int]) -> list[bool]:
+    async def _enqueue_many(self, jobs: Sequence[_Job]) -> list[bool]:
         if self._queue is None:  # checked by _enqueue; kept for the type checker
             raise RedisError("no job queue")
+        # The subaccount travels with the job (public, never a secret): the worker starts
+        # reading it from the venue while it loads the alert (see ExecutionService).
         return await self._queue.enqueue_many(
-            EXECUTE_ALERT, [(alert_job_id(alert_id), alert_id) for alert_id in alert_ids]
+            EXECUTE_ALERT,
+            [(alert_job_id(job.alert_id), job.alert_id, *(job.subaccount or ())) for job in jobs],
         )
 
     async def _refuse(

@@ -44,8 +44,8 @@ class JobQueue(Protocol):
         """
         ...
 
-    async def enqueue_many(self, function: str, jobs: Sequence[tuple[str, Any]]) -> list[bool]:
-        """Enqueue ``function(argument)`` for each ``(job_id, argument)`` at once.
+    async def enqueue_many(self, function: str, jobs: Sequence[tuple[Any, ...]]) -> list[bool]:
+        """Enqueue ``function(*arguments)`` for each ``(job_id, *arguments)`` at once.
 
         Returns:
             Per job, whether it was newly queued.

@@ -25,7 +25,7 @@ from core.domain.preferences import Preferences
 from core.domain.states import OPEN_ALERT_STATES, OrderPurpose, OrderSide, PositionSide
 from core.exchange.errors import ExchangeUnavailableError
 from core.exchange.grid import GridError
-from core.exchange.port import Exchange, Position
+from core.exchange.port import Account, Exchange, Position
 from core.exchange.provider import ExchangeProvider, StoredKey, TradingNotReadyError
 from core.runtime.logs import get_logger
 from core.services.execution.alerts import AlertOutcomes
@@ -125,25 +125,39 @@ class ExecutionService:
         """The settler of this pipeline (the position monitor settles what it sees with it)."""
         return self._settler
 
-    async def execute_alert(self, alert_id: int, *, placement: Placement | None = None) -> Outcome:
+    async def execute_alert(
+        self,
+        alert_id: int,
+        *,
+        placement: Placement | None = None,
+        subaccount: tuple[str, int] | None = None,
+    ) -> Outcome:
         """Execute one accepted alert (idempotent: a second run resumes or does nothing).
 
         Args:
             alert_id: The accepted alert.
             placement: The alert's place in this process's placing-first gate (its job's
                 claim); done once the order is broadcast, or the alert ends without one.
+            subaccount: ``(owner, number)`` of the live subaccount intake saw for the
+                trader: read from the venue while the alert loads, and used for the plan
+                only if the loaded key trades that subaccount.
 
         Raises:
             RetryLaterError: The exchange could not be asked before anything was sent.
         """
         placing = placement if placement is not None else self.gate.place()
         try:
-            return await self._execute(alert_id, placing)
+            return await self._execute(alert_id, placing, subaccount)
         finally:
             placing.done()
 
-    async def _execute(self, alert_id: int, placing: Placement) -> Outcome:
+    async def _execute(
+        self, alert_id: int, placing: Placement, subaccount: tuple[str, int] | None
+    ) -> Outcome:
         picked_up = utcnow()
+        # The subaccount's state is the plan's other input: ask the venue for it now, so
+        # its round trip runs alongside the alert's load instead of after it.
+        early = _EarlyRead.start(self._exchanges, subaccount)
         # One round trip for the alert, its trader and their key: this is the hot path.
         loaded = await self._store.load(alert_id)
         if loaded is None:
@@ -167,7 +181,14 @@ class ExecutionService:
         key = StoredKey.of(loaded)
         try:
             return await self._place(
-                alert_id, trader, request, key, picked_up, placing, loaded.reserved_client_id
+                alert_id,
+                trader,
+                request,
+                key,
+                picked_up,
+                placing,
+                loaded.reserved_client_id,
+                early,
             )
         except GridError as exc:
             # Nothing was committed: the alert fails with the reason instead of hanging.
@@ -183,13 +204,14 @@ class ExecutionService:
         picked_up: datetime,
         placing: Placement,
         reserved_client_id: tuple[str, int, int] | None,
+        early: _EarlyRead | None,
     ) -> Outcome:
         started = time.perf_counter()
         exchange = await self._exchange_or_fail(alert_id, trader, request, credential=key)
         if exchange is None:
             return Outcome.FAILED
         timings = {"exchange": time.perf_counter()}
-        planned = await self._plan(alert_id, trader, request, exchange, timings)
+        planned = await self._plan(alert_id, trader, request, exchange, timings, early)
         if isinstance(planned, Outcome):
             return planned
         plan, height = planned
@@ -240,14 +262,16 @@ class ExecutionService:
         request: AlertOrder,
         exchange: Exchange,
         timings: dict[str, float],
+        early: _EarlyRead | None = None,
     ) -> tuple[OrderPlan, int] | Outcome:
         """The order to place and the block height to place it at, or why there is none."""
         now = utcnow()
+        state = early.of(exchange) if early is not None else None
+        if state is None:
+            state = asyncio.gather(exchange.account(), exchange.positions())
         try:
             market, (account, positions), height = await asyncio.gather(
-                exchange.market(request.market),
-                asyncio.gather(exchange.account(), exchange.positions()),
-                exchange.block_height(),
+                exchange.market(request.market), state, exchange.block_height()
             )
         except KeyError:
             reason = texts.not_a_market(request.market)
@@ -382,6 +406,35 @@ class ExecutionService:
             How many alerts were expired.
         """
         return await self._expiry.expire_stuck(older_than=older_than)
+
+
+class _EarlyRead:
+    """A live subaccount's collateral and positions, asked for before the alert loaded."""
+
+    def __init__(
+        self, subaccount: tuple[str, int], future: asyncio.Future[tuple[Account, list[Position]]]
+    ) -> None:
+        self._subaccount = subaccount
+        self._future = future
+
+    @classmethod
+    def start(
+        cls, exchanges: ExchangeProvider, subaccount: tuple[str, int] | None
+    ) -> _EarlyRead | None:
+        """Start the read, when the job was told the subaccount."""
+        if subaccount is None:
+            return None
+        return cls(subaccount, exchanges.read_subaccount(*subaccount))
+
+    def of(self, exchange: Exchange) -> asyncio.Future[tuple[Account, list[Position]]] | None:
+        """The read, if it is of ``exchange``'s subaccount (a paper exchange, or a key
+        replaced since intake, gets None: the caller asks its own exchange)."""
+        if exchange.is_paper or self._subaccount != (
+            exchange.owner_address,
+            exchange.subaccount_number,
+        ):
+            return None
+        return self._future
 
 
 def _bracket_of(request: AlertOrder, plan: OrderPlan) -> NewBracket | None:
