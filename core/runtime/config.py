@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.runtime.processes import available_cores
+from core.runtime.processes import default_worker_processes
 from core.security.crypto import Keyring, KeyringError
 from core.security.sealing import SealingKeyError, SealingPublicKey
 
@@ -88,7 +88,7 @@ EXPECTED: dict[str, str] = {
     "WEB_PORT": "a TCP port number from 1 to 65535",
     "WEB_PROCESSES": "a whole number of web server processes from 1 to 64 (default 1)",
     "WORKER_PROCESSES": (
-        "a whole number of worker processes from 1 to 64 (default: one per core, at most 8)"
+        "a whole number of worker processes from 1 to 64 (default: half the cores, 1 to 8)"
     ),
     "DATABASE_URL": "a PostgreSQL URL like postgresql://user:password@localhost:5432/tv2dydx",
     "REDIS_URL": "a Redis URL like redis://localhost:6379/0",
@@ -184,8 +184,10 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=1, le=65535)
     # Processes sharing WEB_PORT (SO_REUSEPORT): one per core for a busy alert intake.
     web_processes: int = Field(default=1, ge=1, le=64)
-    # Worker processes sharing the queue, each with its own pools: one per core by default.
-    worker_processes: int = Field(default_factory=lambda: min(available_cores(), 8), ge=1, le=64)
+    # Worker processes sharing the queue, each with its own pools. Half the cores by default:
+    # the web server, PostgreSQL and Redis run beside them, and on 2 cores a second worker
+    # made a burst slower and costlier (docs/benchmarks.md, #15 fifth round).
+    worker_processes: int = Field(default_factory=default_worker_processes, ge=1, le=64)
     database_url: SecretStr
     redis_url: SecretStr
     # Only the worker holds the keyring; the bot and the web hold the public sealing key only.

@@ -181,7 +181,7 @@ def test_worker_processes_follow_the_cores_this_process_may_use(
 
     values = {k.lower(): v for k, v in base_env.items() if k != "WORKER_PROCESSES"}
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    assert settings.worker_processes == min(available_cores(), 8) >= 1
+    assert settings.worker_processes == max(1, min(available_cores() // 2, 8))
     assert Settings(_env_file=None, **values, worker_processes="3").worker_processes == 3  # type: ignore[call-arg]
 
 
