@@ -87,7 +87,14 @@ async def _entry(
         return user.id, alert.id, order.id
 
 
-def _fill(fill_id: str, size: str, price: str, side: OrderSide = OrderSide.BUY) -> ExchangeFill:
+def _fill(
+    fill_id: str,
+    size: str,
+    price: str,
+    side: OrderSide = OrderSide.BUY,
+    *,
+    at: datetime = AT,
+) -> ExchangeFill:
     return ExchangeFill(
         fill_id=fill_id,
         order_id="indexer-order",
@@ -97,7 +104,7 @@ def _fill(fill_id: str, size: str, price: str, side: OrderSide = OrderSide.BUY) 
         price=Decimal(price),
         fee=Decimal("0.15"),
         liquidity="TAKER",
-        created_at=AT,
+        created_at=at,
         created_at_height=100,
     )
 
@@ -198,7 +205,8 @@ async def test_a_loss_under_a_daily_limit_is_left_to_the_unit_of_work_which_paus
         entry_before="3000",
         settings=limit,
     )
-    losing = [_fill("f1", "0.1", "2800", OrderSide.SELL)]  # -20 and fees
+    # Filled now: the limit counts the trader's losses since today's midnight.
+    losing = [_fill("f1", "0.1", "2800", OrderSide.SELL, at=datetime.now(UTC))]  # -20 and fees
     with pytest.raises(UnsuitedError):
         await final.record(order_id, losing, [])
     store = ExecutionRepository(database_url)
