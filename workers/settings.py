@@ -78,7 +78,8 @@ class WorkerSettings:
     on_shutdown = shutdown
     on_job_start = bind_job_context
     # No poll_delay: the worker (workers.worker.TradingWorker) waits for a wake token that
-    # the enqueue pushes, and polls every IDLE_POLL_SECONDS (0.2 s) when none comes.
+    # the enqueue pushes, or until its next cron or deferred job is due (at most
+    # IDLE_POLL_SECONDS, 1 s, when none is).
     # A job mostly waits (on the node, then for its fill): slots are cheap, and too few make
     # a burst of alerts queue behind the previous burst's jobs still waiting for fills.
     max_jobs = 100

@@ -6,9 +6,11 @@ Two changes to how arq picks jobs up; how it runs, retries and records them is a
   (:class:`core.adapters.arq_queue.ArqJobQueue`) pushes a token onto ``{queue}:wake`` in the
   same script; between polls the worker waits on that list (``BLPOP``) instead of sleeping,
   so a job starts within a round trip of its enqueue rather than up to a poll interval
-  later, and an idle worker polls every
-  :data:`IDLE_POLL_SECONDS` instead of every few milliseconds. Jobs queued without a token
-  (arq's own ``enqueue_job``, crons, retries) are found by that poll, as before.
+  later. The wait lasts until the earliest deferred job is due (crons, which arq queues
+  ahead of their time, and retries), at most :data:`IDLE_POLL_SECONDS`: an idle worker
+  looks about once a second, when its next cron is due, instead of five times. Jobs queued
+  without a token by other producers (arq's own ``enqueue_job``) are found by the next
+  poll.
 * **One round trip to find and claim a batch.** arq reads the due jobs (ZRANGEBYSCORE),
   then claims each with WATCH, EXISTS, ZSCORE and MULTI/EXEC: four sequential round trips
   a job, so the tenth alert of a burst waited for forty. The poll script reads the due jobs
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from arq.constants import in_progress_key_prefix
@@ -58,11 +61,22 @@ if TYPE_CHECKING:
 #: Job ids of alert jobs start so (``alert:{id}``): they place orders, so they come first.
 _ALERT_JOB = alert_job_id(0).removesuffix("0")
 
-# The longest a job queued without a wake token (a cron, a deferred retry, arq's own
-# enqueue) waits to be seen; also the idle worker's Redis traffic: two calls per interval.
-# Alerts, messages and the bot's jobs push tokens: they never wait for it (#15: 50 ms cost
-# an idle worker ~40 Redis calls a second for crons that run every one to five seconds).
-IDLE_POLL_SECONDS = 0.2
+# The longest an idle worker waits between polls: a job queued without a wake token by
+# another producer (arq's own enqueue) waits up to this long. Crons and deferred jobs are
+# not waited for: the wait ends when the earliest of them is due. Alerts, messages and the
+# bot's jobs push tokens: they never wait for it. Each poll costs three Redis calls; #15:
+# polling every 50 ms, then every 200 ms, was most of an idle worker's CPU.
+IDLE_POLL_SECONDS = 1.0
+# A retry that arq queues (``Retry(defer=...)``, no token) while a wait runs is seen on
+# time if its defer is at least IDLE_POLL_SECONDS: the wait ends before it is due, and the
+# next one ends when it is (the alert job's retries wait 1 s and more).
+# The longest wait while every job slot is taken: a slot freed is used within this.
+FULL_POLL_SECONDS = 0.2
+# How far ahead of its time arq's beat queues a cron (``Worker.heart_beat``: two windows of
+# ``max(poll_delay, 0.5)`` seconds; poll_delay is 0 here).
+_CRON_AHEAD = timedelta(seconds=1)
+# A wait shorter than this is not worth a BLPOP (whose timeout 0 would mean forever).
+_SHORTEST_WAIT = 0.002
 
 #: How long a claimed job stays claimed without renewal: a job whose worker died is run
 #: again (by a restarted or another worker) at most this long after the last renewal.
@@ -88,7 +102,8 @@ return 0
 # which offset. Reads the due jobs, oldest first, as arq's poll does; of those free to run
 # (not running elsewhere: arq's own check), claims this worker's share, at most the limit,
 # the oldest. Returns the claimed jobs as id, score pairs, then how many free jobs it left
-# for the other workers (who were woken too, and take them at once, as does this worker).
+# for the other workers (who were woken too, and take them at once, as does this worker),
+# then the score (ms) of the earliest job not yet due, or -1.
 # It touches in-progress keys it was not given in KEYS: one Redis server, never a cluster.
 _POLL_SCRIPT = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT',
@@ -108,6 +123,9 @@ for n = 1, share do
   claimed[#claimed + 1] = due[i + 1]
 end
 claimed[#claimed + 1] = #free - share
+local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES',
+                         'LIMIT', 0, 1)
+claimed[#claimed + 1] = later[2] or '-1'
 return claimed
 """
 
@@ -118,6 +136,7 @@ class TradingWorker(Worker):
     Args:
         *args: arq ``Worker`` arguments.
         idle_poll: Longest wait between polls when no wake token arrives.
+        full_poll: The same while every job slot is taken.
         lease: How long a claimed job stays claimed without renewal.
         peers: Worker processes sharing the queue (``WORKER_PROCESSES``): each claims its
             share of a burst of alert jobs, so the burst is placed on every core.
@@ -128,6 +147,7 @@ class TradingWorker(Worker):
         self,
         *args: Any,
         idle_poll: float = IDLE_POLL_SECONDS,
+        full_poll: float = FULL_POLL_SECONDS,
         lease: float = IN_PROGRESS_LEASE_SECONDS,
         peers: int = 1,
         **kwargs: Any,
@@ -136,6 +156,8 @@ class TradingWorker(Worker):
         kwargs["poll_delay"] = 0
         super().__init__(*args, **kwargs)
         self._idle_poll = idle_poll
+        self._full_poll = min(full_poll, idle_poll)
+        self._next_due_ms = -1  # the earliest deferred job the last poll saw
         self._wake_key = wake_key(self.queue_name)
         self._poll_script: AsyncScript | None = None
         self._renew_script: AsyncScript | None = None
@@ -149,6 +171,9 @@ class TradingWorker(Worker):
     async def _poll_iteration(self) -> None:
         # arq's own iteration (``Worker._poll_iteration``), with its read of the due jobs
         # and their claims made in one script (:meth:`_claim_due`).
+        # arq beats after the claim; here before it, so the crons it queues (ahead of their
+        # time) count in this poll's earliest deferred job, which ends the wait below.
+        await self.heart_beat()
         slots = min(self.queue_read_limit, self.max_jobs - self.job_counter)
         if self.burst and self.max_burst_jobs >= 0:
             slots = min(slots, self.max_burst_jobs - self._jobs_started())
@@ -162,23 +187,43 @@ class TradingWorker(Worker):
             if task.done():
                 del self.tasks[job_id]
                 task.result()  # as arq: an error of run_job itself is raised here
-        await self.heart_beat()
         if time.monotonic() - self._renewed_at >= self._renew_every:
             await self._renew_leases()
         if self._left_for_peers:
             # Alert jobs were left to the other workers: take what they did not, at once.
             self._left_for_peers = False
             return
+        wait = self._wait()
+        if wait < _SHORTEST_WAIT:
+            return
         # Returns at once when tokens were pushed meanwhile, so no enqueue goes unnoticed.
         # redis-py types BLPOP's timeout as whole seconds; Redis (>= 6) takes fractions.
         blpop: Any = self.pool.blpop
-        await blpop([self._wake_key], timeout=self._idle_poll)
+        await blpop([self._wake_key], timeout=wait)
+
+    def _wait(self) -> float:
+        """How long to wait for a wake token before polling again (seconds)."""
+        wait = self._full_poll if self.job_counter >= self.max_jobs else self._idle_poll
+        if self._next_due_ms >= 0:
+            wait = min(wait, (self._next_due_ms - timestamp_ms()) / 1000)
+        if self.cron_jobs:
+            # The next cron is queued by the beat, up to _CRON_AHEAD before its time.
+            now = datetime.now(tz=self.timezone)
+            for cron_job in self.cron_jobs:
+                if cron_job.next_run is not None:
+                    at = cron_job.next_run - _CRON_AHEAD
+                    at = at if at > now else cron_job.next_run
+                    wait = min(wait, (at - now).total_seconds())
+        if self.tasks:
+            # Running jobs' leases are renewed in the loop: never sleep past the renewal.
+            wait = min(wait, self._renewed_at + self._renew_every - time.monotonic())
+        return wait
 
     async def _claim_due(self, slots: int) -> None:
         """Claim up to ``slots`` due jobs (this worker's share of them) and start them."""
         if self._poll_script is None:
             self._poll_script = self.pool.register_script(_POLL_SCRIPT)
-        *pairs, left = await self._poll_script(
+        *pairs, left, next_due = await self._poll_script(
             keys=[self.queue_name],
             args=[
                 timestamp_ms(),
@@ -192,6 +237,7 @@ class TradingWorker(Worker):
         )
         # Jobs left to the other workers: poll again at once for what they do not take.
         self._left_for_peers = int(left) > 0
+        self._next_due_ms = int(float(next_due))
         gate: PlacementGate | None = self.ctx.get("priority")
         for raw_id, score in zip(pairs[::2], pairs[1::2], strict=True):
             job_id = raw_id.decode()

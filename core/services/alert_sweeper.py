@@ -81,7 +81,7 @@ class AlertSweeper:
         Returns:
             How many jobs were really re-created, or -1 if Redis failed.
         """
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             ids = await uow.alerts.waiting_since(utcnow() - grace, limit)
         if not ids:
             return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
+from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
@@ -178,6 +180,50 @@ async def test_a_deferred_job_waits_for_its_time(redis: Redis, redis_url: str) -
         assert runs.done == []
         await runs.until(1, within=5.0)
     assert runs.done == ["later"]
+
+
+async def test_a_deferred_job_ends_the_wait_when_it_is_due(redis: Redis, redis_url: str) -> None:
+    runs = Runs()
+    # Polling alone, the worker would look again only after 30 s.
+    async with running(redis_url, runs, idle_poll=30.0), job_queue(redis_url) as queue:
+        async with arq_pool(redis_url) as pool:
+            await pool.enqueue_job("record", "later", _job_id="later", _defer_by=4.0)
+        # A woken poll runs "now" and sees "later" waiting: its wait ends when that is due.
+        await queue.enqueue("record", "now", job_id="now")
+        await runs.until(1)
+        assert runs.done == ["now"]
+        await runs.until(2, within=10.0)
+    assert runs.done == ["now", "later"]
+
+
+async def test_crons_run_on_time_however_long_the_idle_poll(redis_url: str) -> None:
+    ticks: list[float] = []
+
+    async def tick(ctx: dict[str, Any]) -> None:
+        ticks.append(time.monotonic())
+
+    worker = TradingWorker(
+        functions=[],
+        cron_jobs=[cron(tick, name="tick", second=set(range(60)), run_at_startup=True)],
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        queue_name=QUEUE_NAME,
+        handle_signals=False,
+        idle_poll=30.0,
+        keep_result=0,
+    )
+    task = asyncio.create_task(worker.async_run())
+    try:
+        # Every second, though nothing wakes the worker and it polls every 30 s.
+        await settled(lambda: len(ticks) >= 5, within=20.0)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+    # The first run is the start-up one; then one a second (a 30 s poll, or the 2.5 s lease
+    # renewal, would space them far wider).
+    gaps = sorted(later - earlier for earlier, later in itertools.pairwise(ticks[1:]))
+    assert 0.5 < gaps[len(gaps) // 2] < 1.8, gaps
 
 
 async def test_a_burst_is_claimed_up_to_the_free_slots(redis: Redis, redis_url: str) -> None:

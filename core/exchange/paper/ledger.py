@@ -58,7 +58,7 @@ class PaperLedger:
     @staticmethod
     async def users_with_live_orders(sessionmaker: async_sessionmaker[AsyncSession]) -> list[int]:
         """Ids of the users with open or untriggered paper orders."""
-        async with UnitOfWork(sessionmaker) as uow:
+        async with UnitOfWork(sessionmaker, read_only=True) as uow:
             return await uow.paper.users_with_live_orders()
 
     # ------------------------------------------------------------------ reads

@@ -42,7 +42,7 @@ class Reconciler:
         Returns:
             How many orders were looked at.
         """
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             order_ids = await uow.orders.unsettled(utcnow() - older_than)
         for order_id in order_ids:
             try:

@@ -21,7 +21,8 @@ class LedgerWatchList:
     async def watched(self) -> frozenset[SubaccountRef]:
         """Live-venue subaccounts with an order whose outcome may still change
         (SUBMITTING, SUBMITTED, UNKNOWN, PARTIALLY_FILLED) or a bracket still at work."""
-        async with UnitOfWork(self._sessionmaker) as uow:
+        # Two reads whose union is wanted: no transaction (two round trips fewer a second).
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             rows = set(await uow.orders.watched_subaccounts())
             rows |= set(await uow.brackets.watched())
         return frozenset(SubaccountRef(owner, number) for owner, number in rows)

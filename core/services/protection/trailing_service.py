@@ -182,7 +182,7 @@ class TrailingService:
         """Track exactly the RESTING live brackets that trail or break even, of the
         subaccounts this process holds."""
         self._synced_at = self._clock()
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             everyone = list(await uow.brackets.resting_moving())
             uow.detach(*everyone)
         # Read after the ledger: a lease lost meanwhile is not acted on.
@@ -221,7 +221,7 @@ class TrailingService:
                 self._log.warning("trailing_market_unreadable", error=str(exc))
                 return False
             self._markets.add(bracket.market)
-        async with UnitOfWork(self._sessionmaker) as uow:
+        async with UnitOfWork(self._sessionmaker, read_only=True) as uow:
             entry = await uow.orders.get(bracket.entry_order_id)
             entry_price = entry.average_price if entry is not None else None
         if entry_price is None or bracket.sl_trigger is None:
