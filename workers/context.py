@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.adapters.arq_queue import ArqJobQueue
 from core.adapters.telegram import TelegramSender
 from core.db.repositories.execution import ExecutionRepository
+from core.db.repositories.outbox import PlainOutbox
 from core.exchange.history import AccountHistory
 from core.exchange.provider import ExchangeProvider
 from core.runtime.config import Settings
@@ -117,7 +118,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         sessionmaker=sessionmaker,
         bot=bot,
-        notifications=NotificationService(sessionmaker, gate=priority),
+        notifications=NotificationService(sessionmaker, gate=priority, outbox=PlainOutbox(store)),
         sender=TelegramSender(bot),
         credentials=CredentialService(
             sessionmaker, settings.keyring, create_key_verifier(settings.dydx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Protocol
 
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db.base import utcnow
 from core.db.repositories.notifications import ClaimedNotification
+from core.db.repositories.outbox import Outbox
 from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.logs import get_logger
@@ -80,16 +81,62 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=2 ** min(attempts, 16)) / 2, MAX_BACKOFF)
 
 
+class SessionOutbox:
+    """The outbox statements through the unit of work (the ORM repository).
+
+    Args:
+        sessionmaker: Database sessions.
+    """
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedNotification]:
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            batch = await uow.notifications.claim_due(now, lease_until, limit)
+            await uow.commit()
+        return batch
+
+    async def mark(self, notification_id: int, **values: object) -> None:
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            await uow.notifications.mark(notification_id, **values)
+            await uow.commit()
+
+    async def release(self, notification_ids: list[int], now: datetime) -> None:
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            await uow.notifications.release(notification_ids, now)
+            await uow.commit()
+
+    async def retry_now(self, now: datetime) -> None:
+        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
+            await uow.notifications.retry_now(now)
+            await uow.commit()
+
+
 class NotificationService:
     """Drains the outbox: claims a batch of due messages in one statement (each held for
     :data:`CLAIM_LEASE`), sends them one by one and marks each once tried, so a crash
     re-sends at most the one message that was in flight (the rest are due again when their
-    lease ends), and no row is locked while Telegram answers."""
+    lease ends), and no row is locked while Telegram answers.
+
+    Args:
+        sessionmaker: Database sessions (the outbox's statements go through the unit of
+            work unless ``outbox`` is given).
+        gate: This process's placing-first gate: a background drain waits for it.
+        outbox: Where the claim and mark statements run (the worker passes the plain
+            asyncpg :class:`~core.db.repositories.outbox.PlainOutbox`).
+    """
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, gate: PlacementGate | None = None
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        gate: PlacementGate | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._outbox: Outbox = outbox or SessionOutbox(sessionmaker)
         self._gate = gate or PlacementGate()
         self._draining = False
         self._again = False
@@ -165,12 +212,10 @@ class NotificationService:
         while sent + retried + failed < limit:
             # One statement claims a batch (each message held for CLAIM_LEASE); one marks
             # each message once tried: a crash re-sends at most the one in flight.
-            async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
-                now = utcnow()
-                batch = await uow.notifications.claim_due(
-                    now, now + CLAIM_LEASE, min(BATCH, limit - sent - retried - failed)
-                )
-                await uow.commit()
+            now = utcnow()
+            batch = await self._outbox.claim_due(
+                now, now + CLAIM_LEASE, min(BATCH, limit - sent - retried - failed)
+            )
             if not batch:
                 break
             again = False  # whether messages waiting out a back-off became due meanwhile
@@ -183,10 +228,8 @@ class NotificationService:
                 if outcome in (_Delivery.RETRY, _Delivery.RETRY_FAILED):
                     # The channel is unhealthy: stop hammering it this round, and hand the
                     # rest of the batch back untried.
-                    async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
-                        rest = [later.id for later in batch[n + 1 :]]
-                        await uow.notifications.release(rest, utcnow())
-                        await uow.commit()
+                    rest = [later.id for later in batch[n + 1 :]]
+                    await self._outbox.release(rest, utcnow())
                     return DeliveryReport(sent=sent, retried=retried, failed=failed)
             if not again and len(batch) < BATCH:
                 break
@@ -218,15 +261,11 @@ class NotificationService:
             # A retryable error past the give-up age still means an unhealthy channel.
             return _Delivery.RETRY_FAILED if exc.retryable else _Delivery.FAILED
         retried_before = message.attempts > 1
-        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
-            await uow.notifications.mark(message.id, state=NotificationState.SENT, sent_at=utcnow())
-            if retried_before:
-                # Telegram is back: what waits for its back-off goes out now, not later.
-                await uow.notifications.retry_now(now)
-            await uow.commit()
+        await self._outbox.mark(message.id, state=NotificationState.SENT, sent_at=utcnow())
+        if retried_before:
+            # Telegram is back: what waits for its back-off goes out now, not later.
+            await self._outbox.retry_now(now)
         return _Delivery.SENT_AFTER_RETRY if retried_before else _Delivery.SENT
 
     async def _mark(self, notification_id: int, **values: object) -> None:
-        async with UnitOfWork(self._sessionmaker, autocommit=True) as uow:
-            await uow.notifications.mark(notification_id, **values)
-            await uow.commit()
+        await self._outbox.mark(notification_id, **values)

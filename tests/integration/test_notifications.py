@@ -7,6 +7,7 @@ import gc
 import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import NamedTuple
 
 import pytest
 from aiogram import Bot
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.adapters.telegram import TelegramSender, create_bot
 from core.db.base import utcnow
 from core.db.models import Notification
+from core.db.repositories.execution import ExecutionRepository
+from core.db.repositories.outbox import PlainOutbox
 from core.db.uow import UnitOfWork
 from core.domain.states import NotificationState
 from core.runtime.config import Settings
@@ -42,6 +45,33 @@ async def bot(
     await bot.session.close()
 
 
+class Delivery(NamedTuple):
+    """Sessions to look at the outbox with, and the service delivering it."""
+
+    maker: async_sessionmaker[AsyncSession]
+    service: Callable[..., NotificationService]
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[ExecutionRepository]:
+    """The worker's plain asyncpg store (its pools open on first use)."""
+    repository = ExecutionRepository(database_url)
+    yield repository
+    await repository.close()
+
+
+@pytest.fixture(params=["unit of work", "plain asyncpg"])
+def outbox(request: pytest.FixtureRequest, store: ExecutionRepository) -> Delivery:
+    """The service with its statements through the unit of work (the bot, the web), or on
+    the plain asyncpg pool (the worker): the same outcomes either way."""
+    if request.param == "unit of work":
+        maker = request.getfixturevalue("sessionmaker")
+        return Delivery(maker, lambda **kw: NotificationService(maker, **kw))
+    # Its own pool sees only committed rows: real transactions, tables emptied afterwards.
+    live = request.getfixturevalue("live_sessionmaker")
+    return Delivery(live, lambda **kw: NotificationService(live, outbox=PlainOutbox(store), **kw))
+
+
 async def _enqueue(
     sessionmaker: async_sessionmaker[AsyncSession], chat_id: int, text: str, **kw: object
 ) -> bool:
@@ -57,14 +87,14 @@ async def _states(sessionmaker: async_sessionmaker[AsyncSession]) -> list[Notifi
 
 
 async def test_messages_and_photos_are_delivered_once(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Carol", started=True)
-    assert await _enqueue(sessionmaker, user.chat_id, "Filled <b>BTC-USD</b>", dedupe_key="a")
-    assert not await _enqueue(sessionmaker, user.chat_id, "Filled again", dedupe_key="a")
-    assert await _enqueue(sessionmaker, user.chat_id, "P&amp;L chart", attachment=PNG)
+    assert await _enqueue(outbox.maker, user.chat_id, "Filled <b>BTC-USD</b>", dedupe_key="a")
+    assert not await _enqueue(outbox.maker, user.chat_id, "Filled again", dedupe_key="a")
+    assert await _enqueue(outbox.maker, user.chat_id, "P&amp;L chart", attachment=PNG)
 
-    service = NotificationService(sessionmaker)
+    service = outbox.service()
     report = await service.deliver_due(TelegramSender(bot))
     assert (report.sent, report.retried, report.failed) == (2, 0, 0)
     text = await user.next_message()
@@ -73,22 +103,22 @@ async def test_messages_and_photos_are_delivered_once(
     assert photo.caption == "P&L chart"
     assert photo.photo_bytes is not None
     assert photo.photo_bytes.startswith(PNG_SIGNATURE)
-    assert all(n.state == NotificationState.SENT for n in await _states(sessionmaker))
+    assert all(n.state == NotificationState.SENT for n in await _states(outbox.maker))
     assert (await service.deliver_due(TelegramSender(bot))).sent == 0
 
 
 async def test_an_outage_is_retried_later_and_nothing_is_lost(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Dan", started=True)
-    await _enqueue(sessionmaker, user.chat_id, "one")
-    await _enqueue(sessionmaker, user.chat_id, "two")
-    service = NotificationService(sessionmaker)
+    await _enqueue(outbox.maker, user.chat_id, "one")
+    await _enqueue(outbox.maker, user.chat_id, "two")
+    service = outbox.service()
 
     telegram_double.set_down(True)
     report = await service.deliver_due(TelegramSender(bot))
     assert (report.sent, report.retried) == (0, 1)
-    first, _second = await _states(sessionmaker)
+    first, _second = await _states(outbox.maker)
     assert first.state == NotificationState.PENDING
     assert first.attempts == 1
     assert first.next_attempt_at > utcnow()
@@ -98,7 +128,7 @@ async def test_an_outage_is_retried_later_and_nothing_is_lost(
     # Not due yet: nothing is sent before the back-off expires...
     later = await service.deliver_due(TelegramSender(bot))
     assert later.sent == 1  # "two" was never tried, so it is due now
-    async with sessionmaker() as session:
+    async with outbox.maker() as session:
         row = await session.get(Notification, first.id)
         assert row is not None
         row.next_attempt_at = utcnow() - timedelta(seconds=1)
@@ -109,27 +139,27 @@ async def test_an_outage_is_retried_later_and_nothing_is_lost(
 
 
 async def test_flood_control_respects_retry_after(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Eve", started=True)
-    await _enqueue(sessionmaker, user.chat_id, "hello")
+    await _enqueue(outbox.maker, user.chat_id, "hello")
     telegram_double.flood(1, retry_after=30)
-    report = await NotificationService(sessionmaker).deliver_due(TelegramSender(bot))
+    report = await outbox.service().deliver_due(TelegramSender(bot))
     assert report.retried == 1
-    (row,) = await _states(sessionmaker)
+    (row,) = await _states(outbox.maker)
     assert row.next_attempt_at - utcnow() > timedelta(seconds=25)
 
 
 async def test_a_chat_that_cannot_receive_fails_permanently(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     stranger = telegram_double.user(first_name="Never Started")  # never wrote to the bot
     ok = telegram_double.user(first_name="Frank", started=True)
-    await _enqueue(sessionmaker, stranger.chat_id, "you cannot get this")
-    await _enqueue(sessionmaker, ok.chat_id, "you can")
-    report = await NotificationService(sessionmaker).deliver_due(TelegramSender(bot))
+    await _enqueue(outbox.maker, stranger.chat_id, "you cannot get this")
+    await _enqueue(outbox.maker, ok.chat_id, "you can")
+    report = await outbox.service().deliver_due(TelegramSender(bot))
     assert (report.sent, report.failed) == (1, 1)
-    failed, sent = await _states(sessionmaker)
+    failed, sent = await _states(outbox.maker)
     assert failed.state == NotificationState.FAILED
     assert sent.state == NotificationState.SENT
 
@@ -156,53 +186,53 @@ async def test_a_garbage_collection_does_not_make_the_next_send_rebuild_its_resp
 
 
 async def test_overlapping_drains_in_one_process_send_each_message_once(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Erin", started=True)
     for n in range(5):
-        assert await _enqueue(sessionmaker, user.chat_id, f"Filled #{n}")
-    service = NotificationService(sessionmaker)
+        assert await _enqueue(outbox.maker, user.chat_id, f"Filled #{n}")
+    service = outbox.service()
     sender = TelegramSender(bot)
     # Ten nudges at once (a burst of executed alerts): one drain sends, the others coalesce.
     reports = await asyncio.gather(*(service.deliver_due(sender) for _ in range(10)))
     assert sum(report.sent for report in reports) == 5
     texts = [(await user.next_message()).text for _ in range(5)]
     assert sorted(texts) == [f"Filled #{n}" for n in range(5)]
-    assert all(n.state == NotificationState.SENT for n in await _states(sessionmaker))
+    assert all(n.state == NotificationState.SENT for n in await _states(outbox.maker))
 
 
 async def test_a_background_drain_waits_for_alerts_being_placed(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Frank", started=True)
     gate = PlacementGate(max_yield=30.0)
-    service = NotificationService(sessionmaker, gate=gate)
-    assert await _enqueue(sessionmaker, user.chat_id, "Filled ETH-USD")
+    service = outbox.service(gate=gate)
+    assert await _enqueue(outbox.maker, user.chat_id, "Filled ETH-USD")
     placing = gate.place()  # an alert of this process is being placed
     service.deliver_soon(TelegramSender(bot))
     await asyncio.sleep(0.3)
-    assert [n.state for n in await _states(sessionmaker)] == [NotificationState.PENDING]
+    assert [n.state for n in await _states(outbox.maker)] == [NotificationState.PENDING]
     placing.done()  # its order is on its way: the bookkeeping goes on
     assert (await user.next_message()).text == "Filled ETH-USD"
     await service.close()
-    assert [n.state for n in await _states(sessionmaker)] == [NotificationState.SENT]
+    assert [n.state for n in await _states(outbox.maker)] == [NotificationState.SENT]
 
 
 async def test_a_message_whose_sender_died_is_sent_once_its_lease_ends(
-    telegram_double: TelegramDouble, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession]
+    telegram_double: TelegramDouble, bot: Bot, outbox: Delivery
 ) -> None:
     user = telegram_double.user(first_name="Grace", started=True)
-    assert await _enqueue(sessionmaker, user.chat_id, "Filled SOL-USD")
+    assert await _enqueue(outbox.maker, user.chat_id, "Filled SOL-USD")
     # A worker claims it and dies before sending: held for its lease, nobody else sends it.
-    async with UnitOfWork(sessionmaker, autocommit=True) as uow:
+    async with UnitOfWork(outbox.maker, autocommit=True) as uow:
         now = utcnow()
         [claimed] = await uow.notifications.claim_due(now, now + timedelta(seconds=0.5), 10)
         await uow.commit()
-    service = NotificationService(sessionmaker)
+    service = outbox.service()
     assert (await service.deliver_due(TelegramSender(bot))).sent == 0
     await asyncio.sleep(0.6)  # the lease ends
     report = await service.deliver_due(TelegramSender(bot))
     assert (report.sent, report.failed) == (1, 0)
     assert (await user.next_message()).text == "Filled SOL-USD"
-    [row] = await _states(sessionmaker)
+    [row] = await _states(outbox.maker)
     assert (row.id, row.state, row.attempts) == (claimed.id, NotificationState.SENT, 2)
