@@ -64,12 +64,12 @@ _ALERT_JOB = alert_job_id(0).removesuffix("0")
 # The longest an idle worker waits between polls: a job queued without a wake token by
 # another producer (arq's own enqueue) waits up to this long. Crons and deferred jobs are
 # not waited for: the wait ends when the earliest of them is due. Alerts, messages and the
-# bot's jobs push tokens: they never wait for it. Each poll costs three Redis calls; #15:
-# polling every 50 ms, then every 200 ms, was most of an idle worker's CPU.
+# bot's jobs push tokens: they never wait for it. A retry that arq queues while a wait runs
+# (``Retry(defer=...)``, no token) is on time if its defer is at least this long: the wait
+# ends before the retry is due, and the next one ends when it is (alert jobs retry after 1 s
+# and more). Each poll costs about three Redis calls (#15: five polls a second were ~1.5 ms
+# of an idle worker's ~17 ms of CPU a second; its crons are most of the rest).
 IDLE_POLL_SECONDS = 1.0
-# A retry that arq queues (``Retry(defer=...)``, no token) while a wait runs is seen on
-# time if its defer is at least IDLE_POLL_SECONDS: the wait ends before it is due, and the
-# next one ends when it is (the alert job's retries wait 1 s and more).
 # The longest wait while every job slot is taken: a slot freed is used within this.
 FULL_POLL_SECONDS = 0.2
 # How far ahead of its time arq's beat queues a cron (``Worker.heart_beat``: two windows of

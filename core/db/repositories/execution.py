@@ -7,8 +7,10 @@ the order's client id in the same statement), and insert the signed order togeth
 the alert's move to PROCESSING and the entry's bracket (its requested take-profit /
 stop-loss).
 Through the ORM unit of work the same steps took a dozen round trips (pre-ping, BEGIN,
-COMMIT); here asyncpg prepares each statement once per connection. Everything after the
-broadcast (settling, fills, messages) stays with the repositories and the unit of work.
+COMMIT); here asyncpg prepares each statement once per connection. After the broadcast,
+an order's final record (:mod:`core.db.repositories.settlement`) and the worker's delivery
+of its message (:mod:`core.db.repositories.outbox`) use this store's pools too; the rest
+stays with the repositories and the unit of work.
 """
 
 from __future__ import annotations

@@ -104,8 +104,6 @@ class PlainOutbox:
         if unknown:
             raise ValueError(f"not a markable column: {sorted(unknown)}")
         columns = [column for column in _MARKABLE if column in values]
-        if not columns:
-            return
         assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(columns, 2))
         statement = (
             f"UPDATE notifications SET {assignments} "  # noqa: S608 - whitelisted columns
